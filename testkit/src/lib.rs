@@ -1,0 +1,6 @@
+//! Test peers and fixtures for the suite's tests (a dev-dependency only): launchers for the
+//! real daemons and peers, and a protocol-faithful KBS.
+
+#![forbid(unsafe_code)]
+
+pub mod process;
