@@ -1,1 +1,44 @@
+//! api-server-rest: the REST shim on `127.0.0.1:8006` through which workload containers
+//! reach the attestation agent (evidence, TEE type) and the confidential data hub (KBS
+//! resources) over ttRPC.
+//!
+//! Compared with upstream: only `GET` is served (405 otherwise, also on `/cdh/resource`),
+//! resource paths are exactly `<repository>/<type>/<tag>` with every segment decoded and
+//! checked for traversal before the CDH is asked, error bodies are short fixed texts (the
+//! detail is logged), and an attestation agent failure during `/info` answers 500 instead
+//! of dropping the connection. `/aa/token` and `/aa/aael` are not served (404).
+//!
+//! ```no_run
+//! # async fn run() -> std::io::Result<()> {
+//! use std::sync::Arc;
+//! use api_server_rest::{serve, BackendConfig, Backends, Features, Router};
+//!
+//! let router = Router::new(Features::All, Backends::new(BackendConfig::default()));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8006").await?;
+//! serve(listener, Arc::new(router), async {
+//!     let _ = protos::server::shutdown_signal().await;
+//! })
+//! .await;
+//! # Ok(())
+//! # }
+//! ```
+
 #![forbid(unsafe_code)]
+
+pub mod access;
+pub mod backend;
+pub mod request;
+pub mod router;
+pub mod server;
+
+pub use access::is_loopback_peer;
+pub use backend::{
+    BackendConfig, BackendError, Backends, Daemon, DEFAULT_AA_ADDR, DEFAULT_CDH_ADDR,
+    DEFAULT_TIMEOUT,
+};
+pub use request::{Features, ResourcePath, RuntimeDataError, UnknownFeatures};
+pub use router::{Route, Router, OPENAPI_DOCUMENT};
+pub use server::serve;
+
+/// Default listen address.
+pub const DEFAULT_BIND: &str = "127.0.0.1:8006";

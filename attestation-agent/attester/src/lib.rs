@@ -1,1 +1,132 @@
+//! Attesters: one small [`Attester`] trait, one module per TEE, and [`detect`] which picks
+//! the attesters of the platform the agent runs on.
+//!
+//! Every attester reaches the kernel through a [`Platform`] (a root path), and reads the
+//! environment through an [`Env`] snapshot, so tests drive the real code with fake trees
+//! and fake variables. The sample attesters prove nothing; they are used only when asked
+//! for (no silent downgrade, see [`detect`]).
+
 #![forbid(unsafe_code)]
+
+mod detect;
+mod platform;
+mod sample;
+mod tee;
+
+use async_trait::async_trait;
+
+pub use detect::{compiled_attesters, detect, DetectOptions, Detected, Env};
+pub use platform::Platform;
+pub use sample::{SampleAttester, SampleDeviceAttester};
+pub use tee::{Tee, UnknownTee};
+
+/// Environment variable that allows the sample attester when no TEE is found (`1`).
+pub const SAMPLE_ATTESTER_ENV: &str = "AA_SAMPLE_ATTESTER";
+/// Environment variable that adds the sample device attester (`1`).
+pub const SAMPLE_DEVICE_ENV: &str = "ENABLE_SAMPLE_DEVICE";
+
+/// What an attester did with an initdata digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InitDataResult {
+    /// The platform holds this digest (checked or extended into a register).
+    Bound,
+    /// The platform has no way to bind initdata; the caller logs and carries on.
+    Unsupported,
+}
+
+/// Hash algorithm of a platform's measurement registers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashAlgorithm {
+    /// SHA-256 (TPM and Azure vTPM PCRs).
+    Sha256,
+    /// SHA-384 (TDX RTMRs).
+    Sha384,
+    /// SHA-512.
+    Sha512,
+    /// SM3 (Hygon CSV).
+    Sm3,
+}
+
+/// A register extended by [`Attester::extend_runtime_measurement`]: what the eventlog
+/// records, so the log entry always names the register that was really extended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtendedRegister {
+    /// Index of the platform register extended (PCR, or RTMR/CCMR after mapping).
+    pub register_index: u64,
+    /// The register's hash algorithm.
+    pub algorithm: HashAlgorithm,
+    /// Digest of the event that was extended into the register.
+    pub digest: Vec<u8>,
+}
+
+/// Outcome of a runtime-measurement request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuntimeMeasurement {
+    /// The event was hashed and extended.
+    Extended(ExtendedRegister),
+    /// The platform has no runtime-measurement registers (answered `NOT_SUPPORTED`).
+    NotSupported,
+}
+
+/// Why an attester or detection failed. The text says what went wrong and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum AttesterError {
+    /// No TEE was found and the sample attester was not allowed.
+    #[error(
+        "no TEE found on this platform (hardware attesters compiled in: {compiled}). \
+         Run inside a supported TEE with the matching attester compiled in; for tests and \
+         demos only, allow the sample attester (its evidence proves nothing) with \
+         {SAMPLE_ATTESTER_ENV}=1 or `[attester] allow_sample = true` in the attestation-agent config"
+    )]
+    NoTeeDetected {
+        /// comma-separated hardware attesters of this build, or `none`
+        compiled: String,
+    },
+    /// A boolean environment variable holds something else.
+    #[error("environment variable {name}={value:?} is not a boolean: use 1/true/yes/on or 0/false/no/off")]
+    InvalidEnvFlag {
+        /// the variable
+        name: &'static str,
+        /// its value
+        value: String,
+    },
+    /// The platform holds another initdata digest than the one given.
+    #[error(
+        "initdata digest mismatch on {tee}: the platform holds {platform_hex} but the initdata \
+         digest is {expected_hex}; the initdata given is not the one this VM was launched with"
+    )]
+    InitDataMismatch {
+        /// the TEE that checked
+        tee: Tee,
+        /// hex of the value the platform holds
+        platform_hex: String,
+        /// hex of the digest asked for
+        expected_hex: String,
+    },
+}
+
+/// One TEE's evidence producer.
+#[async_trait]
+pub trait Attester: Send + Sync {
+    /// Which TEE this attester speaks for.
+    fn tee(&self) -> Tee;
+
+    /// Evidence binding `report_data` (normally a digest computed by the caller), as the
+    /// JSON value the verifier of this TEE expects.
+    async fn get_evidence(&self, report_data: &[u8]) -> Result<serde_json::Value, AttesterError>;
+
+    /// Checks (or extends) the initdata digest against the platform.
+    async fn bind_init_data(&self, _digest: &[u8]) -> Result<InitDataResult, AttesterError> {
+        Ok(InitDataResult::Unsupported)
+    }
+
+    /// Hashes `event` (an eventlog event) with the platform algorithm and extends it into
+    /// the register that `pcr` maps to on this platform.
+    async fn extend_runtime_measurement(
+        &self,
+        _event: &[u8],
+        _pcr: u64,
+    ) -> Result<RuntimeMeasurement, AttesterError> {
+        Ok(RuntimeMeasurement::NotSupported)
+    }
+}

@@ -1,0 +1,90 @@
+# In-guest agent suite of Confidential Containers: attestation-agent, confidential-data-hub,
+# api-server-rest. `make help` lists the targets and variables.
+
+TEE_PLATFORM ?= fs
+KBC          ?= offline_fs_kbc
+ENABLE_KBS   ?= $(if $(filter cc_kbc,$(KBC)),true,false)
+LIBC         ?= gnu
+ARCH         ?= $(shell uname -m)
+DESTDIR      ?= /usr/local/bin
+BENCH        ?=
+CARGO        ?= cargo
+
+TARGET      := $(ARCH)-unknown-linux-$(LIBC)
+RELEASE_DIR := $(or $(CARGO_TARGET_DIR),target)/$(TARGET)/release
+BINARIES    := attestation-agent confidential-data-hub api-server-rest
+
+# TEE_PLATFORM -> attester features of the attestation-agent crate. A platform whose
+# attester is not in this tree yet is refused here rather than built without it.
+PLATFORMS_AVAILABLE := none fs
+ATTESTER_FEATURES_none :=
+ATTESTER_FEATURES_fs   :=
+ifeq ($(filter $(TEE_PLATFORM),$(PLATFORMS_AVAILABLE)),)
+  $(error TEE_PLATFORM=$(TEE_PLATFORM) is not available in this tree (available: $(PLATFORMS_AVAILABLE)); known values: none fs tdx snp az-cvm-vtpm se cca tpm all)
+endif
+ifeq ($(filter $(LIBC),gnu musl),)
+  $(error LIBC must be gnu or musl, not '$(LIBC)')
+endif
+ifeq ($(filter $(KBC),offline_fs_kbc cc_kbc),)
+  $(error KBC must be offline_fs_kbc or cc_kbc, not '$(KBC)')
+endif
+
+AA_FEATURES  := $(ATTESTER_FEATURES_$(TEE_PLATFORM))
+CDH_FEATURES :=
+ifeq ($(ENABLE_KBS),true)
+  AA_FEATURES  += kbs
+  CDH_FEATURES += kbs
+endif
+
+comma := ,
+empty :=
+space := $(empty) $(empty)
+join_features = $(subst $(space),$(comma),$(strip $(foreach f,$(2),$(1)/$(f))))
+FEATURES := $(strip $(call join_features,attestation-agent,$(AA_FEATURES)) $(call join_features,confidential-data-hub,$(CDH_FEATURES)))
+FEATURE_FLAGS := $(if $(FEATURES),--features $(subst $(space),$(comma),$(FEATURES)))
+
+.PHONY: help build install run test lint bench clean
+
+help:
+	@echo "Targets:"
+	@echo "  build    release build of $(BINARIES) into target/<arch>-unknown-linux-<libc>/release"
+	@echo "  install  copy the binaries to DESTDIR (default /usr/local/bin)"
+	@echo "  run      start AA, CDH and the REST shim on loopback under ./run (offline_fs_kbc, sample attester)"
+	@echo "  test     install missing test dependencies (Debian packages, as root) and run every test"
+	@echo "  lint     cargo fmt --check and clippy -D warnings on every target"
+	@echo "  bench    run the benchmarks; BENCH=<name> runs one"
+	@echo "Variables:"
+	@echo "  TEE_PLATFORM = none|fs|tdx|snp|az-cvm-vtpm|se|cca|tpm|all   (now: $(TEE_PLATFORM); in this tree: $(PLATFORMS_AVAILABLE))"
+	@echo "  KBC          = offline_fs_kbc|cc_kbc   (now: $(KBC)); ENABLE_KBS=true is the same as KBC=cc_kbc"
+	@echo "  LIBC         = gnu|musl   (now: $(LIBC); musl needs the $(ARCH)-unknown-linux-musl rust target)"
+	@echo "  DESTDIR      = install directory (now: $(DESTDIR))"
+	@echo "  features passed to cargo: $(or $(FEATURES),<none>)"
+
+build:
+	$(CARGO) build --release --locked --target $(TARGET) \
+		-p attestation-agent -p confidential-data-hub -p api-server-rest $(FEATURE_FLAGS)
+
+install: build
+	install -d $(DESTDIR)
+	for b in $(BINARIES); do install -m 0755 $(RELEASE_DIR)/$$b $(DESTDIR)/$$b; done
+
+run:
+	$(CARGO) build --locked --bins -p attestation-agent -p confidential-data-hub -p api-server-rest
+	./scripts/run.sh
+
+test:
+	./scripts/install-test-deps.sh
+	$(CARGO) build --locked --workspace --bins
+	$(CARGO) test --locked --workspace --no-fail-fast
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
+
+bench:
+	./scripts/install-test-deps.sh
+	./scripts/bench.sh $(BENCH)
+
+clean:
+	$(CARGO) clean
+	rm -rf run

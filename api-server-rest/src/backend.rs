@@ -1,0 +1,372 @@
+//! ttRPC clients of the attestation agent and the confidential data hub.
+//!
+//! Each daemon gets one connection, opened on the first request (the daemons may start
+//! after the shim) and shared by all requests. A call that fails on the connection itself,
+//! rather than with a status from the daemon, drops that connection, reconnects once and
+//! retries, so a daemon restarted on the same socket is picked up by the next request. The
+//! calls made here only read, so the retry is safe. One deadline covers connecting, the
+//! call and the retry.
+
+use std::{fmt, future::Future, time::Duration};
+
+use protos::{
+    api::GetResourceRequest,
+    api_ttrpc::GetResourceServiceClient,
+    attestation_agent::{
+        GetAdditionalEvidenceRequest, GetAdditionalTeesRequest, GetEvidenceRequest,
+        GetTeeTypeRequest,
+    },
+    attestation_agent_ttrpc::AttestationAgentServiceClient,
+};
+use tokio::{
+    sync::Mutex,
+    time::{timeout_at, Instant},
+};
+use ttrpc::r#async::Client;
+
+/// Default ttRPC address of the attestation agent.
+pub const DEFAULT_AA_ADDR: &str =
+    "unix:///run/confidential-containers/attestation-agent/attestation-agent.sock";
+/// Default ttRPC address of the confidential data hub.
+pub const DEFAULT_CDH_ADDR: &str = "unix:///run/confidential-containers/cdh.sock";
+/// Default limit for one backend call, connecting and the retry included (as upstream).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(50);
+
+/// The daemon behind a backend call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Daemon {
+    /// the attestation agent
+    AttestationAgent,
+    /// the confidential data hub
+    ConfidentialDataHub,
+}
+
+impl fmt::Display for Daemon {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::AttestationAgent => "attestation agent",
+            Self::ConfidentialDataHub => "confidential data hub",
+        })
+    }
+}
+
+/// A backend call that did not produce an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// The daemon's socket could not be connected (daemon not running, wrong address).
+    #[error("cannot connect to the {daemon} at {addr}: {source}")]
+    Connect {
+        /// the daemon
+        daemon: Daemon,
+        /// its ttRPC address
+        addr: String,
+        /// the cause
+        source: ttrpc::Error,
+    },
+    /// The daemon answered with an error status.
+    #[error("the {daemon} answered {method} with {code:?}: {message}")]
+    Status {
+        /// the daemon
+        daemon: Daemon,
+        /// the ttRPC method
+        method: &'static str,
+        /// the status code
+        code: ttrpc::Code,
+        /// the status message
+        message: String,
+    },
+    /// The connection failed during the call, also after one reconnect.
+    #[error("{method} to the {daemon} failed on the connection: {source}")]
+    Transport {
+        /// the daemon
+        daemon: Daemon,
+        /// the ttRPC method
+        method: &'static str,
+        /// the cause
+        source: ttrpc::Error,
+    },
+    /// No answer within the configured time.
+    #[error("{method} to the {daemon} got no answer within {timeout:?}")]
+    Timeout {
+        /// the daemon
+        daemon: Daemon,
+        /// the ttRPC method
+        method: &'static str,
+        /// the configured limit
+        timeout: Duration,
+    },
+}
+
+impl BackendError {
+    /// Whether the daemon said the thing asked for does not exist (`NOT_FOUND`).
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            Self::Status {
+                code: ttrpc::Code::NOT_FOUND,
+                ..
+            }
+        )
+    }
+}
+
+/// Addresses and limits of the backends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendConfig {
+    /// ttRPC address of the attestation agent
+    pub aa_addr: String,
+    /// ttRPC address of the confidential data hub
+    pub cdh_addr: String,
+    /// limit for one call, connecting and the retry included
+    pub timeout: Duration,
+}
+
+impl Default for BackendConfig {
+    fn default() -> Self {
+        Self {
+            aa_addr: DEFAULT_AA_ADDR.to_string(),
+            cdh_addr: DEFAULT_CDH_ADDR.to_string(),
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+/// The current connection to one daemon; `generation` tells connections apart so a request
+/// that saw an old connection fail does not drop a newer one another request opened.
+struct Slot {
+    generation: u64,
+    client: Option<Client>,
+}
+
+/// A connection to one daemon, opened on first use and replaced when it breaks.
+struct LazyClient {
+    daemon: Daemon,
+    addr: String,
+    slot: Mutex<Slot>,
+}
+
+impl fmt::Debug for LazyClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LazyClient")
+            .field("daemon", &self.daemon)
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LazyClient {
+    fn new(daemon: Daemon, addr: String) -> Self {
+        Self {
+            daemon,
+            addr,
+            slot: Mutex::new(Slot {
+                generation: 0,
+                client: None,
+            }),
+        }
+    }
+
+    /// The live connection, connecting first if there is none. The lock is held while
+    /// connecting so concurrent first requests open one connection, not many.
+    async fn get(&self) -> Result<(u64, Client), BackendError> {
+        let mut slot = self.slot.lock().await;
+        if let Some(client) = &slot.client {
+            return Ok((slot.generation, client.clone()));
+        }
+        let client = Client::connect(&self.addr)
+            .await
+            .map_err(|source| BackendError::Connect {
+                daemon: self.daemon,
+                addr: self.addr.clone(),
+                source,
+            })?;
+        tracing::debug!(daemon = %self.daemon, addr = %self.addr, "connected");
+        slot.generation += 1;
+        slot.client = Some(client.clone());
+        Ok((slot.generation, client))
+    }
+
+    /// Drops connection `generation` if it is still the current one.
+    async fn forget(&self, generation: u64) {
+        let mut slot = self.slot.lock().await;
+        if slot.generation == generation {
+            slot.client = None;
+        }
+    }
+}
+
+/// The two daemons the shim forwards to.
+#[derive(Debug)]
+pub struct Backends {
+    aa: LazyClient,
+    cdh: LazyClient,
+    timeout: Duration,
+}
+
+impl Backends {
+    /// Clients for the configured addresses; nothing is connected yet.
+    pub fn new(config: BackendConfig) -> Self {
+        Self {
+            aa: LazyClient::new(Daemon::AttestationAgent, config.aa_addr),
+            cdh: LazyClient::new(Daemon::ConfidentialDataHub, config.cdh_addr),
+            timeout: config.timeout,
+        }
+    }
+
+    /// CDH `GetResource` for a `kbs://` resource URI.
+    pub async fn get_resource(&self, uri: &str) -> Result<Vec<u8>, BackendError> {
+        let req = GetResourceRequest {
+            ResourcePath: uri.to_string(),
+            ..Default::default()
+        };
+        let resp = self
+            .call(&self.cdh, "GetResource", |client, ctx| {
+                let req = &req;
+                async move {
+                    GetResourceServiceClient::new(client)
+                        .get_resource(ctx, req)
+                        .await
+                }
+            })
+            .await?;
+        Ok(resp.Resource)
+    }
+
+    /// AA `GetEvidence` bound to `runtime_data`.
+    pub async fn get_evidence(&self, runtime_data: Vec<u8>) -> Result<Vec<u8>, BackendError> {
+        let req = GetEvidenceRequest {
+            RuntimeData: runtime_data,
+            ..Default::default()
+        };
+        let resp = self
+            .call(&self.aa, "GetEvidence", |client, ctx| {
+                let req = &req;
+                async move {
+                    AttestationAgentServiceClient::new(client)
+                        .get_evidence(ctx, req)
+                        .await
+                }
+            })
+            .await?;
+        Ok(resp.Evidence)
+    }
+
+    /// AA `GetAdditionalEvidence` bound to `runtime_data` (empty when there are no devices).
+    pub async fn get_additional_evidence(
+        &self,
+        runtime_data: Vec<u8>,
+    ) -> Result<Vec<u8>, BackendError> {
+        let req = GetAdditionalEvidenceRequest {
+            RuntimeData: runtime_data,
+            ..Default::default()
+        };
+        let resp = self
+            .call(&self.aa, "GetAdditionalEvidence", |client, ctx| {
+                let req = &req;
+                async move {
+                    AttestationAgentServiceClient::new(client)
+                        .get_additional_evidence(ctx, req)
+                        .await
+                }
+            })
+            .await?;
+        Ok(resp.Evidence)
+    }
+
+    /// AA `GetTeeType`.
+    pub async fn tee_type(&self) -> Result<String, BackendError> {
+        let req = GetTeeTypeRequest::default();
+        let resp = self
+            .call(&self.aa, "GetTeeType", |client, ctx| {
+                let req = &req;
+                async move {
+                    AttestationAgentServiceClient::new(client)
+                        .get_tee_type(ctx, req)
+                        .await
+                }
+            })
+            .await?;
+        Ok(resp.tee)
+    }
+
+    /// AA `GetAdditionalTees`.
+    pub async fn additional_tees(&self) -> Result<Vec<String>, BackendError> {
+        let req = GetAdditionalTeesRequest::default();
+        let resp = self
+            .call(&self.aa, "GetAdditionalTees", |client, ctx| {
+                let req = &req;
+                async move {
+                    AttestationAgentServiceClient::new(client)
+                        .get_additional_tees(ctx, req)
+                        .await
+                }
+            })
+            .await?;
+        Ok(resp.additional_tees)
+    }
+
+    /// Runs `rpc` on the daemon's connection within the deadline; on a connection failure
+    /// reconnects once and runs it again.
+    async fn call<T, F, Fut>(
+        &self,
+        backend: &LazyClient,
+        method: &'static str,
+        rpc: F,
+    ) -> Result<T, BackendError>
+    where
+        F: Fn(Client, ttrpc::context::Context) -> Fut,
+        Fut: Future<Output = ttrpc::Result<T>>,
+    {
+        let deadline = Instant::now() + self.timeout;
+        let timed_out = || BackendError::Timeout {
+            daemon: backend.daemon,
+            method,
+            timeout: self.timeout,
+        };
+        let mut retried = false;
+        loop {
+            let (generation, client) = timeout_at(deadline, backend.get())
+                .await
+                .map_err(|_| timed_out())??;
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                // a zero ttRPC timeout would mean "wait forever"
+                return Err(timed_out());
+            }
+            let nanos = i64::try_from(remaining.as_nanos()).unwrap_or(i64::MAX);
+            let ctx = ttrpc::context::with_timeout(nanos);
+            match timeout_at(deadline, rpc(client, ctx)).await {
+                Err(_) => return Err(timed_out()),
+                Ok(Ok(answer)) => return Ok(answer),
+                Ok(Err(ttrpc::Error::RpcStatus(status))) => {
+                    return Err(BackendError::Status {
+                        daemon: backend.daemon,
+                        method,
+                        code: status.code(),
+                        message: status.message().to_string(),
+                    })
+                }
+                Ok(Err(source)) => {
+                    backend.forget(generation).await;
+                    if Instant::now() >= deadline {
+                        return Err(timed_out());
+                    }
+                    if retried {
+                        return Err(BackendError::Transport {
+                            daemon: backend.daemon,
+                            method,
+                            source,
+                        });
+                    }
+                    tracing::info!(
+                        daemon = %backend.daemon,
+                        method,
+                        error = %source,
+                        "connection lost; reconnecting once"
+                    );
+                    retried = true;
+                }
+            }
+        }
+    }
+}

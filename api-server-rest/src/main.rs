@@ -1,0 +1,72 @@
+//! `api-server-rest` binary: flags, logging, listener, signals. Behaviour is in the library.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use anyhow::Context;
+use api_server_rest::{
+    serve, BackendConfig, Backends, Features, Router, DEFAULT_AA_ADDR, DEFAULT_BIND,
+    DEFAULT_CDH_ADDR, DEFAULT_TIMEOUT,
+};
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+/// REST shim for workload containers: KBS resources through the confidential data hub,
+/// evidence through the attestation agent. Answers loopback peers only.
+#[derive(Debug, Parser)]
+#[command(name = "api-server-rest", version)]
+struct Cli {
+    /// Address to listen on.
+    #[arg(short = 'b', long = "bind", default_value = DEFAULT_BIND)]
+    bind: SocketAddr,
+    /// Endpoints to serve: resource, attestation or all.
+    #[arg(short = 'f', long = "features", default_value = "resource")]
+    features: Features,
+    /// ttRPC address of the confidential data hub.
+    #[arg(short = 'c', long = "cdh_addr", default_value = DEFAULT_CDH_ADDR)]
+    cdh_addr: String,
+    /// ttRPC address of the attestation agent.
+    #[arg(short = 'a', long = "aa_addr", default_value = DEFAULT_AA_ADDR)]
+    aa_addr: String,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    // A bad flag exits 1 (as upstream); --help and --version exit 0.
+    let cli = Cli::try_parse().unwrap_or_else(|e| {
+        if e.use_stderr() {
+            let _ = e.print();
+            std::process::exit(1);
+        }
+        e.exit()
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+
+    let listener = tokio::net::TcpListener::bind(cli.bind)
+        .await
+        .with_context(|| format!("cannot listen on {}", cli.bind))?;
+    tracing::info!(
+        bind = %cli.bind,
+        features = %cli.features,
+        cdh = %cli.cdh_addr,
+        aa = %cli.aa_addr,
+        "api-server-rest {} listening",
+        env!("CARGO_PKG_VERSION")
+    );
+    let backends = Backends::new(BackendConfig {
+        aa_addr: cli.aa_addr,
+        cdh_addr: cli.cdh_addr,
+        timeout: DEFAULT_TIMEOUT,
+    });
+    let router = Arc::new(Router::new(cli.features, backends));
+    serve(listener, router, async {
+        match protos::server::shutdown_signal().await {
+            Ok(signal) => tracing::info!("{signal} received; stopping"),
+            Err(e) => tracing::error!(error = %e, "cannot listen for stop signals; stopping"),
+        }
+    })
+    .await;
+    Ok(())
+}

@@ -1,0 +1,304 @@
+//! The REST endpoints: which paths exist, what each one checks, and how backend answers
+//! become HTTP responses.
+//!
+//! Order of checks for every request: loopback peer (else 403), known path (else 404),
+//! feature enabled (else 404), method GET (else 405 with `Allow: GET`), then the
+//! endpoint's own parameters (else 400) — all before any backend is called.
+//!
+//! Error bodies are short fixed texts; the backend's error detail only goes to the log.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{
+    header::{HeaderValue, ALLOW, CONTENT_TYPE},
+    Method, Request, Response, StatusCode,
+};
+use serde::Serialize;
+
+use crate::{
+    access::is_loopback_peer,
+    backend::{BackendError, Backends},
+    request::{runtime_data_from_query, Features, ResourcePath},
+};
+
+/// The OpenAPI 3 document of the endpoints below, served at `/openapi.json`.
+pub const OPENAPI_DOCUMENT: &str = include_str!("../openapi/api.json");
+
+/// The body type of every response.
+pub type Body = Full<Bytes>;
+
+const RESOURCE_PREFIX: &str = "/cdh/resource/";
+
+/// One endpoint of the shim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// `GET /info`
+    Info,
+    /// `GET /openapi.json`
+    OpenApi,
+    /// `GET /aa/evidence`
+    Evidence,
+    /// `GET /aa/additional-evidence`
+    AdditionalEvidence,
+    /// `GET /cdh/resource/{repository}/{type}/{tag}`
+    Resource,
+}
+
+impl Route {
+    /// Every endpoint the router serves.
+    pub const ALL: [Route; 5] = [
+        Route::Info,
+        Route::OpenApi,
+        Route::Evidence,
+        Route::AdditionalEvidence,
+        Route::Resource,
+    ];
+
+    /// The endpoint's path as written in the OpenAPI document.
+    pub fn template(self) -> &'static str {
+        match self {
+            Self::Info => "/info",
+            Self::OpenApi => "/openapi.json",
+            Self::Evidence => "/aa/evidence",
+            Self::AdditionalEvidence => "/aa/additional-evidence",
+            Self::Resource => "/cdh/resource/{repository}/{type}/{tag}",
+        }
+    }
+
+    /// The endpoint a request path belongs to (a resource path is checked later).
+    pub fn of_path(path: &str) -> Option<Self> {
+        match path {
+            "/info" => Some(Self::Info),
+            "/openapi.json" => Some(Self::OpenApi),
+            "/aa/evidence" => Some(Self::Evidence),
+            "/aa/additional-evidence" => Some(Self::AdditionalEvidence),
+            _ if path.starts_with(RESOURCE_PREFIX) => Some(Self::Resource),
+            _ => None,
+        }
+    }
+
+    /// The text of the 404 answered when the endpoint's feature is off, or `None` when
+    /// the endpoint is served with `features`.
+    fn disabled_under(self, features: Features) -> Option<&'static str> {
+        match self {
+            Self::Info | Self::OpenApi => None,
+            Self::Evidence | Self::AdditionalEvidence if !features.attestation() => {
+                Some("Attestation Feature Not Enabled")
+            }
+            Self::Resource if !features.resource() => Some("Resource Feature Not Enabled"),
+            Self::Evidence | Self::AdditionalEvidence | Self::Resource => None,
+        }
+    }
+}
+
+/// The `/info` answer; `tee` and `additional_tees` only with the attestation feature.
+#[derive(Debug, Serialize)]
+struct Info {
+    version: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tee: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    additional_tees: Option<Vec<String>>,
+    feature: &'static str,
+}
+
+/// Answers the REST endpoints for one enabled feature set, forwarding to the backends.
+#[derive(Debug)]
+pub struct Router {
+    features: Features,
+    backends: Backends,
+}
+
+impl Router {
+    /// A router that serves the endpoints of `features` through `backends`.
+    pub fn new(features: Features, backends: Backends) -> Self {
+        Self { features, backends }
+    }
+
+    /// Answers one request from `peer`. The request body is never read.
+    pub async fn handle<B>(&self, peer: SocketAddr, req: Request<B>) -> Response<Body> {
+        if !is_loopback_peer(&peer) {
+            tracing::warn!(%peer, "refused a request from a non-loopback peer");
+            return text(StatusCode::FORBIDDEN, "Forbidden");
+        }
+        let uri = req.uri();
+        let path = uri.path();
+        let Some(route) = Route::of_path(path) else {
+            return text(StatusCode::NOT_FOUND, "URL NOT FOUND");
+        };
+        if let Some(message) = route.disabled_under(self.features) {
+            return text(StatusCode::NOT_FOUND, message);
+        }
+        if req.method() != Method::GET {
+            let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
+            response
+                .headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("GET"));
+            return response;
+        }
+        match route {
+            Route::Info => self.info().await,
+            Route::OpenApi => with_type(
+                StatusCode::OK,
+                "application/json",
+                Bytes::from_static(OPENAPI_DOCUMENT.as_bytes()),
+            ),
+            Route::Evidence | Route::AdditionalEvidence => self.evidence(route, uri.query()).await,
+            Route::Resource => self.resource(&path[RESOURCE_PREFIX.len()..]).await,
+        }
+    }
+
+    async fn info(&self) -> Response<Body> {
+        let mut info = Info {
+            version: env!("CARGO_PKG_VERSION"),
+            tee: None,
+            additional_tees: None,
+            feature: self.features.as_str(),
+        };
+        if self.features.attestation() {
+            let (tee, additional) =
+                tokio::join!(self.backends.tee_type(), self.backends.additional_tees());
+            match (tee, additional) {
+                (Ok(tee), Ok(additional)) => {
+                    info.tee = Some(tee);
+                    info.additional_tees = Some(additional);
+                }
+                (Err(e), _) | (_, Err(e)) => return backend_failure(&e, "TEE information"),
+            }
+        }
+        match serde_json::to_vec(&info) {
+            Ok(json) => with_type(StatusCode::OK, "application/json", json.into()),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot serialize /info");
+                text(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+            }
+        }
+    }
+
+    async fn evidence(&self, route: Route, query: Option<&str>) -> Response<Body> {
+        let runtime_data = match runtime_data_from_query(query) {
+            Ok(data) => data,
+            Err(e) => return text_owned(StatusCode::BAD_REQUEST, e.to_string()),
+        };
+        let (answer, what) = if route == Route::Evidence {
+            (self.backends.get_evidence(runtime_data).await, "evidence")
+        } else {
+            (
+                self.backends.get_additional_evidence(runtime_data).await,
+                "additional evidence",
+            )
+        };
+        match answer {
+            Ok(evidence) => octets(evidence),
+            Err(e) => backend_failure(&e, what),
+        }
+    }
+
+    async fn resource(&self, encoded: &str) -> Response<Body> {
+        let path = match ResourcePath::parse(encoded) {
+            Ok(path) => path,
+            Err(e) if e.is_not_found() => {
+                return text_owned(StatusCode::NOT_FOUND, e.to_string());
+            }
+            Err(e) => return text_owned(StatusCode::BAD_REQUEST, e.to_string()),
+        };
+        match self.backends.get_resource(&path.kbs_uri()).await {
+            Ok(resource) => octets(resource),
+            Err(e) if e.is_not_found() => {
+                tracing::info!(error = %e, "resource not found");
+                text(StatusCode::NOT_FOUND, "Resource Not Found")
+            }
+            Err(e) => backend_failure(&e, "resource"),
+        }
+    }
+}
+
+/// 500 with a short text; the error itself (which may carry daemon internals) is logged.
+fn backend_failure(error: &BackendError, what: &str) -> Response<Body> {
+    tracing::error!(error = %error, "getting {what} failed");
+    text_owned(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("Failed to get {what}"),
+    )
+}
+
+fn with_type(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Body> {
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+fn octets(body: Vec<u8>) -> Response<Body> {
+    with_type(StatusCode::OK, "application/octet-stream", body.into())
+}
+
+fn text(status: StatusCode, message: &'static str) -> Response<Body> {
+    with_type(
+        status,
+        "text/plain; charset=utf-8",
+        Bytes::from_static(message.as_bytes()),
+    )
+}
+
+fn text_owned(status: StatusCode, message: String) -> Response<Body> {
+    with_type(status, "text/plain; charset=utf-8", message.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_map_to_routes() {
+        for route in Route::ALL {
+            let concrete = route
+                .template()
+                .replace("{repository}", "default")
+                .replace("{type}", "key")
+                .replace("{tag}", "1");
+            assert_eq!(Route::of_path(&concrete), Some(route), "{concrete}");
+        }
+        for unknown in [
+            "/",
+            "",
+            "/info/",
+            "/INFO",
+            "/aa/token",
+            "/aa/aael",
+            "/aa/evidence/x",
+            "/cdh/resource",
+            "/cdh/resources/a/b/c",
+            "/cdh/secret/a/b/c",
+            "/openapi",
+        ] {
+            assert_eq!(Route::of_path(unknown), None, "{unknown}");
+        }
+    }
+
+    #[test]
+    fn features_gate_routes() {
+        use Features::*;
+        assert_eq!(Route::Info.disabled_under(Resource), None);
+        assert_eq!(Route::OpenApi.disabled_under(Attestation), None);
+        assert_eq!(
+            Route::Evidence.disabled_under(Resource),
+            Some("Attestation Feature Not Enabled")
+        );
+        assert_eq!(
+            Route::AdditionalEvidence.disabled_under(Resource),
+            Some("Attestation Feature Not Enabled")
+        );
+        assert_eq!(
+            Route::Resource.disabled_under(Attestation),
+            Some("Resource Feature Not Enabled")
+        );
+        for route in Route::ALL {
+            assert_eq!(route.disabled_under(All), None);
+        }
+    }
+}

@@ -1,0 +1,344 @@
+//! Test peers: small ttRPC attestation agent and CDH servers built from `protos` that answer
+//! fixed data and count their calls, the real router on 127.0.0.1:0, and a raw HTTP/1
+//! client over a `TcpStream`.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    net::SocketAddr,
+    path::Path,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use api_server_rest::{serve, BackendConfig, Backends, Features, Router};
+use protos::{
+    api::{GetResourceRequest, GetResourceResponse},
+    api_ttrpc::{create_get_resource_service, GetResourceService},
+    attestation_agent::{
+        GetAdditionalEvidenceRequest, GetAdditionalTeesRequest, GetAdditionalTeesResponse,
+        GetEvidenceRequest, GetEvidenceResponse, GetTeeTypeRequest, GetTeeTypeResponse,
+    },
+    attestation_agent_ttrpc::{create_attestation_agent_service, AttestationAgentService},
+    server::RunningServer,
+};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+    sync::oneshot,
+    task::JoinHandle,
+};
+use ttrpc::r#async::TtrpcContext;
+
+/// A daemon status message that must never reach an HTTP client.
+pub const INTERNAL_DETAIL: &str = "secret-internal-detail /var/lib/kbs/private.key";
+
+/// Runtime data that makes the fake agent wait this long before answering.
+pub const SLOW_RUNTIME_DATA: &str = "slow";
+pub const SLOW_DELAY: Duration = Duration::from_millis(600);
+
+fn status(code: ttrpc::Code, message: &str) -> ttrpc::Error {
+    ttrpc::Error::RpcStatus(ttrpc::get_status(code, message.to_string()))
+}
+
+/// Attestation agent answering fixed data derived from the request.
+#[derive(Default)]
+pub struct FakeAa {
+    pub calls: Arc<AtomicUsize>,
+    /// GetTeeType fails with INTERNAL when set
+    pub broken_tee: bool,
+}
+
+#[async_trait::async_trait]
+impl AttestationAgentService for FakeAa {
+    async fn get_evidence(
+        &self,
+        _ctx: &TtrpcContext,
+        req: GetEvidenceRequest,
+    ) -> ttrpc::Result<GetEvidenceResponse> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if req.RuntimeData == SLOW_RUNTIME_DATA.as_bytes() {
+            tokio::time::sleep(SLOW_DELAY).await;
+        }
+        if req.RuntimeData == b"fail" {
+            return Err(status(ttrpc::Code::INTERNAL, INTERNAL_DETAIL));
+        }
+        let mut evidence = b"evidence:".to_vec();
+        evidence.extend_from_slice(&req.RuntimeData);
+        Ok(GetEvidenceResponse {
+            Evidence: evidence,
+            ..Default::default()
+        })
+    }
+
+    async fn get_additional_evidence(
+        &self,
+        _ctx: &TtrpcContext,
+        req: GetAdditionalEvidenceRequest,
+    ) -> ttrpc::Result<GetEvidenceResponse> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        // no additional devices for "none"
+        let evidence = if req.RuntimeData == b"none" {
+            Vec::new()
+        } else {
+            let mut evidence = b"additional:".to_vec();
+            evidence.extend_from_slice(&req.RuntimeData);
+            evidence
+        };
+        Ok(GetEvidenceResponse {
+            Evidence: evidence,
+            ..Default::default()
+        })
+    }
+
+    async fn get_tee_type(
+        &self,
+        _ctx: &TtrpcContext,
+        _req: GetTeeTypeRequest,
+    ) -> ttrpc::Result<GetTeeTypeResponse> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if self.broken_tee {
+            return Err(status(ttrpc::Code::INTERNAL, INTERNAL_DETAIL));
+        }
+        Ok(GetTeeTypeResponse {
+            tee: "sample".into(),
+            ..Default::default()
+        })
+    }
+
+    async fn get_additional_tees(
+        &self,
+        _ctx: &TtrpcContext,
+        _req: GetAdditionalTeesRequest,
+    ) -> ttrpc::Result<GetAdditionalTeesResponse> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        Ok(GetAdditionalTeesResponse {
+            additional_tees: vec!["nvidia".into(), "tpm".into()],
+            ..Default::default()
+        })
+    }
+}
+
+/// CDH knowing `kbs:///default/key/1`, failing internally for `.../internal`, NOT_FOUND
+/// for anything else.
+#[derive(Default)]
+pub struct FakeCdh {
+    pub calls: Arc<AtomicUsize>,
+    /// every ResourcePath asked for
+    pub asked: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+#[async_trait::async_trait]
+impl GetResourceService for FakeCdh {
+    async fn get_resource(
+        &self,
+        _ctx: &TtrpcContext,
+        req: GetResourceRequest,
+    ) -> ttrpc::Result<GetResourceResponse> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.asked.lock().unwrap().push(req.ResourcePath.clone());
+        match req.ResourcePath.as_str() {
+            "kbs:///default/key/1" => Ok(GetResourceResponse {
+                Resource: b"secret-1\x00\xff".to_vec(),
+                ..Default::default()
+            }),
+            "kbs:///my%20repo/key/t%3F" => Ok(GetResourceResponse {
+                Resource: b"spaced".to_vec(),
+                ..Default::default()
+            }),
+            "kbs:///default/key/internal" => Err(status(ttrpc::Code::INTERNAL, INTERNAL_DETAIL)),
+            _ => Err(status(ttrpc::Code::NOT_FOUND, "no such resource")),
+        }
+    }
+}
+
+pub fn socket_addr(dir: &Path, name: &str) -> String {
+    format!("unix://{}/{name}.sock", dir.display())
+}
+
+pub async fn start_aa(addr: &str, aa: FakeAa) -> RunningServer {
+    protos::server::start(addr, [create_attestation_agent_service(Arc::new(aa))])
+        .await
+        .unwrap()
+}
+
+pub async fn start_cdh(addr: &str, cdh: FakeCdh) -> RunningServer {
+    protos::server::start(addr, [create_get_resource_service(Arc::new(cdh))])
+        .await
+        .unwrap()
+}
+
+/// Both fake daemons on sockets in a temporary directory, with their counters.
+pub struct Daemons {
+    pub dir: tempfile::TempDir,
+    pub aa_addr: String,
+    pub cdh_addr: String,
+    pub aa: Option<RunningServer>,
+    pub cdh: Option<RunningServer>,
+    pub aa_calls: Arc<AtomicUsize>,
+    pub cdh_calls: Arc<AtomicUsize>,
+    pub cdh_asked: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Daemons {
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let aa_addr = socket_addr(dir.path(), "aa");
+        let cdh_addr = socket_addr(dir.path(), "cdh");
+        let aa = FakeAa::default();
+        let cdh = FakeCdh::default();
+        let (aa_calls, cdh_calls, cdh_asked) =
+            (aa.calls.clone(), cdh.calls.clone(), cdh.asked.clone());
+        Self {
+            aa: Some(start_aa(&aa_addr, aa).await),
+            cdh: Some(start_cdh(&cdh_addr, cdh).await),
+            dir,
+            aa_addr,
+            cdh_addr,
+            aa_calls,
+            cdh_calls,
+            cdh_asked,
+        }
+    }
+
+    pub fn config(&self) -> BackendConfig {
+        BackendConfig {
+            aa_addr: self.aa_addr.clone(),
+            cdh_addr: self.cdh_addr.clone(),
+            timeout: Duration::from_secs(10),
+        }
+    }
+
+    pub fn calls(&self) -> (usize, usize) {
+        (
+            self.aa_calls.load(Ordering::SeqCst),
+            self.cdh_calls.load(Ordering::SeqCst),
+        )
+    }
+}
+
+/// The real router served on 127.0.0.1:0.
+pub struct Shim {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Shim {
+    pub async fn start(features: Features, config: BackendConfig) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = Arc::new(Router::new(features, Backends::new(config)));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(serve(listener, router, async {
+            let _ = stopped.await;
+        }));
+        Self {
+            addr,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub async fn get(&self, target: &str) -> HttpResponse {
+        request(self.addr, "GET", target).await
+    }
+
+    /// Signals the stop and waits until `serve` returned.
+    pub async fn stop(mut self) {
+        self.stop.take().unwrap().send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(15), self.task.take().unwrap())
+            .await
+            .expect("serve did not return after the stop signal")
+            .unwrap();
+    }
+}
+
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body is exactly as long as announced.
+    pub fn check_length(&self) {
+        if let Some(length) = self.header("content-length") {
+            assert_eq!(length.parse::<usize>().unwrap(), self.body.len());
+        }
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8(self.body.clone()).unwrap()
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection, exactly as `target` is written.
+pub async fn request(addr: SocketAddr, method: &str, target: &str) -> HttpResponse {
+    let head = format!(
+        "{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+    );
+    let response = raw_request_unchecked(addr, head.as_bytes()).await;
+    // a response to HEAD announces the length of a body it does not carry
+    if method != "HEAD" {
+        response.check_length();
+    }
+    response
+}
+
+/// Writes `bytes` and parses the response (the server closes after it).
+pub async fn raw_request(addr: SocketAddr, bytes: &[u8]) -> HttpResponse {
+    let response = raw_request_unchecked(addr, bytes).await;
+    response.check_length();
+    response
+}
+
+async fn raw_request_unchecked(addr: SocketAddr, bytes: &[u8]) -> HttpResponse {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(bytes).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut raw))
+        .await
+        .expect("no complete response")
+        .unwrap();
+    parse_response(&raw)
+}
+
+pub fn parse_response(raw: &[u8]) -> HttpResponse {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no response head in {:?}", String::from_utf8_lossy(raw)));
+    let head = std::str::from_utf8(&raw[..split]).unwrap();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap();
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse::<u16>()
+        .unwrap();
+    let headers: Vec<(String, String)> = lines
+        .map(|l| {
+            let (n, v) = l.split_once(':').unwrap();
+            (n.trim().to_string(), v.trim().to_string())
+        })
+        .collect();
+    let body = raw[split + 4..].to_vec();
+    HttpResponse {
+        status,
+        headers,
+        body,
+    }
+}

@@ -1,0 +1,144 @@
+//! `attestation-agent`: flags, config, logging, platform detection, initdata binding and
+//! the ttRPC socket. All behaviour lives in the library.
+
+#![forbid(unsafe_code)]
+
+use std::{io::IsTerminal, path::PathBuf, process::ExitCode, sync::Arc};
+
+use anyhow::{Context, Result};
+use attestation_agent::{
+    config::{Config, LoadedConfig},
+    initdata::InitDataRequest,
+    kbc_params::{AaKbcParams, AA_KBC_PARAMS_ENV, DEFAULT_CMDLINE_PATH},
+    service, version_text, AttestationAgent, DEFAULT_SOCKET,
+};
+use attester::{DetectOptions, Env, Platform};
+use clap::{CommandFactory, FromArgMatches, Parser};
+use futures::FutureExt;
+use tracing::{info, warn};
+use tracing_subscriber::EnvFilter;
+
+/// Attestation Agent: evidence and tokens for the confidential guest.
+#[derive(Debug, Parser)]
+#[command(name = "attestation-agent")]
+struct Args {
+    /// ttRPC listen address (unix:///absolute/path)
+    #[arg(short = 'a', long = "attestation_sock", default_value = DEFAULT_SOCKET)]
+    attestation_sock: String,
+
+    /// Config file (TOML; JSON if the name ends in .json)
+    #[arg(short = 'c', long = "config-file")]
+    config_file: Option<PathBuf>,
+
+    /// Standard-base64 initdata digest to bind at startup
+    #[arg(short = 'i', long = "initdata-digest")]
+    initdata_digest: Option<String>,
+
+    /// Initdata TOML file to bind at startup (wins over --initdata-digest)
+    #[arg(short = 't', long = "initdata-toml")]
+    initdata_toml: Option<PathBuf>,
+
+    /// Kernel command line to read agent.aa_kbc_params from (tests point it at a fake)
+    #[arg(long = "kernel-cmdline", hide = true, default_value = DEFAULT_CMDLINE_PATH)]
+    kernel_cmdline: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let version = version_text();
+    let matches = Args::command()
+        .version(version.clone())
+        .long_version(version)
+        .get_matches();
+    let args = match Args::from_arg_matches(&matches) {
+        Ok(args) => args,
+        Err(e) => e.exit(),
+    };
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("attestation-agent: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_config(args: &Args) -> Result<LoadedConfig> {
+    match &args.config_file {
+        Some(path) => {
+            Config::load(path).with_context(|| format!("loading config file {}", path.display()))
+        }
+        None => {
+            let params = AaKbcParams::resolve(
+                std::env::var_os(AA_KBC_PARAMS_ENV),
+                args.kernel_cmdline.clone(),
+            )?;
+            Ok(LoadedConfig {
+                config: Config::from_kbc_params(&params)?,
+                unknown_keys: Vec::new(),
+            })
+        }
+    }
+}
+
+fn init_tracing(level: &str) -> Result<()> {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(directives) if !directives.is_empty() => EnvFilter::try_new(&directives)
+            .with_context(|| format!("RUST_LOG={directives:?} is not a valid log filter"))?,
+        _ => EnvFilter::try_new(level)
+            .with_context(|| format!("log.level {level:?} is not a valid log filter"))?,
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    Ok(())
+}
+
+fn run(args: Args) -> Result<()> {
+    let LoadedConfig {
+        config,
+        unknown_keys,
+    } = load_config(&args)?;
+    init_tracing(&config.log.level)?;
+    if !unknown_keys.is_empty() {
+        warn!(keys = ?unknown_keys, "ignoring unknown config keys");
+    }
+    info!(version = %version_text(), "attestation-agent starting");
+
+    let options = DetectOptions {
+        allow_sample: config.attester.allow_sample,
+        env: Env::from_process(),
+    };
+    let detected = attester::detect(&Platform::default(), &options)?;
+    let initdata = InitDataRequest::from_flags(
+        args.initdata_toml.as_deref(),
+        args.initdata_digest.as_deref(),
+    )?;
+    let mut agent = AttestationAgent::new(config, detected);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    runtime.block_on(async move {
+        if let Some(request) = initdata {
+            agent.bind_init_data(request).await?;
+        }
+        // Install the signal handlers before the socket exists, so a stop request that
+        // follows the socket's appearance is never lost.
+        let mut shutdown = Box::pin(protos::server::shutdown_signal());
+        if let Some(signal) = (&mut shutdown).now_or_never() {
+            let signal = signal.context("installing signal handlers")?;
+            info!(signal, "stopping before serving");
+            return Ok(());
+        }
+        let services = [service::services(Arc::new(agent))];
+        let server = protos::server::start(&args.attestation_sock, services).await?;
+        info!(addr = %server.addr(), "serving ttRPC");
+        let signal = shutdown.await.context("waiting for a stop signal")?;
+        info!(signal, "stopping");
+        server.stop().await?;
+        Ok(())
+    })
+}

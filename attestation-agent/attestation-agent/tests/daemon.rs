@@ -1,0 +1,395 @@
+//! Runs the real `attestation-agent` binary and talks to it over ttRPC.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    io::Read,
+    os::unix::net::UnixListener,
+    path::Path,
+    process::{Child, Command, ExitStatus, Stdio},
+    time::{Duration, Instant},
+};
+
+use base64::{engine::general_purpose::STANDARD, Engine};
+use protos::{attestation_agent as aa, attestation_agent_ttrpc::AttestationAgentServiceClient};
+use serde_json::json;
+
+const TIMEOUT: Duration = Duration::from_secs(20);
+const INITDATA: &str = "algorithm = \"sha384\"\nversion = \"0.1.0\"\n\n[data]\n\"aa.toml\" = '''\n[log]\nlevel = \"info\"\n'''\n";
+
+/// The binary with a clean environment and a fake kernel command line in `dir`.
+fn agent(dir: &Path) -> Command {
+    let cmdline = dir.join("cmdline");
+    std::fs::write(
+        &cmdline,
+        "console=ttyS0 agent.aa_kbc_params=offline_fs_kbc::\n",
+    )
+    .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_attestation-agent"));
+    for var in [
+        "AA_SAMPLE_ATTESTER",
+        "ENABLE_SAMPLE_DEVICE",
+        "AA_KBC_PARAMS",
+        "RUST_LOG",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.arg("--kernel-cmdline")
+        .arg(cmdline)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+fn stderr_of(child: &mut Child) -> String {
+    let mut text = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    text
+}
+
+/// Waits for the child to exit (killing it after TIMEOUT); returns its status and stderr.
+fn wait_exit(mut child: Child) -> (ExitStatus, String) {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let stderr = stderr_of(&mut child);
+            return (status, stderr);
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            let _ = child.wait();
+            panic!("agent did not exit; stderr:\n{}", stderr_of(&mut child));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until the socket accepts connections; fails early if the agent exits.
+async fn wait_for_socket(child: &mut Child, socket: &Path) {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("agent exited with {status}:\n{}", stderr_of(child));
+        }
+        if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "socket {socket:?} never appeared"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn sigterm(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+async fn client(socket: &Path) -> AttestationAgentServiceClient {
+    let addr = format!("unix://{}", socket.display());
+    AttestationAgentServiceClient::new(ttrpc::r#async::Client::connect(&addr).await.unwrap())
+}
+
+fn ctx() -> ttrpc::context::Context {
+    ttrpc::context::with_timeout(5_000_000_000)
+}
+
+fn assert_not_found<T: std::fmt::Debug>(result: ttrpc::Result<T>, method: &str) {
+    match result {
+        Err(ttrpc::Error::RpcStatus(status)) => {
+            assert_eq!(
+                status.code(),
+                ttrpc::Code::NOT_FOUND,
+                "{method}: {status:?}"
+            );
+            assert!(status.message().contains(method), "{status:?}");
+        }
+        other => panic!("{method}: expected NOT_FOUND, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn serves_evidence_over_ttrpc_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("aa.sock");
+    // a stale socket left by a previous run must be replaced
+    drop(UnixListener::bind(&socket).unwrap());
+    assert!(socket.exists());
+    let initdata = dir.path().join("initdata.toml");
+    std::fs::write(&initdata, INITDATA).unwrap();
+
+    let mut child = agent(dir.path())
+        .env("AA_SAMPLE_ATTESTER", "1")
+        .env("ENABLE_SAMPLE_DEVICE", "1")
+        .arg("--attestation_sock")
+        .arg(format!("unix://{}", socket.display()))
+        .arg("--initdata-toml")
+        .arg(&initdata)
+        .spawn()
+        .unwrap();
+    wait_for_socket(&mut child, &socket).await;
+    let c = client(&socket).await;
+
+    let runtime_data: Vec<u8> = (100u8..148).collect();
+    let reply = c
+        .get_evidence(
+            ctx(),
+            &aa::GetEvidenceRequest {
+                RuntimeData: runtime_data.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let evidence: serde_json::Value = serde_json::from_slice(&reply.Evidence).unwrap();
+    assert_eq!(
+        evidence,
+        json!({"svn": "1", "report_data": STANDARD.encode(&runtime_data)})
+    );
+
+    let reply = c
+        .get_additional_evidence(
+            ctx(),
+            &aa::GetAdditionalEvidenceRequest {
+                RuntimeData: b"device nonce".to_vec(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let additional: serde_json::Value = serde_json::from_slice(&reply.Evidence).unwrap();
+    assert_eq!(
+        additional,
+        json!({"sampledevice": {"svn": "2", "report_data": STANDARD.encode(b"device nonce")}})
+    );
+
+    let tee = c
+        .get_tee_type(ctx(), &aa::GetTeeTypeRequest::new())
+        .await
+        .unwrap();
+    assert_eq!(tee.tee, "sample");
+    let tees = c
+        .get_additional_tees(ctx(), &aa::GetAdditionalTeesRequest::new())
+        .await
+        .unwrap();
+    assert_eq!(tees.additional_tees, vec!["sampledevice"]);
+
+    // later issues: not overridden, so ttRPC answers NOT_FOUND
+    let token = c
+        .get_token(
+            ctx(),
+            &aa::GetTokenRequest {
+                TokenType: "kbs".into(),
+                ..Default::default()
+            },
+        )
+        .await;
+    assert_not_found(token, "GetToken");
+    let extend = c
+        .extend_runtime_measurement(ctx(), &aa::ExtendRuntimeMeasurementRequest::new())
+        .await;
+    assert_not_found(extend, "ExtendRuntimeMeasurement");
+    let bind = c
+        .bind_init_data(ctx(), &aa::BindInitDataRequest::new())
+        .await;
+    assert_not_found(bind, "BindInitData");
+    drop(c);
+
+    sigterm(&child);
+    let (status, stderr) = wait_exit(child);
+    assert!(status.success(), "exit {status}; stderr:\n{stderr}");
+    assert!(!socket.exists(), "socket left behind");
+    // the sample attester cannot bind initdata: logged, not fatal
+    assert!(stderr.contains("cannot bind initdata"), "{stderr}");
+    assert!(stderr.contains("SIGTERM"), "{stderr}");
+}
+
+#[tokio::test]
+async fn config_opt_in_without_devices() {
+    let dir = tempfile::tempdir().unwrap();
+    // the parent directory does not exist yet
+    let socket = dir.path().join("run/attestation-agent/aa.sock");
+    let config = dir.path().join("aa.toml");
+    std::fs::write(
+        &config,
+        "[attester]\nallow_sample = true\n[log]\nlevel = \"info\"\nstyle = \"json\"\n",
+    )
+    .unwrap();
+    let mut child = agent(dir.path())
+        .arg("-a")
+        .arg(format!("unix://{}", socket.display()))
+        .arg("-c")
+        .arg(&config)
+        .arg("-i")
+        .arg(STANDARD.encode([7u8; 48]))
+        .spawn()
+        .unwrap();
+    wait_for_socket(&mut child, &socket).await;
+    let c = client(&socket).await;
+    let reply = c
+        .get_additional_evidence(ctx(), &aa::GetAdditionalEvidenceRequest::new())
+        .await
+        .unwrap();
+    assert!(reply.Evidence.is_empty());
+    let tees = c
+        .get_additional_tees(ctx(), &aa::GetAdditionalTeesRequest::new())
+        .await
+        .unwrap();
+    assert!(tees.additional_tees.is_empty());
+    let reply = c
+        .get_evidence(ctx(), &aa::GetEvidenceRequest::new())
+        .await
+        .unwrap();
+    let evidence: serde_json::Value = serde_json::from_slice(&reply.Evidence).unwrap();
+    assert_eq!(evidence, json!({"svn": "1", "report_data": ""}));
+    drop(c);
+
+    sigterm(&child);
+    let (status, stderr) = wait_exit(child);
+    assert!(status.success(), "exit {status}; stderr:\n{stderr}");
+    assert!(!socket.exists());
+    // the unknown key is a warning naming it, not a failure
+    assert!(stderr.contains("log.style"), "{stderr}");
+}
+
+/// Runs the agent expecting it to fail at startup; returns its stderr.
+fn fails(cmd: &mut Command, socket: &Path) -> String {
+    let (status, stderr) = wait_exit(
+        cmd.arg("-a")
+            .arg(format!("unix://{}", socket.display()))
+            .spawn()
+            .unwrap(),
+    );
+    assert!(!status.success(), "unexpected success; stderr:\n{stderr}");
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(!socket.exists(), "socket created by a failed start");
+    stderr
+}
+
+#[test]
+fn no_tee_and_no_opt_in_fails_with_advice() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("aa.sock");
+    let stderr = fails(&mut agent(dir.path()), &socket);
+    assert!(stderr.contains("no TEE found"), "{stderr}");
+    assert!(stderr.contains("AA_SAMPLE_ATTESTER=1"), "{stderr}");
+    assert!(stderr.contains("allow_sample = true"), "{stderr}");
+    // an opt-in with a value that is not a boolean is refused, not guessed
+    let stderr = fails(
+        agent(dir.path()).env("AA_SAMPLE_ATTESTER", "maybe"),
+        &socket,
+    );
+    assert!(stderr.contains("AA_SAMPLE_ATTESTER"), "{stderr}");
+}
+
+#[test]
+fn malformed_config_names_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("aa.sock");
+    let config = dir.path().join("aa.toml");
+    std::fs::write(
+        &config,
+        "[attester]\nallow_sample = true\n[eventlog_config]\ninit_pcr = \"seventeen\"\n",
+    )
+    .unwrap();
+    let stderr = fails(agent(dir.path()).arg("-c").arg(&config), &socket);
+    assert!(stderr.contains("eventlog_config.init_pcr"), "{stderr}");
+    assert!(stderr.contains("aa.toml"), "{stderr}");
+
+    let json = dir.path().join("aa.json");
+    std::fs::write(
+        &json,
+        r#"{"attester":{"allow_sample":true},"token_configs":{"kbs":{"url":"http://kbs","tee_key_algorithm":"RSA1_5"}}}"#,
+    )
+    .unwrap();
+    let stderr = fails(agent(dir.path()).arg("--config-file").arg(&json), &socket);
+    assert!(
+        stderr.contains("token_configs.kbs.tee_key_algorithm"),
+        "{stderr}"
+    );
+
+    let stderr = fails(
+        agent(dir.path())
+            .arg("-c")
+            .arg(dir.path().join("missing.toml")),
+        &socket,
+    );
+    assert!(stderr.contains("missing.toml"), "{stderr}");
+}
+
+#[test]
+fn malformed_aa_kbc_params_fail_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("aa.sock");
+    let stderr = fails(
+        agent(dir.path())
+            .env("AA_SAMPLE_ATTESTER", "1")
+            .env("AA_KBC_PARAMS", "cc_kbc"),
+        &socket,
+    );
+    assert!(stderr.contains("AA_KBC_PARAMS"), "{stderr}");
+    assert!(stderr.contains("<kbc>::<uri>"), "{stderr}");
+
+    // the agent's fake kernel command line, overwritten with a bad parameter
+    let mut cmd = agent(dir.path());
+    std::fs::write(
+        dir.path().join("cmdline"),
+        "quiet agent.aa_kbc_params=cc_kbc::kbs-without-scheme\n",
+    )
+    .unwrap();
+    let stderr = fails(cmd.env("AA_SAMPLE_ATTESTER", "1"), &socket);
+    assert!(stderr.contains("kernel command line"), "{stderr}");
+    assert!(stderr.contains("kbs-without-scheme"), "{stderr}");
+}
+
+#[test]
+fn bad_initdata_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("aa.sock");
+    let initdata = dir.path().join("initdata.toml");
+    std::fs::write(&initdata, INITDATA.replace("sha384", "sha-384")).unwrap();
+    let stderr = fails(
+        agent(dir.path())
+            .env("AA_SAMPLE_ATTESTER", "1")
+            .arg("-t")
+            .arg(&initdata),
+        &socket,
+    );
+    assert!(stderr.contains("`algorithm`"), "{stderr}");
+
+    let stderr = fails(
+        agent(dir.path())
+            .env("AA_SAMPLE_ATTESTER", "1")
+            .arg("-i")
+            .arg("not base64!"),
+        &socket,
+    );
+    assert!(stderr.contains("initdata digest"), "{stderr}");
+}
+
+#[test]
+fn version_lists_the_attesters() {
+    let out = Command::new(env!("CARGO_BIN_EXE_attestation-agent"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        text.trim(),
+        format!(
+            "attestation-agent {} (attesters: sample, sampledevice)",
+            env!("CARGO_PKG_VERSION")
+        )
+    );
+}

@@ -1,0 +1,325 @@
+//! Platform detection: which attester speaks for this VM and which devices add evidence.
+//!
+//! Hardware attesters are compiled in by cargo features and probed in the documented order
+//! tdx → sgx → az-tdx-vtpm → az-snp-vtpm → snp → csv → cca → se → tpm. When none matches,
+//! the sample attester is used only if it was explicitly allowed; otherwise detection fails
+//! with [`AttesterError::NoTeeDetected`] (upstream silently fell back to it).
+
+use std::collections::BTreeMap;
+
+use tracing::{info, warn};
+
+use crate::{
+    Attester, AttesterError, Platform, SampleAttester, SampleDeviceAttester, Tee,
+    SAMPLE_ATTESTER_ENV, SAMPLE_DEVICE_ENV,
+};
+
+/// The environment variables attesters and detection consult.
+const CONSULTED_VARS: &[&str] = &[SAMPLE_ATTESTER_ENV, SAMPLE_DEVICE_ENV];
+
+/// A snapshot of the environment variables attesters read, so tests pass values in
+/// instead of mutating the process environment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Env {
+    vars: BTreeMap<String, String>,
+}
+
+impl Env {
+    /// The consulted variables as the process sees them (non-UTF-8 values are skipped).
+    pub fn from_process() -> Self {
+        CONSULTED_VARS
+            .iter()
+            .filter_map(|name| std::env::var(name).ok().map(|value| (*name, value)))
+            .collect()
+    }
+
+    /// The value of `name`, if set.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.vars.get(name).map(String::as_str)
+    }
+
+    /// A boolean variable: unset, empty, `0`, `false`, `no`, `off` are false; `1`, `true`,
+    /// `yes`, `on` are true (case-insensitive); anything else is an error rather than a guess.
+    pub fn flag(&self, name: &'static str) -> Result<bool, AttesterError> {
+        let Some(value) = self.get(name) else {
+            return Ok(false);
+        };
+        match value.trim().to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => Ok(true),
+            "" | "0" | "false" | "no" | "off" => Ok(false),
+            _ => Err(AttesterError::InvalidEnvFlag {
+                name,
+                value: value.to_string(),
+            }),
+        }
+    }
+}
+
+impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Env {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        Self {
+            vars: iter
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        }
+    }
+}
+
+/// What detection may use besides the hardware.
+#[derive(Debug, Clone, Default)]
+pub struct DetectOptions {
+    /// `[attester] allow_sample` of the agent config.
+    pub allow_sample: bool,
+    /// The environment (`AA_SAMPLE_ATTESTER`, `ENABLE_SAMPLE_DEVICE`, attester settings).
+    pub env: Env,
+}
+
+/// The attesters of this platform.
+pub struct Detected {
+    /// The attester of the VM itself (GetEvidence, GetTeeType).
+    pub primary: Box<dyn Attester>,
+    /// Device attesters (GetAdditionalEvidence, GetAdditionalTees), in probe order.
+    pub additional: Vec<Box<dyn Attester>>,
+}
+
+impl std::fmt::Debug for Detected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let additional: Vec<Tee> = self.additional.iter().map(|a| a.tee()).collect();
+        f.debug_struct("Detected")
+            .field("primary", &self.primary.tee())
+            .field("additional", &additional)
+            .finish()
+    }
+}
+
+/// Looks for one TEE: `Ok(None)` when the platform does not have it.
+type Probe = fn(&Platform, &Env) -> Result<Option<Box<dyn Attester>>, AttesterError>;
+
+/// Hardware attesters of the VM in detection order; each entry is compiled in by its
+/// cargo feature.
+const PRIMARY_PROBES: &[(Tee, Probe)] = &[];
+
+/// Device attesters, each added when its probe finds the device.
+const DEVICE_PROBES: &[(Tee, Probe)] = &[(Tee::SampleDevice, probe_sample_device)];
+
+fn probe_sample_device(
+    _platform: &Platform,
+    env: &Env,
+) -> Result<Option<Box<dyn Attester>>, AttesterError> {
+    Ok(env
+        .flag(SAMPLE_DEVICE_ENV)?
+        .then(|| Box::new(SampleDeviceAttester) as Box<dyn Attester>))
+}
+
+/// The attesters compiled into this build: hardware ones in detection order, the sample
+/// attester, then devices.
+pub fn compiled_attesters() -> Vec<Tee> {
+    let primary = PRIMARY_PROBES.iter().map(|(tee, _)| *tee);
+    let devices = DEVICE_PROBES.iter().map(|(tee, _)| *tee);
+    primary.chain([Tee::Sample]).chain(devices).collect()
+}
+
+/// Finds the primary attester and the device attesters of `platform`.
+pub fn detect(platform: &Platform, options: &DetectOptions) -> Result<Detected, AttesterError> {
+    detect_with(platform, options, PRIMARY_PROBES, DEVICE_PROBES)
+}
+
+fn detect_with(
+    platform: &Platform,
+    options: &DetectOptions,
+    primary_probes: &[(Tee, Probe)],
+    device_probes: &[(Tee, Probe)],
+) -> Result<Detected, AttesterError> {
+    // Read the opt-in first, so a malformed value is reported even on real hardware.
+    let sample_from_env = options.env.flag(SAMPLE_ATTESTER_ENV)?;
+    let mut primary = None;
+    for (tee, probe) in primary_probes {
+        if let Some(attester) = probe(platform, &options.env)? {
+            info!(%tee, "TEE detected");
+            primary = Some(attester);
+            break;
+        }
+    }
+    let primary = match primary {
+        Some(attester) => attester,
+        None if options.allow_sample || sample_from_env => {
+            let by = if sample_from_env {
+                format!("{SAMPLE_ATTESTER_ENV}=1")
+            } else {
+                "[attester] allow_sample = true".to_string()
+            };
+            warn!(
+                allowed_by = %by,
+                "no TEE found: using the sample attester, whose evidence proves nothing"
+            );
+            Box::new(SampleAttester)
+        }
+        None => {
+            let hardware: Vec<&str> = primary_probes.iter().map(|(t, _)| t.as_str()).collect();
+            return Err(AttesterError::NoTeeDetected {
+                compiled: if hardware.is_empty() {
+                    "none".to_string()
+                } else {
+                    hardware.join(", ")
+                },
+            });
+        }
+    };
+    let mut additional = Vec::new();
+    for (tee, probe) in device_probes {
+        if let Some(attester) = probe(platform, &options.env)? {
+            info!(%tee, "additional TEE device detected");
+            additional.push(attester);
+        }
+    }
+    Ok(Detected {
+        primary,
+        additional,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(allow_sample: bool, env: &[(&str, &str)]) -> DetectOptions {
+        DetectOptions {
+            allow_sample,
+            env: env.iter().copied().collect(),
+        }
+    }
+
+    fn tees(d: &Detected) -> (Tee, Vec<Tee>) {
+        (
+            d.primary.tee(),
+            d.additional.iter().map(|a| a.tee()).collect(),
+        )
+    }
+
+    #[test]
+    fn nothing_found_and_nothing_allowed_is_an_error_that_says_what_to_do() {
+        let err = detect(&Platform::default(), &options(false, &[])).unwrap_err();
+        assert!(matches!(err, AttesterError::NoTeeDetected { ref compiled } if compiled == "none"));
+        let text = err.to_string();
+        assert!(text.contains("no TEE found"), "{text}");
+        assert!(text.contains("AA_SAMPLE_ATTESTER=1"), "{text}");
+        assert!(text.contains("[attester] allow_sample = true"), "{text}");
+        // an explicit "off" is not an opt-in either
+        for off in ["0", "false", "", "no", "OFF"] {
+            assert!(matches!(
+                detect(
+                    &Platform::default(),
+                    &options(false, &[(SAMPLE_ATTESTER_ENV, off)])
+                ),
+                Err(AttesterError::NoTeeDetected { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn sample_by_env_or_config() {
+        let d = detect(
+            &Platform::default(),
+            &options(false, &[(SAMPLE_ATTESTER_ENV, "1")]),
+        )
+        .unwrap();
+        assert_eq!(tees(&d), (Tee::Sample, vec![]));
+        let d = detect(&Platform::default(), &options(true, &[])).unwrap();
+        assert_eq!(tees(&d), (Tee::Sample, vec![]));
+        let d = detect(
+            &Platform::default(),
+            &options(false, &[(SAMPLE_ATTESTER_ENV, "TRUE")]),
+        )
+        .unwrap();
+        assert_eq!(d.primary.tee(), Tee::Sample);
+    }
+
+    #[test]
+    fn sample_device_only_by_env() {
+        let d = detect(
+            &Platform::default(),
+            &options(true, &[(SAMPLE_DEVICE_ENV, "1")]),
+        )
+        .unwrap();
+        assert_eq!(tees(&d), (Tee::Sample, vec![Tee::SampleDevice]));
+        let d = detect(
+            &Platform::default(),
+            &options(true, &[(SAMPLE_DEVICE_ENV, "0")]),
+        )
+        .unwrap();
+        assert!(d.additional.is_empty());
+        // the device alone does not make a primary TEE
+        assert!(matches!(
+            detect(
+                &Platform::default(),
+                &options(false, &[(SAMPLE_DEVICE_ENV, "1")])
+            ),
+            Err(AttesterError::NoTeeDetected { .. })
+        ));
+    }
+
+    #[test]
+    fn malformed_flags_are_errors_not_guesses() {
+        for (name, value) in [(SAMPLE_ATTESTER_ENV, "2"), (SAMPLE_DEVICE_ENV, "enable")] {
+            let err = detect(&Platform::default(), &options(true, &[(name, value)])).unwrap_err();
+            assert!(
+                matches!(err, AttesterError::InvalidEnvFlag { name: n, value: ref v } if n == name && v == value),
+                "{err}"
+            );
+            assert!(err.to_string().contains(name));
+        }
+    }
+
+    struct Fake(Tee);
+    #[async_trait::async_trait]
+    impl Attester for Fake {
+        fn tee(&self) -> Tee {
+            self.0
+        }
+        async fn get_evidence(&self, _: &[u8]) -> Result<serde_json::Value, AttesterError> {
+            Ok(serde_json::Value::Null)
+        }
+    }
+
+    fn absent(_: &Platform, _: &Env) -> Result<Option<Box<dyn Attester>>, AttesterError> {
+        Ok(None)
+    }
+    fn tdx(_: &Platform, _: &Env) -> Result<Option<Box<dyn Attester>>, AttesterError> {
+        Ok(Some(Box::new(Fake(Tee::Tdx))))
+    }
+    fn snp(_: &Platform, _: &Env) -> Result<Option<Box<dyn Attester>>, AttesterError> {
+        Ok(Some(Box::new(Fake(Tee::Snp))))
+    }
+
+    #[test]
+    fn first_hardware_match_wins_and_beats_an_allowed_sample() {
+        let probes: &[(Tee, Probe)] = &[(Tee::Sgx, absent), (Tee::Tdx, tdx), (Tee::Snp, snp)];
+        let d = detect_with(&Platform::default(), &options(true, &[]), probes, &[]).unwrap();
+        assert_eq!(tees(&d), (Tee::Tdx, vec![]));
+    }
+
+    #[test]
+    fn error_lists_the_compiled_hardware_attesters() {
+        let probes: &[(Tee, Probe)] = &[(Tee::Tdx, absent), (Tee::Snp, absent)];
+        let err = detect_with(&Platform::default(), &options(false, &[]), probes, &[]).unwrap_err();
+        assert!(err.to_string().contains("compiled in: tdx, snp"), "{err}");
+    }
+
+    #[test]
+    fn compiled_list_has_the_sample_attesters() {
+        assert_eq!(compiled_attesters(), vec![Tee::Sample, Tee::SampleDevice]);
+    }
+
+    #[test]
+    fn env_snapshot_only_holds_consulted_variables() {
+        let env = Env::from_process();
+        assert!(env
+            .vars
+            .keys()
+            .all(|k| CONSULTED_VARS.contains(&k.as_str())));
+        let env: Env = [("A", "x")].into_iter().collect();
+        assert_eq!(env.get("A"), Some("x"));
+        assert_eq!(env.get("B"), None);
+    }
+}

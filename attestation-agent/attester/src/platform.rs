@@ -1,0 +1,106 @@
+//! The one door to the kernel's filesystems. Attesters and detection reach `/dev`, `/sys`,
+//! configfs, `/run` and `/proc` only through a [`Platform`], so tests run the real code
+//! against a fake tree and recorded evidence can be replayed.
+
+use std::path::{Component, Path, PathBuf};
+
+/// A root directory under which the kernel interfaces are looked up (`/` on a real guest).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Platform {
+    root: PathBuf,
+}
+
+impl Default for Platform {
+    fn default() -> Self {
+        Self::new("/")
+    }
+}
+
+impl Platform {
+    /// A platform rooted at `root` (a fake tree in tests).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `path` (absolute as on a real guest, e.g. `/dev/tdx_guest`) resolved under the root.
+    /// Only normal components are kept, so `..`, `.` and the leading `/` can never lead
+    /// outside the root.
+    pub fn path(&self, path: impl AsRef<Path>) -> PathBuf {
+        let mut resolved = self.root.clone();
+        for component in path.as_ref().components() {
+            if let Component::Normal(part) = component {
+                resolved.push(part);
+            }
+        }
+        resolved
+    }
+
+    /// `/dev` under the root.
+    pub fn dev(&self) -> PathBuf {
+        self.path("/dev")
+    }
+
+    /// `/sys` under the root.
+    pub fn sys(&self) -> PathBuf {
+        self.path("/sys")
+    }
+
+    /// configfs (`/sys/kernel/config`) under the root; TSM reports live below it.
+    pub fn configfs(&self) -> PathBuf {
+        self.path("/sys/kernel/config")
+    }
+
+    /// `/run` under the root.
+    pub fn run(&self) -> PathBuf {
+        self.path("/run")
+    }
+
+    /// `/proc` under the root.
+    pub fn proc(&self) -> PathBuf {
+        self.path("/proc")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_the_real_root() {
+        let p = Platform::default();
+        assert_eq!(p.root(), Path::new("/"));
+        assert_eq!(p.dev(), PathBuf::from("/dev"));
+        assert_eq!(p.sys(), PathBuf::from("/sys"));
+        assert_eq!(p.configfs(), PathBuf::from("/sys/kernel/config"));
+        assert_eq!(p.run(), PathBuf::from("/run"));
+        assert_eq!(p.proc(), PathBuf::from("/proc"));
+        assert_eq!(p.path("/dev/tdx_guest"), PathBuf::from("/dev/tdx_guest"));
+    }
+
+    #[test]
+    fn paths_stay_under_a_fake_root() {
+        let p = Platform::new("/tmp/fake");
+        assert_eq!(p.dev(), PathBuf::from("/tmp/fake/dev"));
+        assert_eq!(p.configfs(), PathBuf::from("/tmp/fake/sys/kernel/config"));
+        assert_eq!(
+            p.path("/sys/kernel/config/tsm/report"),
+            PathBuf::from("/tmp/fake/sys/kernel/config/tsm/report")
+        );
+        // relative and hostile paths cannot climb out of the root
+        assert_eq!(
+            p.path("dev/sev-guest"),
+            PathBuf::from("/tmp/fake/dev/sev-guest")
+        );
+        assert_eq!(
+            p.path("/../../etc/shadow"),
+            PathBuf::from("/tmp/fake/etc/shadow")
+        );
+        assert_eq!(p.path("/dev/./../x"), PathBuf::from("/tmp/fake/dev/x"));
+        assert_eq!(p.path(""), PathBuf::from("/tmp/fake"));
+    }
+}

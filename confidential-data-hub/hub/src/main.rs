@@ -1,0 +1,126 @@
+//! `confidential-data-hub`: flags, configuration, logging, socket. The behaviour lives in
+//! the library.
+
+#![forbid(unsafe_code)]
+
+use std::{
+    future::Future, io::IsTerminal, path::PathBuf, process::ExitCode, sync::Arc, task::Poll,
+};
+
+use anyhow::Context as _;
+use clap::Parser;
+use confidential_data_hub::{
+    config::{DEFAULT_CREDENTIALS_DIR, DEFAULT_KERNEL_CMDLINE},
+    Config, Environment, Hub, LoadOptions, LoadedConfig,
+};
+use kms::offline_fs::{OfflineFsSources, DEFAULT_KEYS_FILE, DEFAULT_RESOURCES_FILE};
+use tracing::{info, warn};
+use tracing_subscriber::EnvFilter;
+
+/// Confidential Data Hub: KBS resources and secrets for the confidential guest, over ttRPC.
+#[derive(Debug, Parser)]
+#[command(name = "confidential-data-hub", version, about)]
+struct Cli {
+    /// Config file (TOML; JSON if the name ends in `.json`). Without it, the KBC comes
+    /// from AA_KBC_PARAMS or the kernel parameter agent.aa_kbc_params.
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Kernel command line to read instead of /proc/cmdline (tests).
+    #[arg(long, hide = true, default_value = DEFAULT_KERNEL_CMDLINE)]
+    kernel_cmdline: PathBuf,
+
+    /// Directory credential files must lie under (tests).
+    #[arg(long, hide = true, default_value = DEFAULT_CREDENTIALS_DIR)]
+    credentials_dir: PathBuf,
+
+    /// offline_fs_kbc key store (tests).
+    #[arg(long, hide = true, default_value = DEFAULT_KEYS_FILE)]
+    offline_fs_kbc_keys: PathBuf,
+
+    /// offline_fs_kbc resource store (tests).
+    #[arg(long, hide = true, default_value = DEFAULT_RESOURCES_FILE)]
+    offline_fs_kbc_resources: PathBuf,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("confidential-data-hub: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(level: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let options = LoadOptions {
+        config_file: cli.config,
+        kernel_cmdline: cli.kernel_cmdline,
+        credentials_dir: cli.credentials_dir,
+        offline_fs: OfflineFsSources {
+            keys_file: cli.offline_fs_kbc_keys,
+            resources_file: cli.offline_fs_kbc_resources,
+            extra_files: Vec::new(),
+        },
+        env: Environment::from_process(),
+    };
+    let LoadedConfig { config, warnings } =
+        Config::load(&options).context("loading the configuration")?;
+    init_logging(&config.log.level);
+    for warning in &warnings {
+        warn!("{warning}");
+    }
+
+    let kbc_name = config.kbc.name.clone();
+    let params = config.kbc_params();
+    let kbc = tokio::task::spawn_blocking(move || kms::new_kbc(&kbc_name, &params))
+        .await?
+        .with_context(|| format!("setting up KBC `{}` ([kbc] name)", config.kbc.name))?;
+    let hub = Arc::new(Hub::new(config, kbc));
+
+    // Install the signal handlers before the socket appears, so a stop request sent as soon
+    // as the socket exists is never lost.
+    let mut shutdown = std::pin::pin!(protos::server::shutdown_signal());
+    let mut early_signal = None;
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(result) = shutdown.as_mut().poll(cx) {
+            early_signal = Some(result);
+        }
+        Poll::Ready(())
+    })
+    .await;
+
+    let socket = hub.config().socket.clone();
+    let server = protos::server::start(&socket, hub.ttrpc_services())
+        .await
+        .context("starting the ttRPC server")?;
+    info!(socket = %socket, kbc = %hub.config().kbc.name, "confidential-data-hub serving");
+
+    // After the socket is up: kata-agent gives the socket only a few seconds to appear.
+    let provisioning = tokio::spawn({
+        let hub = hub.clone();
+        async move { hub.provision_credentials().await }
+    });
+
+    let signal = match early_signal {
+        Some(result) => result,
+        None => shutdown.await,
+    }
+    .context("waiting for a stop signal")?;
+    info!(signal, "stopping");
+    provisioning.abort();
+    server.stop().await.context("stopping the ttRPC server")?;
+    Ok(())
+}

@@ -1,0 +1,381 @@
+//! Runs the real `confidential-data-hub` binary: offline_fs_kbc fed from temporary store
+//! files, a fake kernel command line, a temporary credentials directory, and ttRPC calls
+//! over its socket.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    time::{Duration, Instant},
+};
+
+use protos::{api, api_ttrpc};
+
+const BIN: &str = env!("CARGO_BIN_EXE_confidential-data-hub");
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Temporary files for one daemon run.
+struct Setup {
+    dir: tempfile::TempDir,
+    cmdline: String,
+}
+
+impl Setup {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        // store files: the two "/etc" stores and one extra file; later ones overwrite
+        std::fs::write(
+            dir.path().join("keys.json"),
+            r#"{"default/key/1": "b3ZlcndyaXR0ZW4="}"#,
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("extra.json"),
+            // "\x00\x01binary\xff" and "hunter2"
+            r#"{"default/key/1": "AAFiaW5hcnn/", "default/cred/pw": "aHVudGVyMg=="}"#,
+        )
+        .unwrap();
+        Self {
+            dir,
+            cmdline: "BOOT_IMAGE=/vmlinuz ro quiet".to_string(),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.path("run/cdh.sock")
+    }
+
+    fn kbs_dir(&self) -> PathBuf {
+        self.path("kbs")
+    }
+
+    /// A config file with the socket in the temporary directory, then `rest`.
+    fn config(&self, rest: &str) -> PathBuf {
+        let path = self.path("cdh.toml");
+        let text = format!(
+            "socket = \"unix://{}\"\n{}",
+            self.socket().display(),
+            rest.replace("@KBS@", &self.kbs_dir().display().to_string())
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn spawn(&self, config: Option<&Path>) -> Daemon {
+        std::fs::write(self.path("cmdline"), &self.cmdline).unwrap();
+        let stderr = std::fs::File::create(self.path("stderr")).unwrap();
+        let mut command = Command::new(BIN);
+        if let Some(config) = config {
+            command.arg("-c").arg(config);
+        }
+        let child = command
+            .arg("--kernel-cmdline")
+            .arg(self.path("cmdline"))
+            .arg("--credentials-dir")
+            .arg(self.kbs_dir())
+            .arg("--offline-fs-kbc-keys")
+            .arg(self.path("keys.json"))
+            .arg("--offline-fs-kbc-resources")
+            .arg(self.path("absent-resources.json"))
+            .env_clear()
+            .env("OFFLINE_FS_KBC_EXTRA_FILE_PATH", self.path("extra.json"))
+            .env("RUST_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        Daemon {
+            child,
+            stderr: self.path("stderr"),
+        }
+    }
+
+    /// Runs the daemon expecting it to refuse to start; returns its stderr.
+    fn expect_startup_failure(&self, config: Option<&Path>) -> String {
+        let mut daemon = self.spawn(config);
+        let status = daemon.wait_exit();
+        let stderr = daemon.stderr();
+        assert_eq!(status.code(), Some(1), "{stderr}");
+        assert!(!self.socket().exists(), "{stderr}");
+        stderr
+    }
+}
+
+/// The running binary; killed if a test fails before stopping it.
+struct Daemon {
+    child: Child,
+    stderr: PathBuf,
+}
+
+impl Daemon {
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "daemon did not exit: {}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    async fn wait_for_socket(&mut self, socket: &Path) {
+        let deadline = Instant::now() + WAIT;
+        while !socket.exists() {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("daemon exited with {status}: {}", self.stderr());
+            }
+            assert!(Instant::now() < deadline, "no socket: {}", self.stderr());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn terminate(&mut self) -> ExitStatus {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        self.wait_exit()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn ctx() -> ttrpc::context::Context {
+    ttrpc::context::with_timeout(Duration::from_secs(10).as_nanos() as i64)
+}
+
+async fn client(socket: &Path) -> ttrpc::r#async::Client {
+    ttrpc::r#async::Client::connect(&format!("unix://{}", socket.display()))
+        .await
+        .unwrap()
+}
+
+async fn get_resource(
+    client: &api_ttrpc::GetResourceServiceClient,
+    path: &str,
+) -> ttrpc::Result<Vec<u8>> {
+    let req = api::GetResourceRequest {
+        ResourcePath: path.to_string(),
+        ..Default::default()
+    };
+    client.get_resource(ctx(), &req).await.map(|r| r.Resource)
+}
+
+fn status_of<T: std::fmt::Debug>(result: ttrpc::Result<T>) -> (ttrpc::Code, String) {
+    match result {
+        Err(ttrpc::Error::RpcStatus(s)) => (s.code(), s.message().to_string()),
+        other => panic!("expected an RPC status, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn serves_get_resource_and_stops_on_sigterm() {
+    let setup = Setup::new();
+    let config = setup.config("[kbc]\nname = \"offline_fs_kbc\"\n");
+    let mut daemon = setup.spawn(Some(&config));
+    daemon.wait_for_socket(&setup.socket()).await;
+
+    let connection = client(&setup.socket()).await;
+    let resources = api_ttrpc::GetResourceServiceClient::new(connection.clone());
+
+    // the extra file overwrote the key store's entry; bytes come back exactly
+    assert_eq!(
+        get_resource(&resources, "kbs:///default/key/1")
+            .await
+            .unwrap(),
+        b"\x00\x01binary\xff"
+    );
+    assert_eq!(
+        get_resource(&resources, "kbs://any.host:1234/default/cred/pw")
+            .await
+            .unwrap(),
+        b"hunter2"
+    );
+
+    let (code, message) = status_of(get_resource(&resources, "kbs:///default/key/404").await);
+    assert_eq!(code, ttrpc::Code::NOT_FOUND, "{message}");
+    assert!(message.starts_with("[CDH] [ERROR]: "), "{message}");
+
+    let (code, message) =
+        status_of(get_resource(&resources, "kbs:///default/../../etc/passwd").await);
+    assert_eq!(code, ttrpc::Code::INVALID_ARGUMENT, "{message}");
+    assert!(message.contains("dot segment"), "{message}");
+    let (code, _) = status_of(get_resource(&resources, "file:///etc/passwd").await);
+    assert_eq!(code, ttrpc::Code::INVALID_ARGUMENT);
+
+    // services of later work answer NOT_FOUND
+    let sealed = api_ttrpc::SealedSecretServiceClient::new(connection.clone());
+    let req = api::UnsealSecretInput {
+        secret: b"sealed.a.b.c".to_vec(),
+        ..Default::default()
+    };
+    let (code, message) = status_of(sealed.unseal_secret(ctx(), &req).await);
+    assert_eq!(code, ttrpc::Code::NOT_FOUND, "{message}");
+    assert!(
+        message.contains("/api.SealedSecretService/UnsealSecret"),
+        "{message}"
+    );
+    let images = api_ttrpc::ImagePullServiceClient::new(connection.clone());
+    let (code, _) = status_of(
+        images
+            .pull_image(ctx(), &api::ImagePullRequest::default())
+            .await,
+    );
+    assert_eq!(code, ttrpc::Code::NOT_FOUND);
+
+    let status = daemon.terminate();
+    assert_eq!(status.code(), Some(0), "{}", daemon.stderr());
+    assert!(!setup.socket().exists());
+    assert!(daemon.stderr().contains("SIGTERM"), "{}", daemon.stderr());
+}
+
+#[tokio::test]
+async fn provisions_credentials_with_mode_0600() {
+    let mut setup = Setup::new();
+    setup.cmdline = format!(
+        "quiet cdh.kbs_resources=kbs:///default/key/1::{}/from-cmdline",
+        setup.kbs_dir().display()
+    );
+    let config = setup.config(
+        r#"
+[kbc]
+name = "offline_fs_kbc"
+
+[[credentials]]
+resource_uri = "kbs:///default/key/missing"
+path = "@KBS@/missing"
+
+[[credentials]]
+resource_uri = "kbs:///default/cred/pw"
+path = "@KBS@/registry/pw"
+"#,
+    );
+    let mut daemon = setup.spawn(Some(&config));
+    daemon.wait_for_socket(&setup.socket()).await;
+
+    let written = setup.kbs_dir().join("from-cmdline");
+    let deadline = Instant::now() + WAIT;
+    while !written.exists() {
+        assert!(Instant::now() < deadline, "{}", daemon.stderr());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let pw = setup.kbs_dir().join("registry/pw");
+    assert_eq!(std::fs::read(&pw).unwrap(), b"hunter2");
+    assert_eq!(std::fs::metadata(&pw).unwrap().mode() & 0o777, 0o600);
+    assert_eq!(std::fs::read(&written).unwrap(), b"\x00\x01binary\xff");
+    assert_eq!(std::fs::metadata(&written).unwrap().mode() & 0o777, 0o600);
+    // a resource that cannot be fetched is logged, and the daemon keeps serving
+    assert!(!setup.kbs_dir().join("missing").exists());
+    let resources = api_ttrpc::GetResourceServiceClient::new(client(&setup.socket()).await);
+    assert_eq!(
+        get_resource(&resources, "kbs:///default/cred/pw")
+            .await
+            .unwrap(),
+        b"hunter2"
+    );
+    assert!(
+        daemon.stderr().contains("kbs:///default/key/missing"),
+        "{}",
+        daemon.stderr()
+    );
+    assert_eq!(daemon.terminate().code(), Some(0));
+}
+
+#[test]
+fn refuses_credentials_outside_the_credentials_dir() {
+    let setup = Setup::new();
+    let outside = setup.path("outside");
+    let config = setup.config(&format!(
+        "[kbc]\nname = \"offline_fs_kbc\"\n[[credentials]]\nresource_uri = \"kbs:///default/cred/pw\"\npath = \"{}\"\n",
+        outside.display()
+    ));
+    let stderr = setup.expect_startup_failure(Some(&config));
+    assert!(stderr.contains("credentials[0].path"), "{stderr}");
+    assert!(
+        stderr.contains("not inside the credentials directory"),
+        "{stderr}"
+    );
+    assert!(!outside.exists());
+
+    let config = setup.config(
+        "[kbc]\nname = \"offline_fs_kbc\"\n[[credentials]]\nresource_uri = \"kbs:///default/cred/pw\"\npath = \"@KBS@/../outside\"\n",
+    );
+    let stderr = setup.expect_startup_failure(Some(&config));
+    assert!(stderr.contains("credentials[0].path"), "{stderr}");
+    assert!(!outside.exists());
+}
+
+#[test]
+fn malformed_config_exits_1_naming_the_key() {
+    let setup = Setup::new();
+    for (rest, key) in [
+        ("[kbc]\nname = 5\n", "kbc.name"),
+        ("[kbc]\nurl = \"http://kbs\"\n", "kbc.name"),
+        (
+            "[kbc]\nname = \"offline_fs_kbc\"\n[image]\nmax_concurrent_layer_downloads_per_image = \"3\"\n",
+            "image.max_concurrent_layer_downloads_per_image",
+        ),
+        ("[kbc]\nname = \"offline_fs_kbc\"\n[log]\nlevel = \"x=y=z\"\n", "log.level"),
+    ] {
+        let config = setup.config(rest);
+        let stderr = setup.expect_startup_failure(Some(&config));
+        assert!(stderr.contains(&format!("`{key}`")), "{rest}: {stderr}");
+    }
+    let stderr = setup.expect_startup_failure(Some(&setup.path("no-such.toml")));
+    assert!(stderr.contains("no-such.toml"), "{stderr}");
+}
+
+#[test]
+fn kbc_problems_stop_the_start() {
+    let mut setup = Setup::new();
+    let config = setup.config("[kbc]\nname = \"sample_kbc\"\n");
+    let stderr = setup.expect_startup_failure(Some(&config));
+    assert!(stderr.contains("unknown KBC `sample_kbc`"), "{stderr}");
+
+    // without -c the KBC comes from the kernel command line
+    setup.cmdline = "agent.aa_kbc_params=cc_kbc::http://127.0.0.1:8080".into();
+    let stderr = setup.expect_startup_failure(None);
+    assert!(stderr.contains("not compiled into this build"), "{stderr}");
+
+    // a broken store file is named
+    std::fs::write(setup.path("extra.json"), r#"{"default/key/1": 1}"#).unwrap();
+    let config = setup.config("[kbc]\nname = \"offline_fs_kbc\"\n");
+    let stderr = setup.expect_startup_failure(Some(&config));
+    assert!(stderr.contains("extra.json"), "{stderr}");
+    assert!(stderr.contains("`default/key/1`"), "{stderr}");
+}
+
+#[test]
+fn version_flag() {
+    let output = Command::new(BIN).arg("--version").output().unwrap();
+    assert!(output.status.success());
+    assert_eq!(
+        String::from_utf8(output.stdout).unwrap().trim(),
+        format!("confidential-data-hub {}", env!("CARGO_PKG_VERSION"))
+    );
+}
