@@ -51,6 +51,7 @@ stop() {
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   echo "stopped; logs are in $run_dir/logs"
+  exit "${1:-0}"
 }
 trap stop INT TERM EXIT
 
@@ -91,4 +92,5 @@ Try:
 Press Ctrl-C to stop all three.
 MSG
 wait -n "${pids[@]}" || true
-echo "a daemon exited; see $run_dir/logs" >&2
+echo "a daemon exited on its own; see $run_dir/logs" >&2
+stop 1
