@@ -1,0 +1,140 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use kbs_protocol::token::{decode_aa_token_reply, encode_aa_token_reply};
+use kbs_protocol::{
+    EvidenceProvider, KbsClient, KbsClientConfig, ProviderError, ResourceUri, RetryPolicy,
+    SampleEvidenceProvider, TeeKeyAlgorithm, TeeKeyPair, Token, TokenProvider,
+};
+use testkit::kbs::{KbsConfig, TestKbs};
+
+pub const SECRET: &[u8] = b"an attested secret \x00\x01\xff";
+
+pub async fn start_kbs(config: KbsConfig) -> TestKbs {
+    let kbs = TestKbs::start(config).await.unwrap();
+    kbs.put_resource("default/key/1", SECRET);
+    kbs
+}
+
+/// Fast retries and short timeouts so that failure tests take milliseconds.
+pub fn config(kbs: &TestKbs, algorithm: TeeKeyAlgorithm) -> KbsClientConfig {
+    let mut config = KbsClientConfig::new(&kbs.url()).unwrap();
+    config.tee_key_algorithm = algorithm;
+    config.request_timeout = Duration::from_secs(10);
+    config.retry = RetryPolicy {
+        max_attempts: 3,
+        initial_backoff: Duration::from_millis(10),
+        max_backoff: Duration::from_millis(40),
+    };
+    if let Some(ca) = kbs.ca_pem() {
+        config.extra_root_certs_pem.push(ca);
+    }
+    config
+}
+
+pub fn sample_client(config: KbsClientConfig) -> KbsClient {
+    KbsClient::background_check(
+        config,
+        Arc::new(SampleEvidenceProvider::new_explicitly_allowed()),
+    )
+    .unwrap()
+}
+
+pub fn client(kbs: &TestKbs) -> KbsClient {
+    sample_client(config(kbs, TeeKeyAlgorithm::EcP256))
+}
+
+pub fn uri(text: &str) -> ResourceUri {
+    ResourceUri::parse(text).unwrap()
+}
+
+/// A passport-mode token source the way CDH gets one: AA's reply bytes over the wire.
+pub struct AaLikeTokenProvider {
+    pub aa: KbsClient,
+    pub calls: AtomicUsize,
+}
+
+#[async_trait]
+impl TokenProvider for AaLikeTokenProvider {
+    async fn get_token(&self) -> Result<(Token, TeeKeyPair), ProviderError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let (token, keypair) = self.aa.get_token().await?;
+        let reply = encode_aa_token_reply(&token, &keypair)?;
+        Ok(decode_aa_token_reply(&reply)?)
+    }
+}
+
+/// Evidence whose report data is damaged on the way out.
+pub struct TamperingProvider {
+    pub tamper: fn(&[u8]) -> Vec<u8>,
+}
+
+#[async_trait]
+impl EvidenceProvider for TamperingProvider {
+    async fn tee(&self) -> Result<String, ProviderError> {
+        Ok("sample".into())
+    }
+    async fn primary_evidence(
+        &self,
+        report_data: &[u8],
+    ) -> Result<serde_json::Value, ProviderError> {
+        SampleEvidenceProvider::new_explicitly_allowed()
+            .primary_evidence(&(self.tamper)(report_data))
+            .await
+    }
+}
+
+/// Sample primary evidence plus a `sampledevice` bound to the device report data (or to
+/// garbage when `wrong_binding`).
+pub struct WithDeviceProvider {
+    pub wrong_binding: bool,
+}
+
+#[async_trait]
+impl EvidenceProvider for WithDeviceProvider {
+    async fn tee(&self) -> Result<String, ProviderError> {
+        Ok("sample".into())
+    }
+    async fn primary_evidence(
+        &self,
+        report_data: &[u8],
+    ) -> Result<serde_json::Value, ProviderError> {
+        SampleEvidenceProvider::new_explicitly_allowed()
+            .primary_evidence(report_data)
+            .await
+    }
+    async fn additional_evidence(&self, report_data: &[u8]) -> Result<String, ProviderError> {
+        use base64::Engine;
+        let bound = if self.wrong_binding {
+            vec![0u8; report_data.len()]
+        } else {
+            report_data.to_vec()
+        };
+        Ok(serde_json::json!({
+            "sampledevice": {
+                "svn": "2",
+                "report_data": base64::engine::general_purpose::STANDARD.encode(bound),
+            }
+        })
+        .to_string())
+    }
+}
+
+/// A plain reqwest client for speaking raw HTTP to the test KBS.
+pub fn raw_http() -> reqwest::Client {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .build()
+        .unwrap()
+}
