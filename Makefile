@@ -2,7 +2,7 @@
 # api-server-rest. `make help` lists the targets and variables.
 
 TEE_PLATFORM ?= fs
-KBC          ?= offline_fs_kbc
+KBC          ?= cc_kbc
 ENABLE_KBS   ?= $(if $(filter cc_kbc,$(KBC)),true,false)
 LIBC         ?= gnu
 ARCH         ?= $(shell uname -m)
@@ -29,7 +29,7 @@ ifeq ($(filter $(KBC),offline_fs_kbc cc_kbc),)
   $(error KBC must be offline_fs_kbc or cc_kbc, not '$(KBC)')
 endif
 
-AA_FEATURES  := $(ATTESTER_FEATURES_$(TEE_PLATFORM))
+AA_FEATURES  := $(ATTESTER_FEATURES_$(TEE_PLATFORM)) coco_as
 CDH_FEATURES :=
 ifeq ($(ENABLE_KBS),true)
   AA_FEATURES  += kbs
@@ -40,8 +40,8 @@ comma := ,
 empty :=
 space := $(empty) $(empty)
 join_features = $(subst $(space),$(comma),$(strip $(foreach f,$(2),$(1)/$(f))))
-FEATURES := $(strip $(call join_features,attestation-agent,$(AA_FEATURES)) $(call join_features,confidential-data-hub,$(CDH_FEATURES)))
-FEATURE_FLAGS := $(if $(FEATURES),--features $(subst $(space),$(comma),$(FEATURES)))
+FEATURES := $(subst $(space),$(comma),$(strip $(call join_features,attestation-agent,$(AA_FEATURES)) $(call join_features,confidential-data-hub,$(CDH_FEATURES))))
+FEATURE_FLAGS := --no-default-features $(if $(FEATURES),--features $(FEATURES))
 
 .PHONY: help build install run test lint bench clean
 
@@ -55,7 +55,8 @@ help:
 	@echo "  bench    run the benchmarks; BENCH=<name> runs one"
 	@echo "Variables:"
 	@echo "  TEE_PLATFORM = none|fs|tdx|snp|az-cvm-vtpm|se|cca|tpm|all   (now: $(TEE_PLATFORM); in this tree: $(PLATFORMS_AVAILABLE))"
-	@echo "  KBC          = offline_fs_kbc|cc_kbc   (now: $(KBC)); ENABLE_KBS=true is the same as KBC=cc_kbc"
+	@echo "  KBC          = cc_kbc|offline_fs_kbc   (now: $(KBC)); offline_fs_kbc is always built, cc_kbc adds the KBS client"
+	@echo "  ENABLE_KBS   = true|false   (now: $(ENABLE_KBS)); derived from KBC, false builds without the KBS client"
 	@echo "  LIBC         = gnu|musl   (now: $(LIBC); musl needs the $(ARCH)-unknown-linux-musl rust target)"
 	@echo "  DESTDIR      = install directory (now: $(DESTDIR))"
 	@echo "  features passed to cargo: $(or $(FEATURES),<none>)"

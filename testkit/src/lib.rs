@@ -5,3 +5,4 @@
 
 pub mod kbs;
 pub mod process;
+pub mod suite;

@@ -360,13 +360,17 @@ fn check_log_filter(filter: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A KBS or attestation-service URL must be http(s) with a host.
+/// A KBS or attestation-service URL must be http(s) with a host, and without query or
+/// fragment (API paths are appended to it).
 pub(crate) fn check_http_url(url: &Url) -> Result<(), &'static str> {
     if !matches!(url.scheme(), "http" | "https") {
         return Err("the URL scheme must be http or https");
     }
     if url.host().is_none() {
         return Err("the URL has no host");
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("the URL takes no query or fragment (API paths are appended to it)");
     }
     Ok(())
 }
@@ -583,6 +587,14 @@ allow_sample = true
             (
                 "[token_configs.coco_as]\nurl = \"unix:///run/as.sock\"\n",
                 "token_configs.coco_as.url",
+            ),
+            (
+                "[token_configs.coco_as]\nurl = \"http://as/?policy=x\"\n",
+                "token_configs.coco_as.url",
+            ),
+            (
+                "[token_configs.kbs]\nurl = \"http://kbs:8080/#frag\"\n",
+                "token_configs.kbs.url",
             ),
             (
                 "[token_configs.kbs]\nurl = \"http://k\"\ncert = \"\"\n",

@@ -1,8 +1,14 @@
-//! The Attestation Agent: evidence from the platform's attesters, initdata binding, and
-//! the ttRPC service kata-agent, the confidential data hub and api-server-rest call.
+//! The Attestation Agent: evidence from the platform's attesters, initdata binding, tokens
+//! (`kbs`, `coco_as`), and the ttRPC service kata-agent, the confidential data hub and
+//! api-server-rest call.
 //!
 //! The binary (`src/main.rs`) only wires flags, config, logging and the socket to
 //! [`AttestationAgent`] and [`service::services`].
+//!
+//! Cargo features: `kbs` (GetToken("kbs"), default) and `coco_as` (GetToken("coco_as"),
+//! default). A caller whose KBS token was refused asks GetToken for a newer one by sending
+//! the ttRPC request metadata `coco-token-refresh: 1` ([`TOKEN_REFRESH_METADATA_KEY`],
+//! [`TOKEN_REFRESH_METADATA_VALUE`]).
 
 #![forbid(unsafe_code)]
 
@@ -11,9 +17,17 @@ pub mod initdata;
 pub mod kbc_params;
 pub mod service;
 mod structured;
+pub mod token;
 
-use attester::{Attester, AttesterError, Detected, InitDataResult, Tee};
+use std::sync::Arc;
+
+use attester::{AttesterError, Detected, DeviceEvidenceError, InitDataResult, Tee};
 use tracing::info;
+use zeroize::Zeroizing;
+
+pub use token::{
+    TokenRefresh, TokenType, TOKEN_REFRESH_METADATA_KEY, TOKEN_REFRESH_METADATA_VALUE,
+};
 
 use crate::{config::Config, initdata::InitData, initdata::InitDataRequest};
 
@@ -21,16 +35,25 @@ use crate::{config::Config, initdata::InitData, initdata::InitDataRequest};
 pub const DEFAULT_SOCKET: &str =
     "unix:///run/confidential-containers/attestation-agent/attestation-agent.sock";
 
-/// `--version` text: crate version and the attesters compiled in.
+/// `--version` text: crate version, the attesters and the token plugins compiled in.
 pub fn version_text() -> String {
     let attesters: Vec<&str> = attester::compiled_attesters()
         .into_iter()
         .map(Tee::as_str)
         .collect();
+    let plugins: Vec<&str> = token::compiled_token_plugins()
+        .into_iter()
+        .map(TokenType::as_str)
+        .collect();
     format!(
-        "{} (attesters: {})",
+        "{} (attesters: {}; token plugins: {})",
         env!("CARGO_PKG_VERSION"),
-        attesters.join(", ")
+        attesters.join(", "),
+        if plugins.is_empty() {
+            "none".to_string()
+        } else {
+            plugins.join(", ")
+        }
     )
 }
 
@@ -46,13 +69,8 @@ pub enum AaError {
         source: AttesterError,
     },
     /// A device attester could not produce evidence.
-    #[error("getting additional {tee} device evidence: {source}")]
-    AdditionalEvidence {
-        /// the device's TEE
-        tee: Tee,
-        /// the cause
-        source: AttesterError,
-    },
+    #[error(transparent)]
+    AdditionalEvidence(#[from] DeviceEvidenceError),
     /// The platform refused or does not hold the initdata digest.
     #[error("binding initdata on {tee}: {source}")]
     BindInitData {
@@ -61,21 +79,67 @@ pub enum AaError {
         /// the cause (a mismatch shows both digests)
         source: AttesterError,
     },
+    /// GetToken was asked for a token type that does not exist.
+    #[error("unknown token type {token_type:?}; token types: kbs, coco_as")]
+    UnknownTokenType {
+        /// the requested type (at most 64 characters of it)
+        token_type: String,
+    },
+    /// The token plugin was left out of this build.
+    #[error(
+        "token type `{token_type}` is not compiled into this attestation-agent \
+         (it needs the cargo feature `{token_type}`)"
+    )]
+    TokenPluginNotCompiled {
+        /// the plugin
+        token_type: TokenType,
+    },
+    /// The config has no section for the token plugin.
+    #[error("token type `{token_type}` is not configured: the attestation-agent config has no [token_configs.{token_type}] section{}",
+        match token_type {
+            TokenType::Kbs => " (without a config file, the kernel parameter agent.aa_kbc_params=cc_kbc::<KBS URL> sets it)",
+            TokenType::CocoAs => "",
+        })]
+    MissingTokenConfig {
+        /// the plugin
+        token_type: TokenType,
+    },
+    /// The KBS gave no token (unreachable, refused the evidence, bad certificate, ...).
+    #[cfg(feature = "kbs")]
+    #[error("getting a token from the KBS at {url}: {source}")]
+    KbsToken {
+        /// the KBS URL
+        url: String,
+        /// the cause
+        source: kbs_protocol::Error,
+    },
+    /// The TEE key could not be exported for the token reply.
+    #[cfg(feature = "kbs")]
+    #[error("encoding the KBS token reply: {0}")]
+    KbsTokenReply(kbs_protocol::KeyError),
+    /// The attestation service gave no token.
+    #[cfg(feature = "coco_as")]
+    #[error(transparent)]
+    CocoAsToken(#[from] token::coco_as::CocoAsError),
 }
 
-/// The agent: configuration, the attesters of this platform, and the initdata it was
-/// started with.
+/// The agent: configuration, the attesters of this platform, the initdata it was started
+/// with, and its token sources (created on first use, so the socket never waits for the
+/// network).
 pub struct AttestationAgent {
     config: Config,
-    primary: Box<dyn Attester>,
-    additional: Vec<Box<dyn Attester>>,
+    attesters: Arc<Detected>,
     initdata: Option<InitData>,
+    #[cfg(feature = "kbs")]
+    kbs_tokens: token::kbs::KbsTokens,
+    #[cfg(feature = "coco_as")]
+    coco_as_tokens: token::coco_as::CocoAsTokens,
 }
 
 impl std::fmt::Debug for AttestationAgent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AttestationAgent")
-            .field("primary", &self.primary.tee())
+            .field("primary", &self.get_tee_type())
             .field("additional", &self.get_additional_tees())
             .field("initdata", &self.initdata.is_some())
             .finish_non_exhaustive()
@@ -87,9 +151,12 @@ impl AttestationAgent {
     pub fn new(config: Config, detected: Detected) -> Self {
         Self {
             config,
-            primary: detected.primary,
-            additional: detected.additional,
+            attesters: Arc::new(detected),
             initdata: None,
+            #[cfg(feature = "kbs")]
+            kbs_tokens: token::kbs::KbsTokens::default(),
+            #[cfg(feature = "coco_as")]
+            coco_as_tokens: token::coco_as::CocoAsTokens::default(),
         }
     }
 
@@ -110,8 +177,9 @@ impl AttestationAgent {
         request: InitDataRequest,
     ) -> Result<InitDataResult, AaError> {
         let digest = request.digest();
-        let tee = self.primary.tee();
+        let tee = self.get_tee_type();
         let result = self
+            .attesters
             .primary
             .bind_init_data(&digest)
             .await
@@ -135,11 +203,12 @@ impl AttestationAgent {
     /// Evidence of the primary TEE over `runtime_data`, as JSON bytes.
     pub async fn get_evidence(&self, runtime_data: &[u8]) -> Result<Vec<u8>, AaError> {
         let evidence = self
+            .attesters
             .primary
             .get_evidence(runtime_data)
             .await
             .map_err(|source| AaError::Evidence {
-                tee: self.primary.tee(),
+                tee: self.get_tee_type(),
                 source,
             })?;
         Ok(evidence.to_string().into_bytes())
@@ -148,36 +217,81 @@ impl AttestationAgent {
     /// Evidence of every device, `{"<tee>": <evidence>, ...}` as JSON bytes; empty bytes
     /// when there are no devices.
     pub async fn get_additional_evidence(&self, runtime_data: &[u8]) -> Result<Vec<u8>, AaError> {
-        if self.additional.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut all = serde_json::Map::new();
-        for device in &self.additional {
-            let tee = device.tee();
-            let evidence = device
-                .get_evidence(runtime_data)
-                .await
-                .map_err(|source| AaError::AdditionalEvidence { tee, source })?;
-            all.insert(tee.to_string(), evidence);
-        }
-        Ok(serde_json::Value::Object(all).to_string().into_bytes())
+        let evidence = self.attesters.additional_evidence(runtime_data).await?;
+        Ok(evidence.into_bytes())
     }
 
     /// The primary TEE's wire name.
     pub fn get_tee_type(&self) -> Tee {
-        self.primary.tee()
+        self.attesters.primary.tee()
     }
 
     /// The device TEEs' wire names.
     pub fn get_additional_tees(&self) -> Vec<Tee> {
-        self.additional.iter().map(|a| a.tee()).collect()
+        self.attesters.additional.iter().map(|a| a.tee()).collect()
+    }
+
+    /// GetToken: the token of `token_type` (`kbs` or `coco_as`) as the bytes upstream's
+    /// agent returns. `kbs` answers from the token cache unless `refresh` is
+    /// [`TokenRefresh::Force`]; the reply holds the TEE private key, so it is wiped on drop.
+    pub async fn get_token(
+        &self,
+        token_type: &str,
+        refresh: TokenRefresh,
+    ) -> Result<Zeroizing<Vec<u8>>, AaError> {
+        match token_type.parse()? {
+            TokenType::Kbs => self.kbs_token(refresh).await,
+            TokenType::CocoAs => self.coco_as_token().await,
+        }
+    }
+
+    #[cfg(feature = "kbs")]
+    async fn kbs_token(&self, refresh: TokenRefresh) -> Result<Zeroizing<Vec<u8>>, AaError> {
+        let config = self
+            .config
+            .token_configs
+            .kbs
+            .as_ref()
+            .ok_or(AaError::MissingTokenConfig {
+                token_type: TokenType::Kbs,
+            })?;
+        self.kbs_tokens
+            .token(config, self.initdata.as_ref(), &self.attesters, refresh)
+            .await
+    }
+
+    #[cfg(not(feature = "kbs"))]
+    async fn kbs_token(&self, _refresh: TokenRefresh) -> Result<Zeroizing<Vec<u8>>, AaError> {
+        Err(AaError::TokenPluginNotCompiled {
+            token_type: TokenType::Kbs,
+        })
+    }
+
+    #[cfg(feature = "coco_as")]
+    async fn coco_as_token(&self) -> Result<Zeroizing<Vec<u8>>, AaError> {
+        let config =
+            self.config
+                .token_configs
+                .coco_as
+                .as_ref()
+                .ok_or(AaError::MissingTokenConfig {
+                    token_type: TokenType::CocoAs,
+                })?;
+        Ok(self.coco_as_tokens.token(config, &self.attesters).await?)
+    }
+
+    #[cfg(not(feature = "coco_as"))]
+    async fn coco_as_token(&self) -> Result<Zeroizing<Vec<u8>>, AaError> {
+        Err(AaError::TokenPluginNotCompiled {
+            token_type: TokenType::CocoAs,
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use attester::{SampleAttester, SampleDeviceAttester};
+    use attester::{Attester, SampleAttester, SampleDeviceAttester};
     use serde_json::json;
 
     fn agent(devices: bool) -> AttestationAgent {
@@ -319,9 +433,56 @@ mod tests {
     }
 
     #[test]
-    fn version_names_the_attesters() {
+    fn version_names_the_attesters_and_token_plugins() {
         let v = version_text();
         assert!(v.starts_with(env!("CARGO_PKG_VERSION")), "{v}");
-        assert!(v.contains("sample"), "{v}");
+        assert!(v.contains("attesters: sample"), "{v}");
+        let plugins = match (cfg!(feature = "kbs"), cfg!(feature = "coco_as")) {
+            (true, true) => "token plugins: kbs, coco_as)",
+            (true, false) => "token plugins: kbs)",
+            (false, true) => "token plugins: coco_as)",
+            (false, false) => "token plugins: none)",
+        };
+        assert!(v.ends_with(plugins), "{v}");
+    }
+
+    #[tokio::test]
+    async fn unknown_token_types_are_refused() {
+        let aa = agent(false);
+        for bad in ["", "KBS", "sample", "kbs "] {
+            let err = aa
+                .get_token(bad, TokenRefresh::UseCached)
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, AaError::UnknownTokenType { ref token_type } if token_type == bad),
+                "{err}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn token_types_without_config_or_plugin_say_so() {
+        let aa = agent(false);
+        for (name, token_type, compiled) in [
+            ("kbs", TokenType::Kbs, cfg!(feature = "kbs")),
+            ("coco_as", TokenType::CocoAs, cfg!(feature = "coco_as")),
+        ] {
+            let err = aa.get_token(name, TokenRefresh::Force).await.unwrap_err();
+            let text = err.to_string();
+            if compiled {
+                assert!(
+                    matches!(err, AaError::MissingTokenConfig { token_type: t } if t == token_type),
+                    "{err}"
+                );
+                assert!(text.contains(&format!("[token_configs.{name}]")), "{text}");
+            } else {
+                assert!(
+                    matches!(err, AaError::TokenPluginNotCompiled { token_type: t } if t == token_type),
+                    "{err}"
+                );
+                assert!(text.contains(&format!("cargo feature `{name}`")), "{text}");
+            }
+        }
     }
 }

@@ -1,9 +1,13 @@
 //! The ttRPC `attestation_agent.AttestationAgentService`.
 //!
-//! GetEvidence, GetAdditionalEvidence, GetTeeType and GetAdditionalTees are served here.
-//! GetToken, ExtendRuntimeMeasurement and BindInitData are not overridden, so ttRPC answers
-//! them `NOT_FOUND` until they are implemented. Failures are `INTERNAL` with a message that
-//! names the method and the cause (upstream sent a fixed string and only logged the cause).
+//! GetEvidence, GetAdditionalEvidence, GetToken, GetTeeType and GetAdditionalTees are served
+//! here. ExtendRuntimeMeasurement and BindInitData are not overridden, so ttRPC answers them
+//! `NOT_FOUND` until they are implemented. Failures are `INTERNAL` with a message that names
+//! the method and the cause (upstream sent a fixed string and only logged the cause).
+//!
+//! GetToken reads one request metadata key, [`crate::TOKEN_REFRESH_METADATA_KEY`]: with the
+//! value `1` the agent hands back a token obtained after the request (the caller's token was
+//! refused). Tokens and keys are never logged.
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -12,13 +16,14 @@ use protos::{
     attestation_agent::{
         GetAdditionalEvidenceRequest, GetAdditionalTeesRequest, GetAdditionalTeesResponse,
         GetEvidenceRequest, GetEvidenceResponse, GetTeeTypeRequest, GetTeeTypeResponse,
+        GetTokenRequest, GetTokenResponse,
     },
     attestation_agent_ttrpc::{create_attestation_agent_service, AttestationAgentService},
 };
 use tracing::{debug, error};
 use ttrpc::r#async::TtrpcContext;
 
-use crate::{AaError, AttestationAgent};
+use crate::{AaError, AttestationAgent, TokenRefresh};
 
 /// The ttRPC face of an [`AttestationAgent`].
 #[derive(Debug, Clone)]
@@ -81,6 +86,24 @@ impl AttestationAgentService for AaService {
             .map_err(|e| internal("GetAdditionalEvidence", &e))?;
         Ok(GetEvidenceResponse {
             Evidence: evidence,
+            ..Default::default()
+        })
+    }
+
+    async fn get_token(
+        &self,
+        ctx: &TtrpcContext,
+        req: GetTokenRequest,
+    ) -> ttrpc::Result<GetTokenResponse> {
+        let refresh = TokenRefresh::from_metadata(&ctx.metadata);
+        debug!(token_type = ?req.TokenType, ?refresh, "GetToken");
+        let token = self
+            .agent
+            .get_token(&req.TokenType, refresh)
+            .await
+            .map_err(|e| internal("GetToken", &e))?;
+        Ok(GetTokenResponse {
+            Token: token.to_vec(),
             ..Default::default()
         })
     }

@@ -184,7 +184,7 @@ async fn serves_evidence_over_ttrpc_and_stops_on_sigterm() {
         .unwrap();
     assert_eq!(tees.additional_tees, vec!["sampledevice"]);
 
-    // later issues: not overridden, so ttRPC answers NOT_FOUND
+    // offline_fs_kbc on the command line: no KBS, so no KBS token (and a clear reason)
     let token = c
         .get_token(
             ctx(),
@@ -194,7 +194,24 @@ async fn serves_evidence_over_ttrpc_and_stops_on_sigterm() {
             },
         )
         .await;
-    assert_not_found(token, "GetToken");
+    match token {
+        Err(ttrpc::Error::RpcStatus(status)) => {
+            assert_eq!(status.code(), ttrpc::Code::INTERNAL, "{status:?}");
+            let expected = if cfg!(feature = "kbs") {
+                "no [token_configs.kbs] section"
+            } else {
+                "cargo feature `kbs`"
+            };
+            assert!(
+                status.message().starts_with("GetToken failed: "),
+                "{status:?}"
+            );
+            assert!(status.message().contains(expected), "{status:?}");
+        }
+        other => panic!("expected INTERNAL, got {other:?}"),
+    }
+
+    // later issues: not overridden, so ttRPC answers NOT_FOUND
     let extend = c
         .extend_runtime_measurement(ctx(), &aa::ExtendRuntimeMeasurementRequest::new())
         .await;
@@ -378,17 +395,29 @@ fn bad_initdata_fails() {
 }
 
 #[test]
-fn version_lists_the_attesters() {
+fn version_lists_the_attesters_and_token_plugins() {
     let out = Command::new(env!("CARGO_BIN_EXE_attestation-agent"))
         .arg("--version")
         .output()
         .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
+    let plugins: Vec<&str> = [
+        ("kbs", cfg!(feature = "kbs")),
+        ("coco_as", cfg!(feature = "coco_as")),
+    ]
+    .into_iter()
+    .filter_map(|(name, on)| on.then_some(name))
+    .collect();
+    let plugins = if plugins.is_empty() {
+        "none".to_string()
+    } else {
+        plugins.join(", ")
+    };
     assert_eq!(
         text.trim(),
         format!(
-            "attestation-agent {} (attesters: sample, sampledevice)",
+            "attestation-agent {} (attesters: sample, sampledevice; token plugins: {plugins})",
             env!("CARGO_PKG_VERSION")
         )
     );

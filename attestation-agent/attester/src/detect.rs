@@ -93,6 +93,41 @@ impl std::fmt::Debug for Detected {
     }
 }
 
+/// A device attester could not produce evidence.
+#[derive(Debug, thiserror::Error)]
+#[error("getting additional {tee} device evidence: {source}")]
+pub struct DeviceEvidenceError {
+    /// the device's TEE
+    pub tee: Tee,
+    /// the cause
+    #[source]
+    pub source: AttesterError,
+}
+
+impl Detected {
+    /// Evidence of every device over `report_data` as the JSON text
+    /// `{"<tee>": <evidence>, ...}` (what `GetAdditionalEvidence` returns and what goes into
+    /// the KBS's `additional_evidence`), or `""` when there are no devices.
+    pub async fn additional_evidence(
+        &self,
+        report_data: &[u8],
+    ) -> Result<String, DeviceEvidenceError> {
+        if self.additional.is_empty() {
+            return Ok(String::new());
+        }
+        let mut all = serde_json::Map::new();
+        for device in &self.additional {
+            let tee = device.tee();
+            let evidence = device
+                .get_evidence(report_data)
+                .await
+                .map_err(|source| DeviceEvidenceError { tee, source })?;
+            all.insert(tee.to_string(), evidence);
+        }
+        Ok(serde_json::Value::Object(all).to_string())
+    }
+}
+
 /// Looks for one TEE: `Ok(None)` when the platform does not have it.
 type Probe = fn(&Platform, &Env) -> Result<Option<Box<dyn Attester>>, AttesterError>;
 
@@ -309,6 +344,51 @@ mod tests {
     #[test]
     fn compiled_list_has_the_sample_attesters() {
         assert_eq!(compiled_attesters(), vec![Tee::Sample, Tee::SampleDevice]);
+    }
+
+    /// A device whose evidence always fails.
+    struct BrokenDevice;
+    #[async_trait::async_trait]
+    impl Attester for BrokenDevice {
+        fn tee(&self) -> Tee {
+            Tee::Nvidia
+        }
+        async fn get_evidence(&self, _: &[u8]) -> Result<serde_json::Value, AttesterError> {
+            Err(AttesterError::InvalidEnvFlag {
+                name: "X",
+                value: "y".into(),
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn additional_evidence_is_an_object_per_device_or_empty() {
+        let none = Detected {
+            primary: Box::new(SampleAttester),
+            additional: vec![],
+        };
+        assert_eq!(none.additional_evidence(b"x").await.unwrap(), "");
+        let one = Detected {
+            primary: Box::new(SampleAttester),
+            additional: vec![Box::new(SampleDeviceAttester)],
+        };
+        let text = one.additional_evidence(b"dev").await.unwrap();
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            value,
+            serde_json::json!({"sampledevice": {"svn": "2", "report_data": "ZGV2"}})
+        );
+        let broken = Detected {
+            primary: Box::new(SampleAttester),
+            additional: vec![Box::new(SampleDeviceAttester), Box::new(BrokenDevice)],
+        };
+        let err = broken.additional_evidence(b"dev").await.unwrap_err();
+        assert_eq!(err.tee, Tee::Nvidia);
+        assert!(
+            err.to_string()
+                .starts_with("getting additional nvidia device evidence: "),
+            "{err}"
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ mod tee;
 
 use async_trait::async_trait;
 
-pub use detect::{compiled_attesters, detect, DetectOptions, Detected, Env};
+pub use detect::{compiled_attesters, detect, DetectOptions, Detected, DeviceEvidenceError, Env};
 pub use platform::Platform;
 pub use sample::{SampleAttester, SampleDeviceAttester};
 pub use tee::{Tee, UnknownTee};

@@ -244,6 +244,14 @@ impl KbsClient {
         Ok((credential.token.clone(), credential.keypair.clone()))
     }
 
+    /// A token obtained after this call began, for a caller whose token the KBS refused
+    /// (AA's forced refresh). Concurrent refreshes share one attestation: a token another
+    /// caller obtained after this call began is new to this caller too.
+    pub async fn refresh_token(&self) -> Result<(Token, Arc<TeeKeyPair>)> {
+        let credential = self.credential_obtained_after(Some(Instant::now())).await?;
+        Ok((credential.token.clone(), credential.keypair.clone()))
+    }
+
     /// Forgets the cached token (the next call attests again).
     pub async fn invalidate_token(&self) {
         self.inner.cache.lock().await.credential = None;
@@ -279,10 +287,20 @@ impl KbsClient {
 
     /// The cached credential if fresh, else the outcome of one shared attempt to get one.
     async fn credential(&self) -> Result<Arc<Credential>> {
+        self.credential_obtained_after(None).await
+    }
+
+    /// Like [`Self::credential`], but a cached credential obtained before `not_before` is
+    /// replaced.
+    async fn credential_obtained_after(
+        &self,
+        not_before: Option<Instant>,
+    ) -> Result<Arc<Credential>> {
         let seen = self.inner.attempts_finished.load(Ordering::Acquire);
         let mut cache = self.inner.cache.lock().await;
         if let Some(credential) = &cache.credential {
-            if credential.is_fresh(self.inner.config.token_refresh_margin) {
+            let recent_enough = not_before.is_none_or(|t| credential.obtained_at >= t);
+            if recent_enough && credential.is_fresh(self.inner.config.token_refresh_margin) {
                 return Ok(credential.clone());
             }
         }

@@ -1,15 +1,14 @@
-//! Where the client's evidence comes from: AA plugs its attesters in through
-//! [`EvidenceProvider`]; the sample provider exists for tests, demos and `kbs-client`.
+//! Where the client's evidence comes from: [`EvidenceProvider`], implemented once for the
+//! `attester` crate's detected attesters by [`AttesterEvidenceProvider`]. AA (in-process)
+//! and `kbs-client` both use it, so the sample attester is only ever used when
+//! `attester::detect` allowed it (`AA_SAMPLE_ATTESTER=1` or an explicit opt-in).
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
-use serde_json::json;
+use attester::Detected;
 
 use crate::token::ProviderError;
-
-/// Environment variable that must be `1` before the sample attester may be used.
-pub const SAMPLE_ATTESTER_ENV: &str = "AA_SAMPLE_ATTESTER";
 
 /// TEE evidence for the RCAR handshake.
 #[async_trait]
@@ -31,59 +30,61 @@ pub trait EvidenceProvider: Send + Sync {
     }
 }
 
-/// The sample attester was not enabled.
-#[derive(Debug, thiserror::Error)]
-#[error("the sample attester is disabled: set {SAMPLE_ATTESTER_ENV}=1 to send sample (untrusted) evidence")]
-pub struct SampleAttesterDisabled;
-
-/// The `sample` TEE: `{"svn":"1","report_data":"<base64 of the report data>"}`, as trustee's
-/// sample verifier expects (no padding).
-#[derive(Debug, Clone, Default)]
-pub struct SampleEvidenceProvider {
-    _private: (),
+/// Evidence from the attesters `attester::detect` found: the primary attester's TEE and
+/// evidence, and every device attester's evidence as additional evidence.
+#[derive(Debug, Clone)]
+pub struct AttesterEvidenceProvider {
+    attesters: Arc<Detected>,
 }
 
-impl SampleEvidenceProvider {
-    /// The sample provider, only when `AA_SAMPLE_ATTESTER=1`: a misconfigured guest must not
-    /// silently send fake evidence.
-    pub fn from_env() -> Result<Self, SampleAttesterDisabled> {
-        match std::env::var(SAMPLE_ATTESTER_ENV).as_deref() {
-            Ok("1") => Ok(Self { _private: () }),
-            _ => Err(SampleAttesterDisabled),
-        }
+impl AttesterEvidenceProvider {
+    /// A provider over `attesters` (shared with whoever else serves evidence from them).
+    pub fn new(attesters: Arc<Detected>) -> Self {
+        Self { attesters }
     }
 
-    /// The sample provider without the environment check, for callers that already decided
-    /// (AA's `[attester] allow_sample = true`, tests).
-    pub fn new_explicitly_allowed() -> Self {
-        Self { _private: () }
+    /// The attesters this provider speaks for.
+    pub fn attesters(&self) -> &Arc<Detected> {
+        &self.attesters
     }
 }
 
 #[async_trait]
-impl EvidenceProvider for SampleEvidenceProvider {
+impl EvidenceProvider for AttesterEvidenceProvider {
     async fn tee(&self) -> Result<String, ProviderError> {
-        Ok("sample".to_string())
+        Ok(self.attesters.primary.tee().to_string())
     }
 
     async fn primary_evidence(
         &self,
         report_data: &[u8],
     ) -> Result<serde_json::Value, ProviderError> {
-        Ok(json!({
-            "svn": "1",
-            "report_data": STANDARD.encode(report_data),
-        }))
+        Ok(self.attesters.primary.get_evidence(report_data).await?)
+    }
+
+    async fn additional_evidence(&self, report_data: &[u8]) -> Result<String, ProviderError> {
+        Ok(self.attesters.additional_evidence(report_data).await?)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use attester::{Attester, AttesterError, SampleAttester, SampleDeviceAttester, Tee};
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
+    use serde_json::json;
+
+    fn provider(devices: Vec<Box<dyn Attester>>) -> AttesterEvidenceProvider {
+        AttesterEvidenceProvider::new(Arc::new(Detected {
+            primary: Box::new(SampleAttester),
+            additional: devices,
+        }))
+    }
 
     #[tokio::test]
     async fn sample_evidence_has_the_captured_shape() {
-        let provider = SampleEvidenceProvider::new_explicitly_allowed();
+        let provider = provider(vec![]);
         assert_eq!(provider.tee().await.unwrap(), "sample");
         let evidence = provider.primary_evidence(&[0xAB; 48]).await.unwrap();
         let mut keys: Vec<_> = evidence.as_object().unwrap().keys().cloned().collect();
@@ -96,5 +97,47 @@ mod tests {
             vec![0xAB; 48]
         );
         assert_eq!(provider.additional_evidence(&[]).await.unwrap(), "");
+    }
+
+    #[tokio::test]
+    async fn devices_become_a_json_object_keyed_by_tee() {
+        let provider = provider(vec![Box::new(SampleDeviceAttester)]);
+        let text = provider.additional_evidence(b"nonce").await.unwrap();
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            value,
+            json!({"sampledevice": {"svn": "2", "report_data": STANDARD.encode(b"nonce")}})
+        );
+        assert_eq!(provider.attesters().additional.len(), 1);
+    }
+
+    struct Failing;
+    #[async_trait]
+    impl Attester for Failing {
+        fn tee(&self) -> Tee {
+            Tee::Tdx
+        }
+        async fn get_evidence(&self, _: &[u8]) -> Result<serde_json::Value, AttesterError> {
+            Err(AttesterError::NoTeeDetected {
+                compiled: "tdx".into(),
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn attester_failures_are_passed_on() {
+        let provider = AttesterEvidenceProvider::new(Arc::new(Detected {
+            primary: Box::new(Failing),
+            additional: vec![Box::new(Failing)],
+        }));
+        assert_eq!(provider.tee().await.unwrap(), "tdx");
+        let err = provider.primary_evidence(b"x").await.unwrap_err();
+        assert!(err.to_string().contains("no TEE found"), "{err}");
+        let err = provider.additional_evidence(b"x").await.unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("getting additional tdx device evidence"),
+            "{err}"
+        );
     }
 }

@@ -4,7 +4,8 @@
 //! - [`report_data`]: the JCS binding of nonce, TEE key and device evidence;
 //! - [`keypair`] and [`jwe`]: the TEE key pair and the decryption of the KBS's replies;
 //! - [`token`]: attestation tokens, the passport-mode [`TokenProvider`], AA's token reply;
-//! - [`evidence`]: the [`EvidenceProvider`] AA plugs its attesters into;
+//! - [`evidence`]: the [`EvidenceProvider`] trait and [`AttesterEvidenceProvider`], evidence
+//!   from the `attester` crate's detected attesters (AA in-process, `kbs-client`);
 //! - [`client`]: [`KbsClient`], with a shared token cache and single-flight attestation;
 //! - [`resource_uri`]: `kbs://` resource URIs.
 
@@ -24,7 +25,7 @@ pub mod wire;
 
 pub use client::{KbsClient, KbsClientConfig};
 pub use error::{Error, Result};
-pub use evidence::{EvidenceProvider, SampleEvidenceProvider};
+pub use evidence::{AttesterEvidenceProvider, EvidenceProvider};
 pub use hash::HashAlgorithm;
 pub use http::RetryPolicy;
 pub use jwe::{JweError, JweOptions};

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::*;
 use kbs_protocol::jwe::JweError;
-use kbs_protocol::{Error, KbsClient, SampleEvidenceProvider, TeeKeyAlgorithm};
+use kbs_protocol::{Error, KbsClient, TeeKeyAlgorithm};
 use testkit::kbs::{Access, FaultTarget, Faults, JweCorruption, KbsConfig, MissingResource};
 
 #[tokio::test]
@@ -67,6 +67,41 @@ async fn token_is_reused_across_fetches_and_get_token() {
         (counters.auth, counters.attest, counters.resource_get),
         (1, 1, 2)
     );
+}
+
+#[tokio::test]
+async fn refresh_gives_a_new_token_and_concurrent_refreshes_share_one_attestation() {
+    let kbs = start_kbs(KbsConfig::default()).await;
+    let client = client(&kbs);
+    let (first, first_key) = client.get_token().await.unwrap();
+    let (refreshed, refreshed_key) = client.refresh_token().await.unwrap();
+    assert_ne!(first.as_str(), refreshed.as_str());
+    assert_ne!(first_key.public_jwk(), refreshed_key.public_jwk());
+    // the refreshed token is the cached one now
+    let (cached, _) = client.get_token().await.unwrap();
+    assert_eq!(cached.as_str(), refreshed.as_str());
+    assert_eq!(kbs.counters().attest_ok, 2);
+
+    // Slow /auth: every refresh arrives while the first one attests, so all of them get
+    // the token obtained after they asked, from a single attestation.
+    kbs.set_faults(Faults {
+        target: FaultTarget::Auth,
+        delay: Duration::from_millis(300),
+        ..Faults::default()
+    });
+    let refreshes = (0..10).map(|_| {
+        let client = client.clone();
+        tokio::spawn(async move { client.refresh_token().await })
+    });
+    let tokens: Vec<String> = futures::future::join_all(refreshes)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().unwrap().0.as_str().to_string())
+        .collect();
+    assert!(tokens
+        .iter()
+        .all(|t| t == &tokens[0] && t != refreshed.as_str()));
+    assert_eq!(kbs.counters().attest_ok, 3);
 }
 
 #[tokio::test]
@@ -596,12 +631,4 @@ async fn passport_mode_uses_the_provider_token_once_for_many_fetches() {
         SECRET
     );
     assert_eq!(provider.calls.load(Ordering::SeqCst), 2);
-}
-
-#[tokio::test]
-async fn sample_attester_needs_the_environment_switch() {
-    // The variable is not set in the test environment.
-    if std::env::var("AA_SAMPLE_ATTESTER").as_deref() != Ok("1") {
-        assert!(SampleEvidenceProvider::from_env().is_err());
-    }
 }

@@ -16,7 +16,10 @@ async fn run(args: &[&str], sample: bool) -> std::process::Output {
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     tokio::task::spawn_blocking(move || {
         let mut command = std::process::Command::new(BIN);
-        command.args(&args).env_remove("AA_SAMPLE_ATTESTER");
+        command
+            .args(&args)
+            .env_remove("AA_SAMPLE_ATTESTER")
+            .env_remove("ENABLE_SAMPLE_DEVICE");
         if sample {
             command.env("AA_SAMPLE_ATTESTER", "1");
         }
@@ -81,7 +84,27 @@ async fn refuses_without_the_sample_switch_and_reports_kbs_errors() {
     ];
     let output = run(&args, false).await;
     assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("AA_SAMPLE_ATTESTER=1"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("no TEE found"), "{stderr}");
+    assert!(stderr.contains("AA_SAMPLE_ATTESTER=1"), "{stderr}");
+    assert!(stderr.contains("--allow-sample"), "{stderr}");
+    assert_eq!(kbs.counters().auth, 0);
+
+    // the flag is the same opt-in as the environment variable
+    let mut with_flag = args.to_vec();
+    with_flag.insert(2, "--allow-sample");
+    let output = run(&with_flag, false).await;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        STANDARD
+            .decode(String::from_utf8(output.stdout).unwrap().trim())
+            .unwrap(),
+        SECRET
+    );
 
     let output = run(
         &[
@@ -104,5 +127,6 @@ async fn refuses_without_the_sample_switch_and_reports_kbs_errors() {
     .await;
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("invalid resource path"));
-    assert_eq!(kbs.counters().auth, 1);
+    // one handshake for the --allow-sample read, one for the missing resource
+    assert_eq!(kbs.counters().auth, 2);
 }

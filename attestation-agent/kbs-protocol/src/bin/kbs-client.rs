@@ -5,11 +5,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
+use attester::{DetectOptions, Env, Platform};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use clap::{Parser, Subcommand};
 use kbs_protocol::{
-    KbsClient, KbsClientConfig, ResourceUri, SampleEvidenceProvider, TeeKeyAlgorithm,
+    AttesterEvidenceProvider, KbsClient, KbsClientConfig, ResourceUri, TeeKeyAlgorithm,
 };
 
 #[derive(Parser)]
@@ -31,6 +32,10 @@ struct Cli {
     /// TEE key pair type: ec-p256, ec-p521 or rsa-2048
     #[arg(long, global = true, default_value = "ec-p256")]
     tee_key: TeeKeyAlgorithm,
+    /// Use the sample attester (evidence that proves nothing) when no TEE is found, as
+    /// AA_SAMPLE_ATTESTER=1 does
+    #[arg(long, global = true)]
+    allow_sample: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -58,9 +63,15 @@ fn resource_uri(path: &str) -> anyhow::Result<ResourceUri> {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let evidence = SampleEvidenceProvider::from_env().context(
-        "kbs-client only has the sample attester; this is a debugging tool, not a TEE attester",
-    )?;
+    // The same detection as the attestation agent: hardware first, the sample attester
+    // only when asked for.
+    let options = DetectOptions {
+        allow_sample: cli.allow_sample,
+        env: Env::from_process(),
+    };
+    let attesters = attester::detect(&Platform::default(), &options)
+        .context("detecting the TEE (kbs-client takes --allow-sample for sample evidence)")?;
+    let evidence = AttesterEvidenceProvider::new(Arc::new(attesters));
     let mut config = KbsClientConfig::new(&cli.url)?;
     config.tee_key_algorithm = cli.tee_key;
     if let Some(cert) = &cli.cert_file {

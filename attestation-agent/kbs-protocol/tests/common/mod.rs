@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use attester::{Detected, SampleAttester};
 use kbs_protocol::token::{decode_aa_token_reply, encode_aa_token_reply};
 use kbs_protocol::{
-    EvidenceProvider, KbsClient, KbsClientConfig, ProviderError, ResourceUri, RetryPolicy,
-    SampleEvidenceProvider, TeeKeyAlgorithm, TeeKeyPair, Token, TokenProvider,
+    AttesterEvidenceProvider, EvidenceProvider, KbsClient, KbsClientConfig, ProviderError,
+    ResourceUri, RetryPolicy, TeeKeyAlgorithm, TeeKeyPair, Token, TokenProvider,
 };
 use testkit::kbs::{KbsConfig, TestKbs};
 
@@ -37,12 +38,17 @@ pub fn config(kbs: &TestKbs, algorithm: TeeKeyAlgorithm) -> KbsClientConfig {
     config
 }
 
+/// Evidence from the sample attester alone (what `attester::detect` gives when the sample
+/// attester is allowed and no TEE or device is found).
+pub fn sample_evidence() -> AttesterEvidenceProvider {
+    AttesterEvidenceProvider::new(Arc::new(Detected {
+        primary: Box::new(SampleAttester),
+        additional: vec![],
+    }))
+}
+
 pub fn sample_client(config: KbsClientConfig) -> KbsClient {
-    KbsClient::background_check(
-        config,
-        Arc::new(SampleEvidenceProvider::new_explicitly_allowed()),
-    )
-    .unwrap()
+    KbsClient::background_check(config, Arc::new(sample_evidence())).unwrap()
 }
 
 pub fn client(kbs: &TestKbs) -> KbsClient {
@@ -83,7 +89,7 @@ impl EvidenceProvider for TamperingProvider {
         &self,
         report_data: &[u8],
     ) -> Result<serde_json::Value, ProviderError> {
-        SampleEvidenceProvider::new_explicitly_allowed()
+        sample_evidence()
             .primary_evidence(&(self.tamper)(report_data))
             .await
     }
@@ -104,9 +110,7 @@ impl EvidenceProvider for WithDeviceProvider {
         &self,
         report_data: &[u8],
     ) -> Result<serde_json::Value, ProviderError> {
-        SampleEvidenceProvider::new_explicitly_allowed()
-            .primary_evidence(report_data)
-            .await
+        sample_evidence().primary_evidence(report_data).await
     }
     async fn additional_evidence(&self, report_data: &[u8]) -> Result<String, ProviderError> {
         use base64::Engine;

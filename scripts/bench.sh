@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# `make bench [BENCH=<name>]`: runs the benchmarks and prints one line per figure,
+# `bench <name>: <value> <unit>`. Build output goes to stderr.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# figure name -> the command that prints it (a command may print several figures)
+declare -A bench_cmd=(
+  [kbs_cold_fetch_ms]="kbs"
+  [kbs_warm_fetch_ms]="kbs"
+  [ocicrypt_decrypt_mbps]="ocicrypt"
+  [openssl_ctr_hmac_mbps]="openssl"
+)
+order=(kbs ocicrypt openssl)
+
+run() {
+  case "$1" in
+    kbs)
+      cargo build --release --locked --bins -p attestation-agent -p confidential-data-hub -p api-server-rest >&2
+      cargo bench --locked -p testkit --bench kbs_fetch -- "${@:2}" ;;
+    ocicrypt) cargo bench --locked -p ocicrypt-rs --bench decrypt ;;
+    openssl) ./ocicrypt-rs/bench/openssl.sh ;;
+    *) echo "unknown bench command $1" >&2; return 1 ;;
+  esac
+}
+
+if [ $# -gt 0 ] && [ -n "$1" ]; then
+  name=$1
+  cmd=${bench_cmd[$name]:-}
+  if [ -z "$cmd" ]; then
+    echo "unknown benchmark '$name'; known: ${!bench_cmd[*]}" >&2
+    exit 2
+  fi
+  run "$cmd" "$name" | grep -E "^bench $name: "
+else
+  for cmd in "${order[@]}"; do
+    run "$cmd" | grep -E '^bench [a-z0-9_]+: '
+  done
+fi
