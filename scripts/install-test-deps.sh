@@ -28,6 +28,12 @@ done
 # libraries without a command
 dpkg -s libtss2-dev >/dev/null 2>&1 || missing+=(libtss2-dev)
 
+# python3 `cryptography` (used by ../shared/tools/ocicrypt-provider-encrypt.py), from PyPI
+if ! python3 -c 'import cryptography' >/dev/null 2>&1; then
+  echo "installing python3 cryptography"
+  python3 -m pip install -q cryptography
+fi
+
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
