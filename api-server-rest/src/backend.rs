@@ -14,7 +14,7 @@ use protos::{
     api_ttrpc::GetResourceServiceClient,
     attestation_agent::{
         GetAdditionalEvidenceRequest, GetAdditionalTeesRequest, GetEvidenceRequest,
-        GetTeeTypeRequest,
+        GetTeeTypeRequest, GetTokenRequest,
     },
     attestation_agent_ttrpc::AttestationAgentServiceClient,
 };
@@ -23,6 +23,7 @@ use tokio::{
     time::{timeout_at, Instant},
 };
 use ttrpc::r#async::Client;
+use zeroize::Zeroizing;
 
 /// Default ttRPC address of the attestation agent.
 pub const DEFAULT_AA_ADDR: &str =
@@ -271,6 +272,26 @@ impl Backends {
             })
             .await?;
         Ok(resp.Evidence)
+    }
+
+    /// AA `GetToken` for `token_type` (`kbs`, `coco_as`): the token bytes as AA answers
+    /// them, wiped from memory when dropped (a `kbs` reply carries the TEE private key).
+    pub async fn get_token(&self, token_type: &str) -> Result<Zeroizing<Vec<u8>>, BackendError> {
+        let req = GetTokenRequest {
+            TokenType: token_type.to_string(),
+            ..Default::default()
+        };
+        let mut resp = self
+            .call(&self.aa, "GetToken", |client, ctx| {
+                let req = &req;
+                async move {
+                    AttestationAgentServiceClient::new(client)
+                        .get_token(ctx, req)
+                        .await
+                }
+            })
+            .await?;
+        Ok(Zeroizing::new(std::mem::take(&mut resp.Token)))
     }
 
     /// AA `GetTeeType`.

@@ -1,12 +1,14 @@
 //! api-server-rest: the REST shim on `127.0.0.1:8006` through which workload containers
-//! reach the attestation agent (evidence, TEE type) and the confidential data hub (KBS
-//! resources) over ttRPC.
+//! reach the attestation agent (evidence, tokens, TEE type) and the confidential data hub
+//! (KBS resources) over ttRPC.
 //!
 //! Compared with upstream: only `GET` is served (405 otherwise, also on `/cdh/resource`),
 //! resource paths are exactly `<repository>/<type>/<tag>` with every segment decoded and
 //! checked for traversal before the CDH is asked, error bodies are short fixed texts (the
-//! detail is logged), and an attestation agent failure during `/info` answers 500 instead
-//! of dropping the connection. `/aa/token` and `/aa/aael` are not served (404).
+//! detail is logged), an attestation agent failure during `/info` answers 500 instead of
+//! dropping the connection, and `/aa/token?token_type=kbs` answers `{"token":...}` without
+//! the TEE private key unless the operator asks for upstream's shape
+//! ([`Router::expose_tee_key`], `--expose-tee-key`). `/aa/aael` is not served (404).
 //!
 //! ```no_run
 //! # async fn run() -> std::io::Result<()> {
@@ -30,13 +32,14 @@ pub mod backend;
 pub mod request;
 pub mod router;
 pub mod server;
+pub mod token;
 
 pub use access::is_loopback_peer;
 pub use backend::{
     BackendConfig, BackendError, Backends, Daemon, DEFAULT_AA_ADDR, DEFAULT_CDH_ADDR,
     DEFAULT_TIMEOUT,
 };
-pub use request::{Features, ResourcePath, RuntimeDataError, UnknownFeatures};
+pub use request::{Features, ResourcePath, RuntimeDataError, TokenTypeError, UnknownFeatures};
 pub use router::{Route, Router, OPENAPI_DOCUMENT};
 pub use server::serve;
 

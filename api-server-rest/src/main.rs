@@ -11,7 +11,7 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 /// REST shim for workload containers: KBS resources through the confidential data hub,
-/// evidence through the attestation agent. Answers loopback peers only.
+/// evidence and tokens through the attestation agent. Answers loopback peers only.
 #[derive(Debug, Parser)]
 #[command(name = "api-server-rest", version)]
 struct Cli {
@@ -27,6 +27,11 @@ struct Cli {
     /// ttRPC address of the attestation agent.
     #[arg(short = 'a', long = "aa_addr", default_value = DEFAULT_AA_ADDR)]
     aa_addr: String,
+    /// Let /aa/token?token_type=kbs return the TEE private key (`tee_keypair`) with the
+    /// token, as upstream did. Off by default: with the key, any process in the pod could
+    /// decrypt KBS replies meant for this guest; without it only `{"token":...}` is returned.
+    #[arg(long = "expose-tee-key")]
+    expose_tee_key: bool,
 }
 
 #[tokio::main]
@@ -53,6 +58,7 @@ async fn main() -> anyhow::Result<()> {
         features = %cli.features,
         cdh = %cli.cdh_addr,
         aa = %cli.aa_addr,
+        expose_tee_key = cli.expose_tee_key,
         "api-server-rest {} listening",
         env!("CARGO_PKG_VERSION")
     );
@@ -61,7 +67,7 @@ async fn main() -> anyhow::Result<()> {
         cdh_addr: cli.cdh_addr,
         timeout: DEFAULT_TIMEOUT,
     });
-    let router = Arc::new(Router::new(cli.features, backends));
+    let router = Arc::new(Router::new(cli.features, backends).expose_tee_key(cli.expose_tee_key));
     serve(listener, router, async {
         match protos::server::shutdown_signal().await {
             Ok(signal) => tracing::info!("{signal} received; stopping"),

@@ -1,6 +1,6 @@
 //! Parsing of what a workload puts in a request: the feature set the server runs with, the
-//! `<repository>/<type>/<tag>` of a resource path and the `runtime_data` query of the
-//! evidence endpoints. Everything here is checked before any backend is called.
+//! `<repository>/<type>/<tag>` of a resource path, the `runtime_data` query of the
+//! evidence endpoints and the `token_type` query of `/aa/token`. Everything here is checked before any backend is called.
 
 use std::{fmt, str::FromStr};
 
@@ -238,6 +238,52 @@ pub enum RuntimeDataError {
     InvalidBase64,
 }
 
+/// Why the query of `/aa/token` is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenTypeError {
+    /// No `token_type` parameter, or an empty one.
+    #[error("query parameter token_type is required")]
+    Missing,
+    /// `token_type` is given more than once.
+    #[error("query parameter token_type is given more than once")]
+    Repeated,
+    /// A parameter name or value could not be decoded.
+    #[error("query parameter could not be decoded: {0}")]
+    Decode(DecodeError),
+    /// The value is longer than any token type.
+    #[error("token_type is longer than {MAX_TOKEN_TYPE_LEN} bytes")]
+    TooLong,
+}
+
+/// Longest `token_type` passed on (the known ones are `kbs` and `coco_as`).
+pub const MAX_TOKEN_TYPE_LEN: usize = 64;
+
+/// The `token_type` of a `/aa/token` request (required, non-empty, form-encoded). Other
+/// parameters are ignored.
+pub fn token_type_from_query(query: Option<&str>) -> Result<String, TokenTypeError> {
+    let mut token_type = None;
+    for pair in query.unwrap_or_default().split('&') {
+        if pair.is_empty() {
+            continue;
+        }
+        let (raw_name, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
+        let name = decode_component(raw_name, true).map_err(TokenTypeError::Decode)?;
+        if name != "token_type" {
+            continue;
+        }
+        if token_type.is_some() {
+            return Err(TokenTypeError::Repeated);
+        }
+        token_type = Some(decode_component(raw_value, true).map_err(TokenTypeError::Decode)?);
+    }
+    match token_type {
+        None => Err(TokenTypeError::Missing),
+        Some(value) if value.is_empty() => Err(TokenTypeError::Missing),
+        Some(value) if value.len() > MAX_TOKEN_TYPE_LEN => Err(TokenTypeError::TooLong),
+        Some(value) => Ok(value),
+    }
+}
+
 /// URL-safe base64; padding is optional (upstream only took the unpadded form).
 const URL_SAFE_ANY_PADDING: GeneralPurpose = GeneralPurpose::new(
     &alphabet::URL_SAFE,
@@ -462,6 +508,53 @@ mod tests {
         for (query, expected) in cases {
             assert_eq!(
                 &runtime_data_from_query(*query).unwrap_err(),
+                expected,
+                "{query:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn token_type_is_read_from_the_query() {
+        assert_eq!(
+            token_type_from_query(Some("token_type=kbs")).unwrap(),
+            "kbs"
+        );
+        assert_eq!(
+            token_type_from_query(Some("x=1&token_type=coco%5Fas&y")).unwrap(),
+            "coco_as"
+        );
+        assert_eq!(
+            token_type_from_query(Some("token%5Ftype=a+b")).unwrap(),
+            "a b"
+        );
+        let long = "k".repeat(MAX_TOKEN_TYPE_LEN);
+        assert_eq!(
+            token_type_from_query(Some(&format!("token_type={long}"))).unwrap(),
+            long
+        );
+    }
+
+    #[test]
+    fn token_type_bad_queries() {
+        use TokenTypeError::*;
+        let too_long = format!("token_type={}", "k".repeat(MAX_TOKEN_TYPE_LEN + 1));
+        let cases: &[(Option<&str>, TokenTypeError)] = &[
+            (None, Missing),
+            (Some(""), Missing),
+            (Some("token_type="), Missing),
+            (Some("token_type"), Missing),
+            (Some("tokentype=kbs"), Missing),
+            (Some("runtime_data=kbs"), Missing),
+            (Some("token_type=kbs&token_type=kbs"), Repeated),
+            (Some("token_type=%zz"), Decode(DecodeError::BadEscape)),
+            (Some("token_type=%FF"), Decode(DecodeError::NotUtf8)),
+            (Some("token%5type=kbs"), Decode(DecodeError::BadEscape)),
+            (Some(too_long.as_str()), TooLong),
+        ];
+        for (query, expected) in cases {
+            assert_eq!(
+                &token_type_from_query(*query).unwrap_err(),
                 expected,
                 "{query:?}"
             );

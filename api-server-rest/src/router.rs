@@ -20,7 +20,8 @@ use serde::Serialize;
 use crate::{
     access::is_loopback_peer,
     backend::{BackendError, Backends},
-    request::{runtime_data_from_query, Features, ResourcePath},
+    request::{runtime_data_from_query, token_type_from_query, Features, ResourcePath},
+    token::{without_tee_key, KBS_TOKEN_TYPE},
 };
 
 /// The OpenAPI 3 document of the endpoints below, served at `/openapi.json`.
@@ -42,17 +43,20 @@ pub enum Route {
     Evidence,
     /// `GET /aa/additional-evidence`
     AdditionalEvidence,
+    /// `GET /aa/token`
+    Token,
     /// `GET /cdh/resource/{repository}/{type}/{tag}`
     Resource,
 }
 
 impl Route {
     /// Every endpoint the router serves.
-    pub const ALL: [Route; 5] = [
+    pub const ALL: [Route; 6] = [
         Route::Info,
         Route::OpenApi,
         Route::Evidence,
         Route::AdditionalEvidence,
+        Route::Token,
         Route::Resource,
     ];
 
@@ -63,6 +67,7 @@ impl Route {
             Self::OpenApi => "/openapi.json",
             Self::Evidence => "/aa/evidence",
             Self::AdditionalEvidence => "/aa/additional-evidence",
+            Self::Token => "/aa/token",
             Self::Resource => "/cdh/resource/{repository}/{type}/{tag}",
         }
     }
@@ -74,6 +79,7 @@ impl Route {
             "/openapi.json" => Some(Self::OpenApi),
             "/aa/evidence" => Some(Self::Evidence),
             "/aa/additional-evidence" => Some(Self::AdditionalEvidence),
+            "/aa/token" => Some(Self::Token),
             _ if path.starts_with(RESOURCE_PREFIX) => Some(Self::Resource),
             _ => None,
         }
@@ -84,11 +90,11 @@ impl Route {
     fn disabled_under(self, features: Features) -> Option<&'static str> {
         match self {
             Self::Info | Self::OpenApi => None,
-            Self::Evidence | Self::AdditionalEvidence if !features.attestation() => {
+            Self::Evidence | Self::AdditionalEvidence | Self::Token if !features.attestation() => {
                 Some("Attestation Feature Not Enabled")
             }
             Self::Resource if !features.resource() => Some("Resource Feature Not Enabled"),
-            Self::Evidence | Self::AdditionalEvidence | Self::Resource => None,
+            Self::Evidence | Self::AdditionalEvidence | Self::Token | Self::Resource => None,
         }
     }
 }
@@ -109,12 +115,25 @@ struct Info {
 pub struct Router {
     features: Features,
     backends: Backends,
+    expose_tee_key: bool,
 }
 
 impl Router {
-    /// A router that serves the endpoints of `features` through `backends`.
+    /// A router that serves the endpoints of `features` through `backends`; `/aa/token`
+    /// keeps the TEE private key out of `kbs` token replies.
     pub fn new(features: Features, backends: Backends) -> Self {
-        Self { features, backends }
+        Self {
+            features,
+            backends,
+            expose_tee_key: false,
+        }
+    }
+
+    /// With `true`, `/aa/token?token_type=kbs` answers AA's reply unchanged, TEE private
+    /// key (`tee_keypair`) included, as upstream did (`--expose-tee-key`).
+    pub fn expose_tee_key(mut self, expose: bool) -> Self {
+        self.expose_tee_key = expose;
+        self
     }
 
     /// Answers one request from `peer`. The request body is never read.
@@ -146,6 +165,7 @@ impl Router {
                 Bytes::from_static(OPENAPI_DOCUMENT.as_bytes()),
             ),
             Route::Evidence | Route::AdditionalEvidence => self.evidence(route, uri.query()).await,
+            Route::Token => self.token(uri.query()).await,
             Route::Resource => self.resource(&path[RESOURCE_PREFIX.len()..]).await,
         }
     }
@@ -193,6 +213,28 @@ impl Router {
         match answer {
             Ok(evidence) => octets(evidence),
             Err(e) => backend_failure(&e, what),
+        }
+    }
+
+    async fn token(&self, query: Option<&str>) -> Response<Body> {
+        let token_type = match token_type_from_query(query) {
+            Ok(token_type) => token_type,
+            Err(e) => return text_owned(StatusCode::BAD_REQUEST, e.to_string()),
+        };
+        let reply = match self.backends.get_token(&token_type).await {
+            Ok(reply) => reply,
+            Err(e) => return backend_failure(&e, "token"),
+        };
+        if token_type != KBS_TOKEN_TYPE || self.expose_tee_key {
+            return octets(reply.to_vec());
+        }
+        match without_tee_key(&reply) {
+            Ok(token_only) => octets(token_only),
+            Err(e) => {
+                // never pass on a reply that could not be stripped of the key
+                tracing::error!(error = %e, "getting token failed");
+                text(StatusCode::INTERNAL_SERVER_ERROR, "Failed to get token")
+            }
         }
     }
 
@@ -268,7 +310,8 @@ mod tests {
             "",
             "/info/",
             "/INFO",
-            "/aa/token",
+            "/aa/token/",
+            "/aa/tokens",
             "/aa/aael",
             "/aa/evidence/x",
             "/cdh/resource",
@@ -293,6 +336,11 @@ mod tests {
             Route::AdditionalEvidence.disabled_under(Resource),
             Some("Attestation Feature Not Enabled")
         );
+        assert_eq!(
+            Route::Token.disabled_under(Resource),
+            Some("Attestation Feature Not Enabled")
+        );
+        assert_eq!(Route::Token.disabled_under(Attestation), None);
         assert_eq!(
             Route::Resource.disabled_under(Attestation),
             Some("Resource Feature Not Enabled")

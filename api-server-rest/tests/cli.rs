@@ -2,6 +2,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::{
     io::{Read, Write},
     net::{TcpListener, TcpStream},
@@ -45,6 +47,8 @@ fn version_and_help() {
         "--features",
         "--cdh_addr",
         "--aa_addr",
+        "--expose-tee-key",
+        "tee_keypair",
         "127.0.0.1:8006",
         "unix:///run/confidential-containers/cdh.sock",
         "unix:///run/confidential-containers/attestation-agent/attestation-agent.sock",
@@ -118,4 +122,47 @@ fn serves_and_stops_on_sigterm() {
     };
     assert!(exit.success(), "{exit:?}");
     assert!(get(port, "/info").is_none());
+}
+
+/// The binary hands out the TEE private key of a `kbs` token only with --expose-tee-key.
+#[tokio::test]
+async fn expose_tee_key_flag() {
+    let daemons = common::Daemons::start().await;
+    for (flag, expected) in [
+        (None, serde_json::json!({ "token": common::KBS_TOKEN })),
+        (
+            Some("--expose-tee-key"),
+            serde_json::json!({ "token": common::KBS_TOKEN, "tee_keypair": common::TEE_KEY_PEM }),
+        ),
+    ] {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut command = Command::new(BIN);
+        command
+            .args(["-b", &format!("127.0.0.1:{port}"), "-f", "attestation"])
+            .args(["-a", &daemons.aa_addr])
+            .stderr(Stdio::null());
+        if let Some(flag) = flag {
+            command.arg(flag);
+        }
+        let mut child = command.spawn().unwrap();
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let started = Instant::now();
+        while tokio::net::TcpStream::connect(addr).await.is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "never listened"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let resp = common::request(addr, "GET", "/aa/token?token_type=kbs").await;
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(resp.status, 200, "{flag:?}: {}", resp.text());
+        let body: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
+        assert_eq!(body, expected, "{flag:?}");
+    }
 }

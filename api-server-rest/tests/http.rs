@@ -191,6 +191,111 @@ async fn bad_runtime_data_is_refused_before_the_agent() {
 }
 
 #[tokio::test]
+async fn kbs_token_is_answered_without_the_tee_key_by_default() {
+    let daemons = Daemons::start().await;
+    let shim = Shim::start(Features::Attestation, daemons.config()).await;
+
+    let resp = shim.get("/aa/token?token_type=kbs").await;
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(resp.header("content-type"), Some(OCTETS));
+    let body: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
+    assert_eq!(body, serde_json::json!({ "token": KBS_TOKEN }));
+    assert!(!resp.text().contains("PRIVATE KEY"));
+    assert!(!resp.text().contains("TEEKEY"));
+
+    // other token types are passed on as AA answers them
+    let resp = shim.get("/aa/token?x=1&token_type=coco%5Fas").await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.body, COCO_AS_TOKEN);
+
+    // a type AA refuses: a short 500, AA's detail only logged
+    let resp = shim.get("/aa/token?token_type=vault").await;
+    assert_short_opaque_error(&resp, &daemons);
+    assert_eq!(resp.text(), "Failed to get token");
+    assert_eq!(daemons.calls(), (3, 0));
+    shim.stop().await;
+}
+
+#[tokio::test]
+async fn kbs_token_with_the_tee_key_only_when_exposed() {
+    let daemons = Daemons::start().await;
+    let router = Router::new(Features::All, Backends::new(daemons.config())).expose_tee_key(true);
+    let shim = Shim::start_router(router).await;
+    let resp = shim.get("/aa/token?token_type=kbs").await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.header("content-type"), Some(OCTETS));
+    assert_eq!(resp.body, kbs_token_reply());
+    let body: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
+    assert_eq!(body["tee_keypair"], TEE_KEY_PEM);
+    shim.stop().await;
+}
+
+#[tokio::test]
+async fn a_kbs_reply_that_cannot_be_stripped_is_not_passed_on() {
+    for reply in [
+        b"not json -----BEGIN PRIVATE KEY-----".to_vec(),
+        br#"{"tee_keypair":"-----BEGIN PRIVATE KEY-----"}"#.to_vec(),
+        br#"{"token":7,"tee_keypair":"-----BEGIN PRIVATE KEY-----"}"#.to_vec(),
+        Vec::new(),
+    ] {
+        let daemons = Daemons::start_with(FakeAa {
+            kbs_reply: Some(reply),
+            ..Default::default()
+        })
+        .await;
+        let shim = Shim::start(Features::Attestation, daemons.config()).await;
+        let resp = shim.get("/aa/token?token_type=kbs").await;
+        assert_short_opaque_error(&resp, &daemons);
+        assert_eq!(resp.text(), "Failed to get token");
+        shim.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn bad_token_queries_are_refused_before_the_agent() {
+    let daemons = Daemons::start().await;
+    let shim = Shim::start(Features::All, daemons.config()).await;
+    for (target, says) in [
+        ("/aa/token", "query parameter token_type is required"),
+        ("/aa/token?", "query parameter token_type is required"),
+        (
+            "/aa/token?token_type=",
+            "query parameter token_type is required",
+        ),
+        (
+            "/aa/token?tokentype=kbs",
+            "query parameter token_type is required",
+        ),
+        (
+            "/aa/token?token_type=kbs&token_type=kbs",
+            "query parameter token_type is given more than once",
+        ),
+        (
+            "/aa/token?token_type=%zz",
+            "query parameter could not be decoded: malformed percent escape",
+        ),
+        (
+            "/aa/token?token_type=%FF",
+            "query parameter could not be decoded: decoded text is not UTF-8",
+        ),
+    ] {
+        let resp = shim.get(target).await;
+        assert_eq!(resp.status, 400, "{target}");
+        assert_eq!(resp.text(), says, "{target}");
+    }
+    let long = format!("/aa/token?token_type={}", "k".repeat(65));
+    let resp = shim.get(&long).await;
+    assert_eq!(resp.status, 400);
+    assert_eq!(resp.text(), "token_type is longer than 64 bytes");
+    // only GET
+    let resp = request(shim.addr, "POST", "/aa/token?token_type=kbs").await;
+    assert_eq!(resp.status, 405);
+    assert_eq!(resp.header("allow"), Some("GET"));
+    assert_eq!(daemons.calls(), (0, 0));
+    shim.stop().await;
+}
+
+#[tokio::test]
 async fn info_reports_version_feature_and_tees() {
     let daemons = Daemons::start().await;
     let version = env!("CARGO_PKG_VERSION");
@@ -279,7 +384,7 @@ async fn unknown_and_future_paths_are_not_found() {
     let shim = Shim::start(Features::All, daemons.config()).await;
     for target in [
         "/",
-        "/aa/token?token_type=kbs",
+        "/aa/token/kbs",
         "/aa/aael",
         "/aa",
         "/cdh/resource",
@@ -306,6 +411,7 @@ async fn disabled_features_are_not_found() {
     for target in [
         "/aa/evidence?runtime_data=x",
         "/aa/additional-evidence?runtime_data=x",
+        "/aa/token?token_type=kbs",
     ] {
         let resp = shim.get(target).await;
         assert_eq!(resp.status, 404, "{target}");

@@ -80,6 +80,22 @@ fn parameters_and_status_codes_are_documented() {
         ("encoding".to_string(), "query".to_string(), false),
     ];
     assert_eq!(params("/aa/evidence"), evidence_params);
+    assert_eq!(
+        params("/aa/token"),
+        [("token_type".to_string(), "query".to_string(), true)]
+    );
+    let token_type = resolve(&doc, &doc["paths"]["/aa/token"]["get"]["parameters"][0]);
+    assert_eq!(token_type["schema"]["minLength"], 1);
+    assert_eq!(
+        token_type["schema"]["maxLength"],
+        api_server_rest::request::MAX_TOKEN_TYPE_LEN
+    );
+    // the key is documented as withheld unless --expose-tee-key
+    let token_doc = doc["paths"]["/aa/token"]["get"]["description"]
+        .as_str()
+        .unwrap();
+    assert!(token_doc.contains("--expose-tee-key"), "{token_doc}");
+    assert!(token_doc.contains("tee_keypair"), "{token_doc}");
     assert_eq!(params("/aa/additional-evidence"), evidence_params);
     let resource = "/cdh/resource/{repository}/{type}/{tag}";
     assert_eq!(
@@ -98,7 +114,12 @@ fn parameters_and_status_codes_are_documented() {
     let set = |codes: &[u16]| codes.iter().copied().collect::<BTreeSet<u16>>();
     assert_eq!(statuses(&doc, "/info"), set(&[200, 403, 405, 500]));
     assert_eq!(statuses(&doc, "/openapi.json"), set(&[200, 403, 405]));
-    for path in ["/aa/evidence", "/aa/additional-evidence", resource] {
+    for path in [
+        "/aa/evidence",
+        "/aa/additional-evidence",
+        "/aa/token",
+        resource,
+    ] {
         assert_eq!(
             statuses(&doc, path),
             set(&[200, 400, 403, 404, 405, 500]),
@@ -138,7 +159,9 @@ async fn every_documented_path_is_served() {
             .replace("{repository}", "default")
             .replace("{type}", "key")
             .replace("{tag}", "1");
-        let query = if template.starts_with("/aa/") {
+        let query = if template == "/aa/token" {
+            "?token_type=kbs"
+        } else if template.starts_with("/aa/") {
             "?runtime_data=x"
         } else {
             ""

@@ -21,6 +21,7 @@ use protos::{
     attestation_agent::{
         GetAdditionalEvidenceRequest, GetAdditionalTeesRequest, GetAdditionalTeesResponse,
         GetEvidenceRequest, GetEvidenceResponse, GetTeeTypeRequest, GetTeeTypeResponse,
+        GetTokenRequest, GetTokenResponse,
     },
     attestation_agent_ttrpc::{create_attestation_agent_service, AttestationAgentService},
     server::RunningServer,
@@ -44,12 +45,27 @@ fn status(code: ttrpc::Code, message: &str) -> ttrpc::Error {
     ttrpc::Error::RpcStatus(ttrpc::get_status(code, message.to_string()))
 }
 
+/// The JWT in the fake agent's `kbs` token reply.
+pub const KBS_TOKEN: &str = "eyJhbGciOiJFUzI1NiJ9.eyJleHAiOjk5OTk5OTk5OTl9.c2lnbmF0dXJl";
+/// The TEE private key in the fake agent's `kbs` token reply.
+pub const TEE_KEY_PEM: &str = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgTEEKEY\n-----END PRIVATE KEY-----\n";
+/// The fake agent's `coco_as` token.
+pub const COCO_AS_TOKEN: &[u8] = b"coco-as token \x00\xff";
+
+/// The fake agent's `kbs` token reply: upstream's shape, private key included.
+pub fn kbs_token_reply() -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({"token": KBS_TOKEN, "tee_keypair": TEE_KEY_PEM}))
+        .unwrap()
+}
+
 /// Attestation agent answering fixed data derived from the request.
 #[derive(Default)]
 pub struct FakeAa {
     pub calls: Arc<AtomicUsize>,
     /// GetTeeType fails with INTERNAL when set
     pub broken_tee: bool,
+    /// answered to GetToken("kbs") instead of [`kbs_token_reply`]
+    pub kbs_reply: Option<Vec<u8>>,
 }
 
 #[async_trait::async_trait]
@@ -90,6 +106,23 @@ impl AttestationAgentService for FakeAa {
         };
         Ok(GetEvidenceResponse {
             Evidence: evidence,
+            ..Default::default()
+        })
+    }
+
+    async fn get_token(
+        &self,
+        _ctx: &TtrpcContext,
+        req: GetTokenRequest,
+    ) -> ttrpc::Result<GetTokenResponse> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let token = match req.TokenType.as_str() {
+            "kbs" => self.kbs_reply.clone().unwrap_or_else(kbs_token_reply),
+            "coco_as" => COCO_AS_TOKEN.to_vec(),
+            _ => return Err(status(ttrpc::Code::INTERNAL, INTERNAL_DETAIL)),
+        };
+        Ok(GetTokenResponse {
+            Token: token,
             ..Default::default()
         })
     }
@@ -185,10 +218,13 @@ pub struct Daemons {
 
 impl Daemons {
     pub async fn start() -> Self {
+        Self::start_with(FakeAa::default()).await
+    }
+
+    pub async fn start_with(aa: FakeAa) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let aa_addr = socket_addr(dir.path(), "aa");
         let cdh_addr = socket_addr(dir.path(), "cdh");
-        let aa = FakeAa::default();
         let cdh = FakeCdh::default();
         let (aa_calls, cdh_calls, cdh_asked) =
             (aa.calls.clone(), cdh.calls.clone(), cdh.asked.clone());
@@ -229,9 +265,13 @@ pub struct Shim {
 
 impl Shim {
     pub async fn start(features: Features, config: BackendConfig) -> Self {
+        Self::start_router(Router::new(features, Backends::new(config))).await
+    }
+
+    pub async fn start_router(router: Router) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let router = Arc::new(Router::new(features, Backends::new(config)));
+        let router = Arc::new(router);
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(serve(listener, router, async {
             let _ = stopped.await;

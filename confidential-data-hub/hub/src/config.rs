@@ -720,6 +720,9 @@ impl Config {
     pub fn kbc_params(&self) -> KbcParams {
         KbcParams {
             offline_fs: self.offline_fs.clone(),
+            kbs_url: self.kbc.url.clone(),
+            kbs_cert: self.kbc.kbs_cert.clone(),
+            aa_socket: self.aa.aa_socket.clone(),
         }
     }
 }
@@ -958,6 +961,18 @@ location = "example-mirror-0.local/mirror-for-foo"
         let loaded = f.load_toml(FULL_TOML).unwrap();
         assert_eq!(loaded.config, full_expected(&f));
         assert_eq!(loaded.warnings, Vec::<String>::new());
+    }
+
+    #[test]
+    fn kbc_params_carry_the_kbs_and_agent_addresses() {
+        let f = fixture();
+        let params = f.load_toml(FULL_TOML).unwrap().config.kbc_params();
+        assert_eq!(params.kbs_url, "https://kbs.example:8080");
+        assert_eq!(
+            params.kbs_cert.as_deref(),
+            Some("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+        );
+        assert_eq!(params.aa_socket, "unix:///run/aa/other.sock");
     }
 
     #[test]

@@ -145,12 +145,16 @@ impl Hub {
     }
 }
 
-/// The ttRPC status for a failed GetResource: the message says what failed, never what the
-/// resource holds.
+/// The ttRPC status for a failed GetResource: INVALID_ARGUMENT for a bad URI, NOT_FOUND when
+/// the KBC has no such resource (KBS 404), PERMISSION_DENIED when the KBS refuses it to a
+/// freshly attested guest (policy denial, or trustee's 401 for a missing resource), INTERNAL
+/// otherwise. The message says what failed, never what the resource holds.
 fn get_resource_status(e: &GetResourceError) -> ttrpc::Error {
     let code = match e {
         GetResourceError::InvalidUri(_) => ttrpc::Code::INVALID_ARGUMENT,
         GetResourceError::Kbc(KbcError::NotFound(_)) => ttrpc::Code::NOT_FOUND,
+        #[cfg(feature = "kbs")]
+        GetResourceError::Kbc(KbcError::Denied { .. }) => ttrpc::Code::PERMISSION_DENIED,
         GetResourceError::Kbc(_) => ttrpc::Code::INTERNAL,
     };
     ttrpc::Error::RpcStatus(ttrpc::get_status(code, format!("{ERROR_PREFIX}{e}")))
@@ -198,6 +202,15 @@ mod tests {
             match uri.repo_type_tag() {
                 Some(("default", "key", "1")) => Ok(Zeroizing::new(b"top secret".to_vec())),
                 Some(("default", "key", "2")) => Err(KbcError::NotFound(uri.to_string())),
+                #[cfg(feature = "kbs")]
+                Some(("default", "key", "denied")) => Err(KbcError::Denied {
+                    uri: uri.to_string(),
+                    source: Box::new(kbs_protocol::Error::Unauthorized {
+                        path: "resource/default/key/denied".into(),
+                        info: None,
+                        body: String::new(),
+                    }),
+                }),
                 _ => Err(KbcError::NotCompiled("cc_kbc".into())),
             }
         }
@@ -259,6 +272,22 @@ mod tests {
             message,
             "[CDH] [ERROR]: getting resource failed: resource kbs:///default/key/2 not found"
         );
+
+        #[cfg(feature = "kbs")]
+        {
+            let e = hub
+                .get_resource("kbs:///default/key/denied")
+                .await
+                .unwrap_err();
+            let (code, message) = status(&e);
+            assert_eq!(code, ttrpc::Code::PERMISSION_DENIED);
+            assert!(
+                message.starts_with(
+                    "[CDH] [ERROR]: getting resource failed: access to resource kbs:///default/key/denied denied: "
+                ),
+                "{message}"
+            );
+        }
 
         let e = hub.get_resource("kbs:///other/key/3").await.unwrap_err();
         let (code, message) = status(&e);

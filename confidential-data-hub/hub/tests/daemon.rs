@@ -358,9 +358,22 @@ fn kbc_problems_stop_the_start() {
     assert!(stderr.contains("unknown KBC `sample_kbc`"), "{stderr}");
 
     // without -c the KBC comes from the kernel command line
-    setup.cmdline = "agent.aa_kbc_params=cc_kbc::http://127.0.0.1:8080".into();
-    let stderr = setup.expect_startup_failure(None);
-    assert!(stderr.contains("not compiled into this build"), "{stderr}");
+    #[cfg(not(feature = "kbs"))]
+    {
+        setup.cmdline = "agent.aa_kbc_params=cc_kbc::http://127.0.0.1:8080".into();
+        let stderr = setup.expect_startup_failure(None);
+        assert!(stderr.contains("not compiled into this build"), "{stderr}");
+    }
+    #[cfg(feature = "kbs")]
+    {
+        setup.cmdline = "agent.aa_kbc_params=cc_kbc::".into();
+        let stderr = setup.expect_startup_failure(None);
+        assert!(stderr.contains("cc_kbc needs the KBS address"), "{stderr}");
+        setup.cmdline = "agent.aa_kbc_params=cc_kbc::kbs.example:8080".into();
+        let stderr = setup.expect_startup_failure(None);
+        assert!(stderr.contains("setting up cc_kbc"), "{stderr}");
+        assert!(stderr.contains("kbs.example:8080"), "{stderr}");
+    }
 
     // a broken store file is named
     std::fs::write(setup.path("extra.json"), r#"{"default/key/1": 1}"#).unwrap();

@@ -24,6 +24,12 @@ pub trait Kbc: Send + Sync {
 pub struct KbcParams {
     /// Where `offline_fs_kbc` reads its resources from.
     pub offline_fs: OfflineFsSources,
+    /// `cc_kbc`: the KBS base URL (`[kbc] url`); the only KBS it talks to.
+    pub kbs_url: String,
+    /// `cc_kbc`: PEM root certificate of the KBS, if it is not publicly trusted.
+    pub kbs_cert: Option<String>,
+    /// `cc_kbc`: ttRPC address of the attestation agent (`[aa] aa_socket`).
+    pub aa_socket: String,
 }
 
 /// Why a KBC could not be built or could not deliver a resource.
@@ -41,12 +47,46 @@ pub enum KbcError {
     /// The offline store could not be loaded.
     #[error(transparent)]
     OfflineFs(#[from] OfflineFsError),
+    /// `cc_kbc` has no KBS address.
+    #[cfg(feature = "kbs")]
+    #[error("cc_kbc needs the KBS address: set `[kbc] url` (or aa_kbc_params `cc_kbc::<url>`)")]
+    MissingKbsUrl,
+    /// The KBS client could not be set up (bad URL or `kbs_cert`).
+    #[cfg(feature = "kbs")]
+    #[error("setting up cc_kbc: {0}")]
+    Setup(Box<kbs_protocol::Error>),
+    /// The KBS refused the resource to a freshly attested client: a policy denial, or (with
+    /// trustee, which answers 401 for both) a resource it does not hold.
+    #[cfg(feature = "kbs")]
+    #[error("access to resource {uri} denied: {source}")]
+    Denied {
+        /// the resource
+        uri: String,
+        /// the KBS's answer
+        source: Box<kbs_protocol::Error>,
+    },
+    /// Attestation, the attestation agent or the KBS failed.
+    #[cfg(feature = "kbs")]
+    #[error("fetching resource {uri} from the KBS failed: {source}")]
+    Kbs {
+        /// the resource
+        uri: String,
+        /// what failed
+        source: Box<kbs_protocol::Error>,
+    },
 }
 
 /// Builds the KBC called `name` (`[kbc] name` of the CDH config).
 pub fn new_kbc(name: &str, params: &KbcParams) -> Result<Box<dyn Kbc>, KbcError> {
     match name {
         OFFLINE_FS_KBC => Ok(Box::new(OfflineFsKbc::load(&params.offline_fs)?)),
+        #[cfg(feature = "kbs")]
+        CC_KBC => Ok(Box::new(crate::cc_kbc::CcKbc::new(
+            &params.kbs_url,
+            params.kbs_cert.as_deref(),
+            &params.aa_socket,
+        )?)),
+        #[cfg(not(feature = "kbs"))]
         CC_KBC => Err(KbcError::NotCompiled(name.to_string())),
         _ => Err(KbcError::Unknown(name.to_string())),
     }
@@ -63,6 +103,7 @@ mod tests {
                 resources_file: dir.join("resources.json"),
                 extra_files: Vec::new(),
             },
+            ..Default::default()
         }
     }
 
@@ -79,6 +120,7 @@ mod tests {
         assert_eq!(kbc.get_resource(&uri).await.unwrap().as_slice(), b"secret");
     }
 
+    #[cfg(not(feature = "kbs"))]
     #[test]
     fn cc_kbc_is_not_compiled_in() {
         let dir = tempfile::tempdir().unwrap();
@@ -88,6 +130,42 @@ mod tests {
             err.to_string().contains("not compiled into this build"),
             "{err}"
         );
+    }
+
+    #[cfg(feature = "kbs")]
+    #[test]
+    fn cc_kbc_is_built_by_name_without_contacting_anything() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut params = params_in(dir.path());
+        // nothing listens on either address: construction must not care
+        params.kbs_url = "http://127.0.0.1:9".into();
+        params.aa_socket = format!("unix://{}/aa.sock", dir.path().display());
+        let kbc = new_kbc("cc_kbc", &params).unwrap();
+        drop(kbc);
+
+        params.kbs_url = String::new();
+        let err = new_kbc("cc_kbc", &params).err().unwrap();
+        assert!(matches!(err, KbcError::MissingKbsUrl), "{err}");
+        assert!(err.to_string().contains("`[kbc] url`"), "{err}");
+
+        for bad in ["kbs.example:8080", "ftp://kbs.example", "http://kbs?x=1"] {
+            params.kbs_url = bad.into();
+            let err = new_kbc("cc_kbc", &params).err().unwrap();
+            assert!(
+                matches!(&err, KbcError::Setup(e) if matches!(**e, kbs_protocol::Error::InvalidUrl { .. })),
+                "{bad}: {err}"
+            );
+        }
+
+        params.kbs_url = "https://kbs.example:8080".into();
+        params.kbs_cert =
+            Some("-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n".into());
+        let err = new_kbc("cc_kbc", &params).err().unwrap();
+        assert!(
+            matches!(&err, KbcError::Setup(e) if matches!(**e, kbs_protocol::Error::InvalidCertificate(_))),
+            "{err}"
+        );
+        assert!(err.to_string().starts_with("setting up cc_kbc: "), "{err}");
     }
 
     #[test]

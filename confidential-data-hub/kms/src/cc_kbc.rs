@@ -1,0 +1,337 @@
+//! `cc_kbc`: KBS resources after attestation, in passport mode.
+//!
+//! The attestation agent (AA) attests to the KBS and hands out the token with its TEE key
+//! pair (`GetToken("kbs")` over ttRPC); this KBC presents the token as
+//! `Authorization: Bearer` and decrypts the reply with the key. One [`CcKbc`] serves the
+//! whole process, so its token is reused by every `GetResource` until it expires or the KBS
+//! refuses it (upstream asked AA for a new attestation on every call).
+//!
+//! - The KBS is always the configured one (`[kbc] url`, root CA `[kbc] kbs_cert`): a host
+//!   or port in the resource URI (`kbs://other.host/...`) is ignored, as upstream does.
+//! - When the KBS refuses a token, the client asks for a new one and AA is told to attest
+//!   again (ttRPC metadata [`TOKEN_REFRESH_METADATA`] = `1`) instead of answering from its
+//!   token cache.
+//! - A refusal with a freshly attested token is final: trustee answers 401 both for a policy
+//!   denial and for a resource it does not hold, so it becomes [`KbcError::Denied`]; a 404
+//!   becomes [`KbcError::NotFound`].
+
+use std::{
+    fmt,
+    sync::atomic::{AtomicU64, Ordering},
+    sync::Arc,
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use kbs_protocol::{
+    resource_uri::ResourceUri,
+    token::{decode_aa_token_reply, TokenReplyError},
+    KbsClient, KbsClientConfig, ProviderError, TeeKeyPair, Token, TokenProvider,
+};
+use protos::{
+    attestation_agent::GetTokenRequest, attestation_agent_ttrpc::AttestationAgentServiceClient,
+};
+use tokio::{
+    sync::Mutex,
+    time::{timeout_at, Instant},
+};
+use tracing::{debug, info};
+use ttrpc::r#async::Client;
+use zeroize::Zeroizing;
+
+use crate::{Kbc, KbcError};
+
+/// The token type CDH asks AA for.
+pub const KBS_TOKEN_TYPE: &str = "kbs";
+/// ttRPC metadata key telling AA to attest again rather than answer from its token cache.
+pub const TOKEN_REFRESH_METADATA: &str = "coco-token-refresh";
+/// Limit for one `GetToken` call, connecting and the reconnect included (as upstream).
+pub const AA_TOKEN_TIMEOUT: Duration = Duration::from_secs(50);
+
+/// Why AA gave no usable token.
+#[derive(Debug, thiserror::Error)]
+pub enum AaTokenError {
+    /// AA's socket could not be connected (AA not running, wrong `[aa] aa_socket`).
+    #[error("cannot connect to the attestation agent at {addr}: {source}")]
+    Connect {
+        /// AA's ttRPC address
+        addr: String,
+        /// the cause
+        source: ttrpc::Error,
+    },
+    /// AA answered with an error status.
+    #[error("the attestation agent answered GetToken(\"kbs\") with {code:?}: {message}")]
+    Status {
+        /// the status code
+        code: ttrpc::Code,
+        /// AA's message
+        message: String,
+    },
+    /// The connection failed during the call, also after one reconnect.
+    #[error("GetToken to the attestation agent at {addr} failed on the connection: {source}")]
+    Transport {
+        /// AA's ttRPC address
+        addr: String,
+        /// the cause
+        source: ttrpc::Error,
+    },
+    /// No answer in time.
+    #[error("the attestation agent at {addr} did not answer GetToken within {timeout:?}")]
+    Timeout {
+        /// AA's ttRPC address
+        addr: String,
+        /// the limit
+        timeout: Duration,
+    },
+    /// The reply is not `{"token","tee_keypair"}` with a JWT and a private key.
+    #[error("the attestation agent's token reply is unusable: {0}")]
+    Reply(#[from] TokenReplyError),
+}
+
+/// The current connection to AA; `generation` tells connections apart so that a caller who
+/// saw an old connection fail does not drop a newer one.
+struct Slot {
+    generation: u64,
+    client: Option<Client>,
+}
+
+/// The passport-mode [`TokenProvider`]: AA's `GetToken("kbs")` over ttRPC, on a connection
+/// opened on first use and replaced once when it turns out dead.
+///
+/// `kbs_protocol` asks its provider only when it holds no usable token (the first request,
+/// an expired token, or a token the KBS refused), so every request after the first one that
+/// succeeded asks AA to attest again ([`TOKEN_REFRESH_METADATA`]): AA's cached token is the
+/// one that was just found unusable.
+pub struct AaTokenProvider {
+    addr: String,
+    timeout: Duration,
+    slot: Mutex<Slot>,
+    tokens_handed_out: AtomicU64,
+}
+
+impl fmt::Debug for AaTokenProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AaTokenProvider")
+            .field("addr", &self.addr)
+            .field("timeout", &self.timeout)
+            .field("tokens_handed_out", &self.tokens_handed_out())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AaTokenProvider {
+    /// A provider for AA at `addr` (`unix:///...`); nothing is connected yet.
+    pub fn new(addr: impl Into<String>) -> Self {
+        Self {
+            addr: addr.into(),
+            timeout: AA_TOKEN_TIMEOUT,
+            slot: Mutex::new(Slot {
+                generation: 0,
+                client: None,
+            }),
+            tokens_handed_out: AtomicU64::new(0),
+        }
+    }
+
+    /// The same provider with another limit per `GetToken` call.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// How many tokens this provider has handed out.
+    pub fn tokens_handed_out(&self) -> u64 {
+        self.tokens_handed_out.load(Ordering::Acquire)
+    }
+
+    /// The live connection, connecting first if there is none. The lock is held while
+    /// connecting so that concurrent first callers open one connection.
+    async fn connection(&self) -> Result<(u64, Client), AaTokenError> {
+        let mut slot = self.slot.lock().await;
+        if let Some(client) = &slot.client {
+            return Ok((slot.generation, client.clone()));
+        }
+        let client = Client::connect(&self.addr)
+            .await
+            .map_err(|source| AaTokenError::Connect {
+                addr: self.addr.clone(),
+                source,
+            })?;
+        debug!(addr = %self.addr, "connected to the attestation agent");
+        slot.generation += 1;
+        slot.client = Some(client.clone());
+        Ok((slot.generation, client))
+    }
+
+    /// Drops connection `generation` if it is still the current one.
+    async fn forget(&self, generation: u64) {
+        let mut slot = self.slot.lock().await;
+        if slot.generation == generation {
+            slot.client = None;
+        }
+    }
+
+    /// AA's `GetToken("kbs")` reply bytes; `refresh` asks AA to attest again.
+    async fn request_token(&self, refresh: bool) -> Result<Zeroizing<Vec<u8>>, AaTokenError> {
+        let deadline = Instant::now() + self.timeout;
+        let timed_out = || AaTokenError::Timeout {
+            addr: self.addr.clone(),
+            timeout: self.timeout,
+        };
+        let request = GetTokenRequest {
+            TokenType: KBS_TOKEN_TYPE.to_string(),
+            ..Default::default()
+        };
+        let mut reconnected = false;
+        loop {
+            let (generation, client) = timeout_at(deadline, self.connection())
+                .await
+                .map_err(|_| timed_out())??;
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                // a zero ttRPC timeout would mean "no limit"
+                return Err(timed_out());
+            }
+            let mut ctx = ttrpc::context::with_timeout(
+                i64::try_from(remaining.as_nanos()).unwrap_or(i64::MAX),
+            );
+            if refresh {
+                ctx.add(TOKEN_REFRESH_METADATA.to_string(), "1".to_string());
+            }
+            let aa = AttestationAgentServiceClient::new(client);
+            match timeout_at(deadline, aa.get_token(ctx, &request)).await {
+                Err(_) => return Err(timed_out()),
+                Ok(Ok(mut reply)) => return Ok(Zeroizing::new(std::mem::take(&mut reply.Token))),
+                Ok(Err(ttrpc::Error::RpcStatus(status))) => {
+                    return Err(AaTokenError::Status {
+                        code: status.code(),
+                        message: status.message().to_string(),
+                    })
+                }
+                // ttRPC's own deadline (set to the same instant) ends the call this way
+                Ok(Err(_)) if Instant::now() >= deadline => return Err(timed_out()),
+                Ok(Err(source)) => {
+                    self.forget(generation).await;
+                    if reconnected {
+                        return Err(AaTokenError::Transport {
+                            addr: self.addr.clone(),
+                            source,
+                        });
+                    }
+                    info!(addr = %self.addr, error = %source, "connection to the attestation agent lost; reconnecting once");
+                    reconnected = true;
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl TokenProvider for AaTokenProvider {
+    async fn get_token(&self) -> Result<(Token, TeeKeyPair), ProviderError> {
+        // kbs_protocol's TokenProvider cannot say why it asks; asking again after a token
+        // was handed out means that token is expired or refused.
+        let refresh = self.tokens_handed_out() > 0;
+        let reply = self.request_token(refresh).await?;
+        let (token, keypair) = decode_aa_token_reply(&reply).map_err(AaTokenError::Reply)?;
+        self.tokens_handed_out.fetch_add(1, Ordering::AcqRel);
+        debug!(refresh, expires_at = ?token.expires_at(), "got a KBS token from the attestation agent");
+        Ok((token, keypair))
+    }
+}
+
+/// The `cc_kbc` KBC: one passport-mode [`KbsClient`] with tokens from AA.
+pub struct CcKbc {
+    client: KbsClient,
+    tokens: Arc<AaTokenProvider>,
+    /// Serializes the one re-check of AA's first token (see [`Kbc::get_resource`] below).
+    first_token_recheck: Mutex<()>,
+}
+
+impl fmt::Debug for CcKbc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CcKbc")
+            .field("client", &self.client)
+            .field("tokens", &self.tokens)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CcKbc {
+    /// `cc_kbc` for the KBS at `kbs_url` (trusting `kbs_cert` besides the public roots)
+    /// with tokens from AA at `aa_socket`. Nothing is contacted before the first request.
+    pub fn new(kbs_url: &str, kbs_cert: Option<&str>, aa_socket: &str) -> Result<Self, KbcError> {
+        if kbs_url.is_empty() {
+            return Err(KbcError::MissingKbsUrl);
+        }
+        let mut config = KbsClientConfig::new(kbs_url).map_err(|e| KbcError::Setup(Box::new(e)))?;
+        config
+            .extra_root_certs_pem
+            .extend(kbs_cert.map(str::to_string));
+        Self::with_config(config, AaTokenProvider::new(aa_socket))
+    }
+
+    /// `cc_kbc` with a client configuration and token provider of the caller's choosing.
+    pub fn with_config(config: KbsClientConfig, tokens: AaTokenProvider) -> Result<Self, KbcError> {
+        let tokens = Arc::new(tokens);
+        let client = KbsClient::passport(config, tokens.clone())
+            .map_err(|e| KbcError::Setup(Box::new(e)))?;
+        Ok(Self {
+            client,
+            tokens,
+            first_token_recheck: Mutex::new(()),
+        })
+    }
+
+    /// The token provider (its counters show how often AA was asked).
+    pub fn token_provider(&self) -> &AaTokenProvider {
+        &self.tokens
+    }
+}
+
+/// The KBC error for a failed fetch of `uri`.
+fn kbc_error(uri: &ResourceUri, error: kbs_protocol::Error) -> KbcError {
+    match error {
+        kbs_protocol::Error::NotFound { .. } => KbcError::NotFound(uri.to_string()),
+        kbs_protocol::Error::Unauthorized { .. } | kbs_protocol::Error::Forbidden { .. } => {
+            KbcError::Denied {
+                uri: uri.to_string(),
+                source: Box::new(error),
+            }
+        }
+        other => KbcError::Kbs {
+            uri: uri.to_string(),
+            source: Box::new(other),
+        },
+    }
+}
+
+#[async_trait]
+impl Kbc for CcKbc {
+    async fn get_resource(&self, uri: &ResourceUri) -> Result<Zeroizing<Vec<u8>>, KbcError> {
+        if let Some(host) = uri.host() {
+            debug!(%uri, host, kbs = %self.client.config().url, "the host in a resource URI is ignored; using the configured KBS");
+        }
+        match self.client.get_resource(uri).await {
+            Ok(resource) => Ok(resource),
+            // The first token was asked for without a refresh, so AA may have answered from
+            // a cache the KBS no longer honours (tokens revoked, KBS restarted) and
+            // kbs_protocol took the refusal of a "new" token as final. Attest once more
+            // before calling it a denial; every later token is a fresh attestation.
+            Err(kbs_protocol::Error::Unauthorized { .. })
+                if self.tokens.tokens_handed_out() == 1 =>
+            {
+                let _recheck = self.first_token_recheck.lock().await;
+                if self.tokens.tokens_handed_out() == 1 {
+                    info!(%uri, "the KBS refused the attestation agent's first token; asking for a new attestation once");
+                    self.client.invalidate_token().await;
+                }
+                self.client
+                    .get_resource(uri)
+                    .await
+                    .map_err(|e| kbc_error(uri, e))
+            }
+            Err(e) => Err(kbc_error(uri, e)),
+        }
+    }
+}
