@@ -39,7 +39,7 @@ use crate::{
 pub const CONFIG_SIZE_LIMIT: u64 = 1024 * 1024;
 
 /// The highest PCR index (TPM 2.0 has PCRs 0..=23).
-const MAX_PCR: u64 = 23;
+pub const MAX_PCR: u64 = 23;
 
 /// The agent configuration.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]

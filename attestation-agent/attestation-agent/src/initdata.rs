@@ -14,7 +14,7 @@ use crate::structured::{self, DeError};
 /// Initdata documents larger than this are refused.
 pub const INITDATA_SIZE_LIMIT: u64 = 4 * 1024 * 1024;
 /// The longest digest any initdata algorithm produces (sha512).
-const MAX_DIGEST_LEN: usize = 64;
+pub const MAX_DIGEST_LEN: usize = 64;
 
 /// `algorithm` of an initdata document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -5,6 +5,10 @@
 //! The binary (`src/main.rs`) only wires flags, config, logging and the socket to
 //! [`AttestationAgent`] and [`service::services`].
 //!
+//! Runtime measurements go to the eventlog ([`eventlog`], enabled by `[eventlog_config]
+//! enable_eventlog`): [`AttestationAgent::init_eventlog`] opens it (and recovers an
+//! interrupted measurement), [`AttestationAgent::extend_runtime_measurement`] records events.
+//!
 //! Cargo features: `kbs` (GetToken("kbs"), default) and `coco_as` (GetToken("coco_as"),
 //! default). A caller whose KBS token was refused asks GetToken for a newer one by sending
 //! the ttRPC request metadata `coco-token-refresh: 1` ([`TOKEN_REFRESH_METADATA_KEY`],
@@ -13,23 +17,32 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod eventlog;
 pub mod initdata;
 pub mod kbc_params;
 pub mod service;
 mod structured;
 pub mod token;
 
-use std::sync::Arc;
+use std::{path::Path, sync::Arc};
 
-use attester::{AttesterError, Detected, DeviceEvidenceError, InitDataResult, Tee};
-use tracing::info;
+use attester::{
+    AttesterError, Detected, DeviceEvidenceError, ExtendedRegister, InitDataResult,
+    RuntimeMeasurement, Tee,
+};
+use tokio::sync::Mutex;
+use tracing::{debug, info};
 use zeroize::Zeroizing;
 
 pub use token::{
     TokenRefresh, TokenType, TOKEN_REFRESH_METADATA_KEY, TOKEN_REFRESH_METADATA_VALUE,
 };
 
-use crate::{config::Config, initdata::InitData, initdata::InitDataRequest};
+use crate::{
+    config::{Config, MAX_PCR},
+    eventlog::{AaEventlog, AaelEvent, EventError, EventlogError},
+    initdata::{InitData, InitDataRequest, MAX_DIGEST_LEN},
+};
 
 /// The default ttRPC address (kata-agent passes the same explicitly).
 pub const DEFAULT_SOCKET: &str =
@@ -79,6 +92,53 @@ pub enum AaError {
         /// the cause (a mismatch shows both digests)
         source: AttesterError,
     },
+    /// BindInitData was given no digest or something longer than any digest.
+    #[error(
+        "the initdata digest is {len} bytes; expected the 32, 48 or 64 bytes of the \
+         sha256, sha384 or sha512 digest of the initdata document"
+    )]
+    InvalidInitDataDigest {
+        /// bytes given
+        len: usize,
+    },
+    /// The platform cannot bind initdata in the guest (BindInitData over ttRPC).
+    #[error(
+        "{tee} cannot bind initdata inside the guest (no register or report field holds \
+         it); the initdata digest is not checked here, only by the verifier if at all"
+    )]
+    InitDataUnsupported {
+        /// the attester's TEE
+        tee: Tee,
+    },
+    /// Initdata is already bound to another digest.
+    #[error(
+        "initdata is already bound on {tee} to {bound_hex}, but the digest given is \
+         {given_hex}; the initdata given is not the one this VM runs with"
+    )]
+    InitDataAlreadyBound {
+        /// the attester's TEE
+        tee: Tee,
+        /// hex of the digest bound
+        bound_hex: String,
+        /// hex of the digest given
+        given_hex: String,
+    },
+    /// ExtendRuntimeMeasurement was given an invalid event.
+    #[error("invalid runtime event: {0}")]
+    InvalidEvent(#[from] EventError),
+    /// ExtendRuntimeMeasurement named a register that is no PCR.
+    #[error("register index {index} is not a PCR; PCR indexes are 0..={MAX_PCR}")]
+    InvalidRegisterIndex {
+        /// the index given
+        index: u64,
+    },
+    /// The eventlog is enabled in the config but [`AttestationAgent::init_eventlog`] was
+    /// not called.
+    #[error("the eventlog is enabled but was not opened (call AttestationAgent::init_eventlog)")]
+    EventlogNotOpen,
+    /// The eventlog could not be opened or could not record an event.
+    #[error(transparent)]
+    Eventlog(#[from] EventlogError),
     /// GetToken was asked for a token type that does not exist.
     #[error("unknown token type {token_type:?}; token types: kbs, coco_as")]
     UnknownTokenType {
@@ -123,13 +183,29 @@ pub enum AaError {
     CocoAsToken(#[from] token::coco_as::CocoAsError),
 }
 
+/// What ExtendRuntimeMeasurement did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuntimeMeasurementOutcome {
+    /// The event was extended into this register and logged.
+    Recorded(ExtendedRegister),
+    /// The platform has no runtime-measurement registers: nothing was recorded.
+    NotSupported,
+    /// `[eventlog_config] enable_eventlog` is off: nothing was recorded.
+    NotEnabled,
+}
+
 /// The agent: configuration, the attesters of this platform, the initdata it was started
-/// with, and its token sources (created on first use, so the socket never waits for the
-/// network).
+/// with, the eventlog, and its token sources (created on first use, so the socket never
+/// waits for the network).
 pub struct AttestationAgent {
     config: Config,
     attesters: Arc<Detected>,
     initdata: Option<InitData>,
+    /// The initdata digest the platform holds, once bound (binding is done once: on
+    /// TPM-style platforms it extends a PCR).
+    bound_initdata: Mutex<Option<Vec<u8>>>,
+    /// Open when `[eventlog_config] enable_eventlog` is on and `init_eventlog` ran.
+    eventlog: Option<Mutex<AaEventlog>>,
     #[cfg(feature = "kbs")]
     kbs_tokens: token::kbs::KbsTokens,
     #[cfg(feature = "coco_as")]
@@ -142,6 +218,7 @@ impl std::fmt::Debug for AttestationAgent {
             .field("primary", &self.get_tee_type())
             .field("additional", &self.get_additional_tees())
             .field("initdata", &self.initdata.is_some())
+            .field("eventlog", &self.eventlog.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -153,6 +230,8 @@ impl AttestationAgent {
             config,
             attesters: Arc::new(detected),
             initdata: None,
+            bound_initdata: Mutex::new(None),
+            eventlog: None,
             #[cfg(feature = "kbs")]
             kbs_tokens: token::kbs::KbsTokens::default(),
             #[cfg(feature = "coco_as")]
@@ -170,34 +249,114 @@ impl AttestationAgent {
         self.initdata.as_ref()
     }
 
-    /// Binds the initdata digest with the primary attester. A document is kept for the KBS
-    /// handshake once bound (or when the platform cannot bind initdata at all).
+    /// Binds the initdata digest with the primary attester (the startup `-t`/`-i` path:
+    /// `Unsupported` is a result, not an error). A document is kept for the KBS handshake
+    /// once bound (or when the platform cannot bind initdata at all).
     pub async fn bind_init_data(
         &mut self,
         request: InitDataRequest,
     ) -> Result<InitDataResult, AaError> {
-        let digest = request.digest();
-        let tee = self.get_tee_type();
-        let result = self
-            .attesters
-            .primary
-            .bind_init_data(&digest)
-            .await
-            .map_err(|source| AaError::BindInitData { tee, source })?;
-        match result {
-            InitDataResult::Bound => {
-                info!(%tee, digest = %hex::encode(&digest), "initdata bound")
-            }
-            InitDataResult::Unsupported => info!(
-                %tee,
-                digest = %hex::encode(&digest),
-                "this TEE cannot bind initdata in the guest; the digest is not checked here"
-            ),
-        }
+        let result = self.bind_digest(&request.digest()).await?;
         if let InitDataRequest::Toml(initdata) = request {
             self.initdata = Some(initdata);
         }
         Ok(result)
+    }
+
+    /// BindInitData over ttRPC: succeeds only when the platform holds `digest`. A platform
+    /// that cannot bind initdata is an error ([`AaError::InitDataUnsupported`]), and so is
+    /// a digest other than one bound before ([`AaError::InitDataAlreadyBound`]).
+    pub async fn bind_init_data_digest(&self, digest: &[u8]) -> Result<(), AaError> {
+        if digest.is_empty() || digest.len() > MAX_DIGEST_LEN {
+            return Err(AaError::InvalidInitDataDigest { len: digest.len() });
+        }
+        match self.bind_digest(digest).await? {
+            InitDataResult::Bound => Ok(()),
+            InitDataResult::Unsupported => Err(AaError::InitDataUnsupported {
+                tee: self.get_tee_type(),
+            }),
+        }
+    }
+
+    /// Binds `digest` once; the same digest again is bound already, another is refused.
+    async fn bind_digest(&self, digest: &[u8]) -> Result<InitDataResult, AaError> {
+        let tee = self.get_tee_type();
+        let mut bound = self.bound_initdata.lock().await;
+        if let Some(bound) = bound.as_deref() {
+            return if bound == digest {
+                Ok(InitDataResult::Bound)
+            } else {
+                Err(AaError::InitDataAlreadyBound {
+                    tee,
+                    bound_hex: hex::encode(bound),
+                    given_hex: hex::encode(digest),
+                })
+            };
+        }
+        let result = self
+            .attesters
+            .primary
+            .bind_init_data(digest)
+            .await
+            .map_err(|source| AaError::BindInitData { tee, source })?;
+        match result {
+            InitDataResult::Bound => {
+                info!(%tee, digest = %hex::encode(digest), "initdata bound");
+                *bound = Some(digest.to_vec());
+            }
+            InitDataResult::Unsupported => info!(
+                %tee,
+                digest = %hex::encode(digest),
+                "this TEE cannot bind initdata in the guest; the digest is not checked here"
+            ),
+        }
+        Ok(result)
+    }
+
+    /// Opens the eventlog in `dir` (normally [`eventlog::DEFAULT_EVENTLOG_DIR`]) when
+    /// `[eventlog_config] enable_eventlog` is on, finishing a measurement a crash
+    /// interrupted; does nothing otherwise.
+    pub async fn init_eventlog(&mut self, dir: &Path) -> Result<(), AaError> {
+        if !self.config.eventlog_config.enable_eventlog {
+            return Ok(());
+        }
+        let log = AaEventlog::open(dir, self.attesters.primary.as_ref()).await?;
+        self.eventlog = Some(Mutex::new(log));
+        Ok(())
+    }
+
+    /// ExtendRuntimeMeasurement: records `<domain> <operation> <content>` in the register
+    /// of PCR `register_index` (absent: `[eventlog_config] init_pcr`). `NotEnabled` when
+    /// the eventlog is off (checked before anything else), `NotSupported` when the platform
+    /// has no runtime-measurement registers.
+    pub async fn extend_runtime_measurement(
+        &self,
+        domain: &str,
+        operation: &str,
+        content: &str,
+        register_index: Option<u64>,
+    ) -> Result<RuntimeMeasurementOutcome, AaError> {
+        if !self.config.eventlog_config.enable_eventlog {
+            return Ok(RuntimeMeasurementOutcome::NotEnabled);
+        }
+        let event = AaelEvent::new(domain, operation, content)?;
+        let pcr = register_index.unwrap_or(self.config.eventlog_config.init_pcr);
+        if pcr > MAX_PCR {
+            return Err(AaError::InvalidRegisterIndex { index: pcr });
+        }
+        let eventlog = self.eventlog.as_ref().ok_or(AaError::EventlogNotOpen)?;
+        let measured = eventlog
+            .lock()
+            .await
+            .extend(self.attesters.primary.as_ref(), &event, pcr)
+            .await?;
+        Ok(match measured {
+            RuntimeMeasurement::Extended(register) => RuntimeMeasurementOutcome::Recorded(register),
+            RuntimeMeasurement::NotSupported => {
+                debug!(tee = %self.get_tee_type(), "no runtime-measurement registers");
+                RuntimeMeasurementOutcome::NotSupported
+            }
+        })
     }
 
     /// Evidence of the primary TEE over `runtime_data`, as JSON bytes.
@@ -483,6 +642,293 @@ mod tests {
                 );
                 assert!(text.contains(&format!("cargo feature `{name}`")), "{text}");
             }
+        }
+    }
+
+    mod runtime_measurement {
+        use super::*;
+        use crate::eventlog::{
+            tcg2::{self, DigestSizes},
+            test_tee::{MemoryTee, SharedTee},
+            EventField, EVENTLOG_FILE_NAME,
+        };
+        use attester::HashAlgorithm;
+
+        fn config(enabled: bool, init_pcr: u64) -> Config {
+            let mut config = Config::default();
+            config.eventlog_config.enable_eventlog = enabled;
+            config.eventlog_config.init_pcr = init_pcr;
+            config
+        }
+
+        fn with_tee(config: Config) -> (AttestationAgent, Arc<MemoryTee>) {
+            let tee = Arc::new(MemoryTee::new(HashAlgorithm::Sha384, true));
+            let agent = AttestationAgent::new(
+                config,
+                Detected {
+                    primary: Box::new(SharedTee(tee.clone())),
+                    additional: vec![],
+                },
+            );
+            (agent, tee)
+        }
+
+        fn logged(dir: &Path) -> Vec<(u32, String)> {
+            let bytes = std::fs::read(dir.join(EVENTLOG_FILE_NAME)).unwrap();
+            tcg2::parse_entries(&bytes, &DigestSizes::well_known())
+                .unwrap()
+                .iter()
+                .map(|e| (e.mr_index, e.aael_event().unwrap().to_string()))
+                .collect()
+        }
+
+        #[tokio::test]
+        async fn not_enabled_is_checked_first() {
+            let dir = tempfile::tempdir().unwrap();
+            let (mut aa, tee) = with_tee(config(false, 17));
+            aa.init_eventlog(dir.path()).await.unwrap();
+            // nothing is opened or created when the eventlog is off
+            assert!(!dir.path().join(EVENTLOG_FILE_NAME).exists());
+            for (domain, operation, content, index) in
+                [("d", "o", "c", None), ("bad domain", "o", "c\n", Some(99))]
+            {
+                assert_eq!(
+                    aa.extend_runtime_measurement(domain, operation, content, index)
+                        .await
+                        .unwrap(),
+                    RuntimeMeasurementOutcome::NotEnabled
+                );
+            }
+            assert_eq!(tee.extends.load(std::sync::atomic::Ordering::SeqCst), 0);
+        }
+
+        #[tokio::test]
+        async fn register_index_absent_means_init_pcr_present_means_that_pcr() {
+            let dir = tempfile::tempdir().unwrap();
+            // init_pcr 8 maps to CC MR 3, PCR 0 and 17 to CC MR 4
+            let (mut aa, tee) = with_tee(config(true, 8));
+            aa.init_eventlog(dir.path()).await.unwrap();
+            let outcome = aa
+                .extend_runtime_measurement("d", "o", "default", None)
+                .await
+                .unwrap();
+            let RuntimeMeasurementOutcome::Recorded(register) = outcome else {
+                panic!("{outcome:?}")
+            };
+            assert_eq!(register.register_index, 3);
+            aa.extend_runtime_measurement("d", "o", "zero", Some(0))
+                .await
+                .unwrap();
+            aa.extend_runtime_measurement("d", "o", "seventeen", Some(17))
+                .await
+                .unwrap();
+            assert_eq!(
+                logged(dir.path()),
+                vec![
+                    (3, "d o default".to_string()),
+                    (4, "d o zero".to_string()),
+                    (4, "d o seventeen".to_string())
+                ]
+            );
+            assert_eq!(tee.extends.load(std::sync::atomic::Ordering::SeqCst), 3);
+        }
+
+        #[tokio::test]
+        async fn invalid_events_and_registers_are_refused() {
+            let dir = tempfile::tempdir().unwrap();
+            let (mut aa, tee) = with_tee(config(true, 17));
+            aa.init_eventlog(dir.path()).await.unwrap();
+            let err = aa
+                .extend_runtime_measurement("my domain", "o", "c", None)
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    AaError::InvalidEvent(EventError::Whitespace {
+                        field: EventField::Domain,
+                        offset: 2
+                    })
+                ),
+                "{err}"
+            );
+            let err = aa
+                .extend_runtime_measurement("d", "", "c", None)
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, AaError::InvalidEvent(EventError::Empty { .. })),
+                "{err}"
+            );
+            let err = aa
+                .extend_runtime_measurement("d", "o", "a\nb", None)
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    AaError::InvalidEvent(EventError::NewlineInContent { offset: 1 })
+                ),
+                "{err}"
+            );
+            let err = aa
+                .extend_runtime_measurement("d", "o", "c", Some(24))
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, AaError::InvalidRegisterIndex { index: 24 }),
+                "{err}"
+            );
+            assert!(err.to_string().contains("0..=23"), "{err}");
+            assert_eq!(tee.extends.load(std::sync::atomic::Ordering::SeqCst), 0);
+            assert!(logged(dir.path()).is_empty());
+        }
+
+        #[tokio::test]
+        async fn sample_answers_not_supported_and_an_unopened_log_is_an_error() {
+            let dir = tempfile::tempdir().unwrap();
+            let mut aa = AttestationAgent::new(
+                config(true, 17),
+                Detected {
+                    primary: Box::new(attester::SampleAttester),
+                    additional: vec![],
+                },
+            );
+            let err = aa
+                .extend_runtime_measurement("d", "o", "c", None)
+                .await
+                .unwrap_err();
+            assert!(matches!(err, AaError::EventlogNotOpen), "{err}");
+            aa.init_eventlog(dir.path()).await.unwrap();
+            assert_eq!(
+                aa.extend_runtime_measurement("d", "o", "c", None)
+                    .await
+                    .unwrap(),
+                RuntimeMeasurementOutcome::NotSupported
+            );
+            assert!(logged(dir.path()).is_empty());
+        }
+    }
+
+    mod bind_init_data_digest {
+        use super::*;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+
+        /// A platform that holds `digest` (when set) and counts bind calls.
+        struct Counting {
+            digest: Option<Vec<u8>>,
+            calls: Arc<AtomicUsize>,
+        }
+
+        #[async_trait::async_trait]
+        impl Attester for Counting {
+            fn tee(&self) -> Tee {
+                Tee::Tpm
+            }
+            async fn get_evidence(&self, _: &[u8]) -> Result<serde_json::Value, AttesterError> {
+                Ok(json!({}))
+            }
+            async fn bind_init_data(&self, digest: &[u8]) -> Result<InitDataResult, AttesterError> {
+                self.calls.fetch_add(1, Ordering::SeqCst);
+                match &self.digest {
+                    None => Ok(InitDataResult::Unsupported),
+                    Some(held) if held == digest => Ok(InitDataResult::Bound),
+                    Some(held) => Err(AttesterError::InitDataMismatch {
+                        tee: Tee::Tpm,
+                        platform_hex: hex::encode(held),
+                        expected_hex: hex::encode(digest),
+                    }),
+                }
+            }
+        }
+
+        fn counting(digest: Option<Vec<u8>>) -> (AttestationAgent, Arc<AtomicUsize>) {
+            let calls = Arc::new(AtomicUsize::new(0));
+            let aa = AttestationAgent::new(
+                Config::default(),
+                Detected {
+                    primary: Box::new(Counting {
+                        digest,
+                        calls: calls.clone(),
+                    }),
+                    additional: vec![],
+                },
+            );
+            (aa, calls)
+        }
+
+        #[tokio::test]
+        async fn bound_once_then_only_the_same_digest() {
+            let (aa, calls) = counting(Some(vec![0x11; 32]));
+            aa.bind_init_data_digest(&[0x11; 32]).await.unwrap();
+            // the same digest again: bound already, the platform is not asked (a TPM
+            // would extend PCR 8 a second time)
+            aa.bind_init_data_digest(&[0x11; 32]).await.unwrap();
+            assert_eq!(calls.load(Ordering::SeqCst), 1);
+            let err = aa.bind_init_data_digest(&[0x22; 32]).await.unwrap_err();
+            assert!(
+                matches!(err, AaError::InitDataAlreadyBound { tee: Tee::Tpm, .. }),
+                "{err}"
+            );
+            let text = err.to_string();
+            assert!(text.contains(&"11".repeat(32)), "{text}");
+            assert!(text.contains(&"22".repeat(32)), "{text}");
+            assert_eq!(calls.load(Ordering::SeqCst), 1);
+        }
+
+        #[tokio::test]
+        async fn startup_binding_counts_as_bound() {
+            let (mut aa, calls) = counting(Some(vec![0x11; 32]));
+            aa.bind_init_data(InitDataRequest::Digest(vec![0x11; 32]))
+                .await
+                .unwrap();
+            aa.bind_init_data_digest(&[0x11; 32]).await.unwrap();
+            assert!(matches!(
+                aa.bind_init_data_digest(&[0x33; 32]).await.unwrap_err(),
+                AaError::InitDataAlreadyBound { .. }
+            ));
+            assert_eq!(calls.load(Ordering::SeqCst), 1);
+        }
+
+        #[tokio::test]
+        async fn mismatch_unsupported_and_malformed() {
+            let (aa, _) = counting(Some(vec![0x11; 48]));
+            let err = aa.bind_init_data_digest(&[0x22; 48]).await.unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    AaError::BindInitData {
+                        source: AttesterError::InitDataMismatch { .. },
+                        ..
+                    }
+                ),
+                "{err}"
+            );
+            let text = err.to_string();
+            assert!(
+                text.contains(&"11".repeat(48)) && text.contains(&"22".repeat(48)),
+                "{text}"
+            );
+            // a mismatch binds nothing: the right digest still binds
+            aa.bind_init_data_digest(&[0x11; 48]).await.unwrap();
+
+            let (aa, calls) = counting(None);
+            let err = aa.bind_init_data_digest(&[1; 32]).await.unwrap_err();
+            assert!(
+                matches!(err, AaError::InitDataUnsupported { tee: Tee::Tpm }),
+                "{err}"
+            );
+            // unsupported binds nothing either: asked again, the platform answers again
+            aa.bind_init_data_digest(&[2; 32]).await.unwrap_err();
+            assert_eq!(calls.load(Ordering::SeqCst), 2);
+            for len in [0, 65, 1000] {
+                let err = aa.bind_init_data_digest(&vec![1; len]).await.unwrap_err();
+                assert!(
+                    matches!(err, AaError::InvalidInitDataDigest { len: l } if l == len),
+                    "{err}"
+                );
+            }
+            assert_eq!(calls.load(Ordering::SeqCst), 2);
         }
     }
 }

@@ -8,6 +8,7 @@ use std::{io::IsTerminal, path::PathBuf, process::ExitCode, sync::Arc};
 use anyhow::{Context, Result};
 use attestation_agent::{
     config::{Config, LoadedConfig},
+    eventlog::DEFAULT_EVENTLOG_DIR,
     initdata::InitDataRequest,
     kbc_params::{AaKbcParams, AA_KBC_PARAMS_ENV, DEFAULT_CMDLINE_PATH},
     service, version_text, AttestationAgent, DEFAULT_SOCKET,
@@ -41,6 +42,11 @@ struct Args {
     /// Kernel command line to read agent.aa_kbc_params from (tests point it at a fake)
     #[arg(long = "kernel-cmdline", hide = true, default_value = DEFAULT_CMDLINE_PATH)]
     kernel_cmdline: PathBuf,
+
+    /// Directory of the runtime eventlog and its write-ahead record (tests use a temporary
+    /// one; the TDX/CSV evidence embeds the log from the default place)
+    #[arg(long = "eventlog-dir", hide = true, default_value = DEFAULT_EVENTLOG_DIR)]
+    eventlog_dir: PathBuf,
 }
 
 fn main() -> ExitCode {
@@ -56,10 +62,27 @@ fn main() -> ExitCode {
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("attestation-agent: error: {e:#}");
+            eprintln!("attestation-agent: error: {}", error_text(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes, each once: the library's messages already include their
+/// cause, so a cause whose text is already shown is skipped.
+fn error_text(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let message = cause.to_string();
+        if text.contains(&message) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&message);
+    }
+    text
 }
 
 fn load_config(args: &Args) -> Result<LoadedConfig> {
@@ -125,6 +148,10 @@ fn run(args: Args) -> Result<()> {
         if let Some(request) = initdata {
             agent.bind_init_data(request).await?;
         }
+        agent
+            .init_eventlog(&args.eventlog_dir)
+            .await
+            .context("opening the runtime eventlog")?;
         // Install the signal handlers before the socket exists, so a stop request that
         // follows the socket's appearance is never lost.
         let mut shutdown = Box::pin(protos::server::shutdown_signal());

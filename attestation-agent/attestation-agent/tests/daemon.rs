@@ -104,17 +104,36 @@ fn ctx() -> ttrpc::context::Context {
     ttrpc::context::with_timeout(5_000_000_000)
 }
 
-fn assert_not_found<T: std::fmt::Debug>(result: ttrpc::Result<T>, method: &str) {
+/// The message of a failed call with status `code`.
+fn status_message<T: std::fmt::Debug>(result: ttrpc::Result<T>, code: ttrpc::Code) -> String {
     match result {
         Err(ttrpc::Error::RpcStatus(status)) => {
-            assert_eq!(
-                status.code(),
-                ttrpc::Code::NOT_FOUND,
-                "{method}: {status:?}"
-            );
-            assert!(status.message().contains(method), "{status:?}");
+            assert_eq!(status.code(), code, "{status:?}");
+            status.message().to_string()
         }
-        other => panic!("{method}: expected NOT_FOUND, got {other:?}"),
+        other => panic!("expected {code:?}, got {other:?}"),
+    }
+}
+
+fn extend_request(
+    domain: &str,
+    operation: &str,
+    content: &str,
+    register_index: Option<u64>,
+) -> aa::ExtendRuntimeMeasurementRequest {
+    aa::ExtendRuntimeMeasurementRequest {
+        Domain: domain.into(),
+        Operation: operation.into(),
+        Content: content.into(),
+        RegisterIndex: register_index,
+        ..Default::default()
+    }
+}
+
+fn bind_request(digest: &[u8]) -> aa::BindInitDataRequest {
+    aa::BindInitDataRequest {
+        Digest: digest.to_vec(),
+        ..Default::default()
     }
 }
 
@@ -211,15 +230,26 @@ async fn serves_evidence_over_ttrpc_and_stops_on_sigterm() {
         other => panic!("expected INTERNAL, got {other:?}"),
     }
 
-    // later issues: not overridden, so ttRPC answers NOT_FOUND
-    let extend = c
-        .extend_runtime_measurement(ctx(), &aa::ExtendRuntimeMeasurementRequest::new())
-        .await;
-    assert_not_found(extend, "ExtendRuntimeMeasurement");
-    let bind = c
-        .bind_init_data(ctx(), &aa::BindInitDataRequest::new())
-        .await;
-    assert_not_found(bind, "BindInitData");
+    // the eventlog is off by default: NOT_ENABLED, before the request is even checked
+    for request in [
+        aa::ExtendRuntimeMeasurementRequest::new(),
+        extend_request("bad domain", "op", "two\nlines", Some(99)),
+    ] {
+        let reply = c.extend_runtime_measurement(ctx(), &request).await.unwrap();
+        assert_eq!(
+            reply.Result.enum_value(),
+            Ok(aa::RuntimeMeasurementResult::NOT_ENABLED)
+        );
+    }
+    // the sample attester cannot bind initdata: a refusal, not a silent OK
+    let message = status_message(
+        c.bind_init_data(ctx(), &bind_request(&[7; 48])).await,
+        ttrpc::Code::FAILED_PRECONDITION,
+    );
+    assert!(
+        message.starts_with("BindInitData failed: sample cannot bind initdata"),
+        "{message}"
+    );
     drop(c);
 
     sigterm(&child);
@@ -421,4 +451,170 @@ fn version_lists_the_attesters_and_token_plugins() {
             env!("CARGO_PKG_VERSION")
         )
     );
+}
+
+/// An agent with the eventlog on, its log in `dir/run/attestation-agent`.
+fn eventlog_agent(dir: &Path, socket: &Path) -> Command {
+    let config = dir.join("aa.toml");
+    std::fs::write(
+        &config,
+        "[attester]\nallow_sample = true\n[eventlog_config]\nenable_eventlog = true\ninit_pcr = 17\n",
+    )
+    .unwrap();
+    let mut cmd = agent(dir);
+    cmd.arg("-c")
+        .arg(&config)
+        .arg("--eventlog-dir")
+        .arg(dir.join("run/attestation-agent"))
+        .arg("-a")
+        .arg(format!("unix://{}", socket.display()));
+    cmd
+}
+
+#[tokio::test]
+async fn runtime_measurement_and_initdata_over_ttrpc() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("aa.sock");
+    let log_dir = dir.path().join("run/attestation-agent");
+    let mut child = eventlog_agent(dir.path(), &socket).spawn().unwrap();
+    wait_for_socket(&mut child, &socket).await;
+    let c = client(&socket).await;
+
+    // the sample attester has no runtime-measurement registers: NOT_SUPPORTED, for the
+    // default PCR and for an explicit PCR 0 alike
+    for index in [None, Some(0), Some(23)] {
+        let reply = c
+            .extend_runtime_measurement(
+                ctx(),
+                &extend_request(
+                    "github.com/confidential-containers",
+                    "PullImage",
+                    r#"{"digest":"sha256:00","image":"busybox"}"#,
+                    index,
+                ),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            reply.Result.enum_value(),
+            Ok(aa::RuntimeMeasurementResult::NOT_SUPPORTED),
+            "{index:?}"
+        );
+    }
+    // the log exists, holds nothing, and no write-ahead record is left
+    assert_eq!(std::fs::read(log_dir.join("eventlog")).unwrap(), b"");
+    assert!(!log_dir.join(".wal_event_entry").exists());
+
+    // invalid events and registers are refused with INVALID_ARGUMENT and a reason
+    for (request, reason) in [
+        (extend_request("", "op", "c", None), "domain is empty"),
+        (
+            extend_request("my domain", "op", "c", None),
+            "domain contains whitespace",
+        ),
+        (
+            extend_request("d", "op\u{1}", "c", None),
+            "control character U+0001",
+        ),
+        (
+            extend_request("d", "op", "a\nb", None),
+            "content contains a newline",
+        ),
+        (
+            extend_request("d", "op", "c", Some(24)),
+            "register index 24 is not a PCR",
+        ),
+    ] {
+        let message = status_message(
+            c.extend_runtime_measurement(ctx(), &request).await,
+            ttrpc::Code::INVALID_ARGUMENT,
+        );
+        assert!(
+            message.starts_with("ExtendRuntimeMeasurement failed: "),
+            "{message}"
+        );
+        assert!(message.contains(reason), "{message}");
+    }
+
+    // BindInitData: a malformed digest, then a platform that cannot bind
+    let message = status_message(
+        c.bind_init_data(ctx(), &bind_request(b"")).await,
+        ttrpc::Code::INVALID_ARGUMENT,
+    );
+    assert!(message.contains("initdata digest is 0 bytes"), "{message}");
+    status_message(
+        c.bind_init_data(ctx(), &bind_request(&[1; 65])).await,
+        ttrpc::Code::INVALID_ARGUMENT,
+    );
+    let message = status_message(
+        c.bind_init_data(ctx(), &bind_request(&[1; 32])).await,
+        ttrpc::Code::FAILED_PRECONDITION,
+    );
+    assert!(message.contains("cannot bind initdata"), "{message}");
+    assert_serving_sample(&c).await;
+    drop(c);
+
+    // one agent per eventlog: a second one refuses to start
+    let other_socket = dir.path().join("other.sock");
+    let (status, stderr) = wait_exit(eventlog_agent(dir.path(), &other_socket).spawn().unwrap());
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("locked by another process"), "{stderr}");
+    assert!(!other_socket.exists());
+
+    sigterm(&child);
+    let (status, stderr) = wait_exit(child);
+    assert!(status.success(), "exit {status}; stderr:\n{stderr}");
+}
+
+#[tokio::test]
+async fn interrupted_measurements_are_resolved_at_startup() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("aa.sock");
+    let log_dir = dir.path().join("run/attestation-agent");
+    std::fs::create_dir_all(&log_dir).unwrap();
+
+    // a record that is not ours (upstream's layout): the agent stops and says what to do
+    let wal = log_dir.join(".wal_event_entry");
+    std::fs::write(&wal, [&[0u8; 8][..], &[0; 48], b"d op c"].concat()).unwrap();
+    let (status, stderr) = wait_exit(eventlog_agent(dir.path(), &socket).spawn().unwrap());
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("opening the runtime eventlog"), "{stderr}");
+    assert!(stderr.contains(".wal_event_entry"), "{stderr}");
+    assert!(stderr.contains("Move it away"), "{stderr}");
+    assert!(!socket.exists());
+    assert!(wal.exists(), "a bad record must stay for inspection");
+
+    // a valid record of an event the platform cannot measure: dropped, the agent serves
+    let mut record = b"AAELWAL1".to_vec();
+    record.extend_from_slice(&0u64.to_le_bytes());
+    record.extend_from_slice(&17u64.to_le_bytes());
+    record.push(0);
+    record.extend_from_slice(&6u32.to_le_bytes());
+    record.extend_from_slice(b"d op c");
+    std::fs::write(&wal, record).unwrap();
+    let mut child = eventlog_agent(dir.path(), &socket).spawn().unwrap();
+    wait_for_socket(&mut child, &socket).await;
+    assert!(!wal.exists());
+    assert_eq!(std::fs::read(log_dir.join("eventlog")).unwrap(), b"");
+    sigterm(&child);
+    let (status, stderr) = wait_exit(child);
+    assert!(status.success(), "exit {status}; stderr:\n{stderr}");
+    assert!(
+        stderr.contains("interrupted runtime measurement"),
+        "{stderr}"
+    );
+
+    // a damaged log stops the agent too
+    std::fs::write(log_dir.join("eventlog"), b"not an eventlog").unwrap();
+    let (status, stderr) = wait_exit(eventlog_agent(dir.path(), &socket).spawn().unwrap());
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("is damaged"), "{stderr}");
+}
+
+async fn assert_serving_sample(c: &AttestationAgentServiceClient) {
+    let tee = c
+        .get_tee_type(ctx(), &aa::GetTeeTypeRequest::new())
+        .await
+        .unwrap();
+    assert_eq!(tee.tee, "sample");
 }
