@@ -14,13 +14,19 @@ TARGET      := $(ARCH)-unknown-linux-$(LIBC)
 RELEASE_DIR := $(or $(CARGO_TARGET_DIR),target)/$(TARGET)/release
 BINARIES    := attestation-agent confidential-data-hub api-server-rest
 
-# TEE_PLATFORM -> attester features of the attestation-agent crate. A platform whose
-# attester is not in this tree yet is refused here rather than built without it.
-PLATFORMS_AVAILABLE := none fs
-ATTESTER_FEATURES_none :=
-ATTESTER_FEATURES_fs   :=
+# TEE_PLATFORM -> attester features of the attestation-agent crate.
+PLATFORMS_AVAILABLE := none fs tdx snp az-cvm-vtpm se cca tpm all
+ATTESTER_FEATURES_none        :=
+ATTESTER_FEATURES_fs          :=
+ATTESTER_FEATURES_tdx         := tdx-attester
+ATTESTER_FEATURES_snp         := snp-attester
+ATTESTER_FEATURES_az-cvm-vtpm := az-snp-vtpm-attester az-tdx-vtpm-attester
+ATTESTER_FEATURES_se          := se-attester
+ATTESTER_FEATURES_cca         := cca-attester
+ATTESTER_FEATURES_tpm         := tpm-attester
+ATTESTER_FEATURES_all         := all-attesters
 ifeq ($(filter $(TEE_PLATFORM),$(PLATFORMS_AVAILABLE)),)
-  $(error TEE_PLATFORM=$(TEE_PLATFORM) is not available in this tree (available: $(PLATFORMS_AVAILABLE)); known values: none fs tdx snp az-cvm-vtpm se cca tpm all)
+  $(error TEE_PLATFORM must be one of: $(PLATFORMS_AVAILABLE); not '$(TEE_PLATFORM)')
 endif
 ifeq ($(filter $(LIBC),gnu musl),)
   $(error LIBC must be gnu or musl, not '$(LIBC)')
@@ -54,7 +60,7 @@ help:
 	@echo "  lint     cargo fmt --check and clippy -D warnings on every target"
 	@echo "  bench    run the benchmarks; BENCH=<name> runs one"
 	@echo "Variables:"
-	@echo "  TEE_PLATFORM = none|fs|tdx|snp|az-cvm-vtpm|se|cca|tpm|all   (now: $(TEE_PLATFORM); in this tree: $(PLATFORMS_AVAILABLE))"
+	@echo "  TEE_PLATFORM = none|fs|tdx|snp|az-cvm-vtpm|se|cca|tpm|all   (now: $(TEE_PLATFORM))"
 	@echo "  KBC          = cc_kbc|offline_fs_kbc   (now: $(KBC)); offline_fs_kbc is always built, cc_kbc adds the KBS client"
 	@echo "  ENABLE_KBS   = true|false   (now: $(ENABLE_KBS)); derived from KBC, false builds without the KBS client"
 	@echo "  LIBC         = gnu|musl   (now: $(LIBC); musl needs the $(ARCH)-unknown-linux-musl rust target)"

@@ -15,7 +15,18 @@ use crate::{
 };
 
 /// The environment variables attesters and detection consult.
-const CONSULTED_VARS: &[&str] = &[SAMPLE_ATTESTER_ENV, SAMPLE_DEVICE_ENV];
+const CONSULTED_VARS: &[&str] = &[
+    SAMPLE_ATTESTER_ENV,
+    SAMPLE_DEVICE_ENV,
+    // the agent eventlog embedded in TDX/CSV evidence
+    "AAEL_PATH",
+    // the TPM: a TCTI configuration, or a device path, and the AK's persistent handle
+    "AA_TPM_TCTI",
+    "AA_TPM_DEVICE",
+    "AA_TPM_AK_HANDLE",
+    // SGX in an Occlum enclave
+    "OCCLUM",
+];
 
 /// A snapshot of the environment variables attesters read, so tests pass values in
 /// instead of mutating the process environment.
@@ -133,10 +144,40 @@ type Probe = fn(&Platform, &Env) -> Result<Option<Box<dyn Attester>>, AttesterEr
 
 /// Hardware attesters of the VM in detection order; each entry is compiled in by its
 /// cargo feature.
-const PRIMARY_PROBES: &[(Tee, Probe)] = &[];
+const PRIMARY_PROBES: &[(Tee, Probe)] = &[
+    #[cfg(feature = "tdx-attester")]
+    (Tee::Tdx, crate::tdx::probe),
+    #[cfg(feature = "sgx-attester")]
+    (Tee::Sgx, crate::sgx::probe),
+    #[cfg(feature = "az-tdx-vtpm-attester")]
+    (Tee::AzTdxVtpm, crate::azure::probe_tdx),
+    #[cfg(feature = "az-snp-vtpm-attester")]
+    (Tee::AzSnpVtpm, crate::azure::probe_snp),
+    #[cfg(feature = "snp-attester")]
+    (Tee::Snp, crate::snp::probe),
+    #[cfg(feature = "csv-attester")]
+    (Tee::Csv, crate::csv::probe),
+    #[cfg(feature = "cca-attester")]
+    (Tee::Cca, crate::cca::probe),
+    #[cfg(feature = "se-attester")]
+    (Tee::Se, crate::se::probe),
+    #[cfg(feature = "tpm-attester")]
+    (Tee::Tpm, crate::tpm::probe),
+];
 
 /// Device attesters, each added when its probe finds the device.
-const DEVICE_PROBES: &[(Tee, Probe)] = &[(Tee::SampleDevice, probe_sample_device)];
+const DEVICE_PROBES: &[(Tee, Probe)] = &[
+    (Tee::SampleDevice, probe_sample_device),
+    // A TPM next to another TEE, as upstream: only in builds without the TDX and Azure
+    // attesters (whose platforms expose a vTPM that is part of their own evidence).
+    #[cfg(all(
+        feature = "tpm-attester",
+        not(feature = "tdx-attester"),
+        not(feature = "az-snp-vtpm-attester"),
+        not(feature = "az-tdx-vtpm-attester")
+    ))]
+    (Tee::Tpm, crate::tpm::probe),
+];
 
 fn probe_sample_device(
     _platform: &Platform,
@@ -203,6 +244,10 @@ fn detect_with(
     };
     let mut additional = Vec::new();
     for (tee, probe) in device_probes {
+        // the VM's own TEE is not also a device (a TPM primary is not an additional TPM)
+        if *tee == primary.tee() {
+            continue;
+        }
         if let Some(attester) = probe(platform, &options.env)? {
             info!(%tee, "additional TEE device detected");
             additional.push(attester);
@@ -225,6 +270,22 @@ mod tests {
         }
     }
 
+    /// An empty fake root: no TEE interfaces at all, whatever the machine running the test.
+    fn empty() -> (tempfile::TempDir, Platform) {
+        let dir = tempfile::tempdir().unwrap();
+        let platform = Platform::new(dir.path());
+        (dir, platform)
+    }
+
+    fn compiled_hardware() -> String {
+        let names: Vec<&str> = PRIMARY_PROBES.iter().map(|(t, _)| t.as_str()).collect();
+        if names.is_empty() {
+            "none".to_string()
+        } else {
+            names.join(", ")
+        }
+    }
+
     fn tees(d: &Detected) -> (Tee, Vec<Tee>) {
         (
             d.primary.tee(),
@@ -234,8 +295,11 @@ mod tests {
 
     #[test]
     fn nothing_found_and_nothing_allowed_is_an_error_that_says_what_to_do() {
-        let err = detect(&Platform::default(), &options(false, &[])).unwrap_err();
-        assert!(matches!(err, AttesterError::NoTeeDetected { ref compiled } if compiled == "none"));
+        let (_dir, root) = empty();
+        let err = detect(&root, &options(false, &[])).unwrap_err();
+        assert!(
+            matches!(err, AttesterError::NoTeeDetected { ref compiled } if *compiled == compiled_hardware())
+        );
         let text = err.to_string();
         assert!(text.contains("no TEE found"), "{text}");
         assert!(text.contains("AA_SAMPLE_ATTESTER=1"), "{text}");
@@ -243,10 +307,7 @@ mod tests {
         // an explicit "off" is not an opt-in either
         for off in ["0", "false", "", "no", "OFF"] {
             assert!(matches!(
-                detect(
-                    &Platform::default(),
-                    &options(false, &[(SAMPLE_ATTESTER_ENV, off)])
-                ),
+                detect(&root, &options(false, &[(SAMPLE_ATTESTER_ENV, off)])),
                 Err(AttesterError::NoTeeDetected { .. })
             ));
         }
@@ -254,50 +315,34 @@ mod tests {
 
     #[test]
     fn sample_by_env_or_config() {
-        let d = detect(
-            &Platform::default(),
-            &options(false, &[(SAMPLE_ATTESTER_ENV, "1")]),
-        )
-        .unwrap();
+        let (_dir, root) = empty();
+        let d = detect(&root, &options(false, &[(SAMPLE_ATTESTER_ENV, "1")])).unwrap();
         assert_eq!(tees(&d), (Tee::Sample, vec![]));
-        let d = detect(&Platform::default(), &options(true, &[])).unwrap();
+        let d = detect(&root, &options(true, &[])).unwrap();
         assert_eq!(tees(&d), (Tee::Sample, vec![]));
-        let d = detect(
-            &Platform::default(),
-            &options(false, &[(SAMPLE_ATTESTER_ENV, "TRUE")]),
-        )
-        .unwrap();
+        let d = detect(&root, &options(false, &[(SAMPLE_ATTESTER_ENV, "TRUE")])).unwrap();
         assert_eq!(d.primary.tee(), Tee::Sample);
     }
 
     #[test]
     fn sample_device_only_by_env() {
-        let d = detect(
-            &Platform::default(),
-            &options(true, &[(SAMPLE_DEVICE_ENV, "1")]),
-        )
-        .unwrap();
+        let (_dir, root) = empty();
+        let d = detect(&root, &options(true, &[(SAMPLE_DEVICE_ENV, "1")])).unwrap();
         assert_eq!(tees(&d), (Tee::Sample, vec![Tee::SampleDevice]));
-        let d = detect(
-            &Platform::default(),
-            &options(true, &[(SAMPLE_DEVICE_ENV, "0")]),
-        )
-        .unwrap();
+        let d = detect(&root, &options(true, &[(SAMPLE_DEVICE_ENV, "0")])).unwrap();
         assert!(d.additional.is_empty());
         // the device alone does not make a primary TEE
         assert!(matches!(
-            detect(
-                &Platform::default(),
-                &options(false, &[(SAMPLE_DEVICE_ENV, "1")])
-            ),
+            detect(&root, &options(false, &[(SAMPLE_DEVICE_ENV, "1")])),
             Err(AttesterError::NoTeeDetected { .. })
         ));
     }
 
     #[test]
     fn malformed_flags_are_errors_not_guesses() {
+        let (_dir, root) = empty();
         for (name, value) in [(SAMPLE_ATTESTER_ENV, "2"), (SAMPLE_DEVICE_ENV, "enable")] {
-            let err = detect(&Platform::default(), &options(true, &[(name, value)])).unwrap_err();
+            let err = detect(&root, &options(true, &[(name, value)])).unwrap_err();
             assert!(
                 matches!(err, AttesterError::InvalidEnvFlag { name: n, value: ref v } if n == name && v == value),
                 "{err}"
@@ -329,20 +374,41 @@ mod tests {
 
     #[test]
     fn first_hardware_match_wins_and_beats_an_allowed_sample() {
+        let (_dir, root) = empty();
         let probes: &[(Tee, Probe)] = &[(Tee::Sgx, absent), (Tee::Tdx, tdx), (Tee::Snp, snp)];
-        let d = detect_with(&Platform::default(), &options(true, &[]), probes, &[]).unwrap();
+        let d = detect_with(&root, &options(true, &[]), probes, &[]).unwrap();
         assert_eq!(tees(&d), (Tee::Tdx, vec![]));
     }
 
     #[test]
     fn error_lists_the_compiled_hardware_attesters() {
+        let (_dir, root) = empty();
         let probes: &[(Tee, Probe)] = &[(Tee::Tdx, absent), (Tee::Snp, absent)];
-        let err = detect_with(&Platform::default(), &options(false, &[]), probes, &[]).unwrap_err();
+        let err = detect_with(&root, &options(false, &[]), probes, &[]).unwrap_err();
         assert!(err.to_string().contains("compiled in: tdx, snp"), "{err}");
     }
 
     #[test]
-    fn compiled_list_has_the_sample_attesters() {
+    fn compiled_list_has_the_hardware_and_sample_attesters() {
+        let mut expected: Vec<Tee> = PRIMARY_PROBES.iter().map(|(t, _)| *t).collect();
+        expected.push(Tee::Sample);
+        expected.extend(DEVICE_PROBES.iter().map(|(t, _)| *t));
+        assert_eq!(compiled_attesters(), expected);
+        assert_eq!(
+            expected[expected.len() - DEVICE_PROBES.len()],
+            Tee::SampleDevice
+        );
+        #[cfg(not(any(
+            feature = "tdx-attester",
+            feature = "snp-attester",
+            feature = "sgx-attester",
+            feature = "cca-attester",
+            feature = "se-attester",
+            feature = "csv-attester",
+            feature = "tpm-attester",
+            feature = "az-snp-vtpm-attester",
+            feature = "az-tdx-vtpm-attester"
+        )))]
         assert_eq!(compiled_attesters(), vec![Tee::Sample, Tee::SampleDevice]);
     }
 

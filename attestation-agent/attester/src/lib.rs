@@ -5,18 +5,59 @@
 //! environment through an [`Env`] snapshot, so tests drive the real code with fake trees
 //! and fake variables. The sample attesters prove nothing; they are used only when asked
 //! for (no silent downgrade, see [`detect`]).
+//!
+//! Hardware attesters are compiled in by cargo features (`tdx-attester`, `snp-attester`,
+//! `sgx-attester`, `cca-attester`, `se-attester`, `csv-attester`, `tpm-attester`,
+//! `az-snp-vtpm-attester`, `az-tdx-vtpm-attester`, `all-attesters`).
 
-#![forbid(unsafe_code)]
+// Only the small device modules (`*/ioctl.rs`) allow `unsafe`, each block with a SAFETY note.
+#![deny(unsafe_code)]
 
 mod detect;
 mod platform;
 mod sample;
+#[cfg(any(
+    feature = "tdx-attester",
+    feature = "snp-attester",
+    feature = "sgx-attester",
+    feature = "cca-attester",
+    feature = "se-attester",
+    feature = "csv-attester",
+    feature = "tpm"
+))]
+mod support;
 mod tee;
+
+#[cfg(any(feature = "tdx-attester", feature = "csv-attester"))]
+pub mod eventlog;
+#[cfg(any(
+    feature = "tdx-attester",
+    feature = "snp-attester",
+    feature = "cca-attester"
+))]
+mod tsm;
+
+#[cfg(any(feature = "az-snp-vtpm-attester", feature = "az-tdx-vtpm-attester"))]
+pub mod azure;
+#[cfg(feature = "cca-attester")]
+pub mod cca;
+#[cfg(feature = "csv-attester")]
+pub mod csv;
+#[cfg(feature = "se-attester")]
+pub mod se;
+#[cfg(feature = "sgx-attester")]
+pub mod sgx;
+#[cfg(feature = "snp-attester")]
+pub mod snp;
+#[cfg(feature = "tdx-attester")]
+pub mod tdx;
+#[cfg(feature = "tpm")]
+pub mod tpm;
 
 use async_trait::async_trait;
 
 pub use detect::{compiled_attesters, detect, DetectOptions, Detected, DeviceEvidenceError, Env};
-pub use platform::Platform;
+pub use platform::{ConfigFs, KernelConfigFs, Platform};
 pub use sample::{SampleAttester, SampleDeviceAttester};
 pub use tee::{Tee, UnknownTee};
 
@@ -51,7 +92,8 @@ pub enum HashAlgorithm {
 /// records, so the log entry always names the register that was really extended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExtendedRegister {
-    /// Index of the platform register extended (PCR, or RTMR/CCMR after mapping).
+    /// Index of the register extended, as the eventlog's TCG2 entry records it (MR index):
+    /// the PCR on TPM and vTPM platforms, the CC MR index (RTMR index + 1) on TDX and CSV.
     pub register_index: u64,
     /// The register's hash algorithm.
     pub algorithm: HashAlgorithm,
@@ -66,6 +108,19 @@ pub enum RuntimeMeasurement {
     Extended(ExtendedRegister),
     /// The platform has no runtime-measurement registers (answered `NOT_SUPPORTED`).
     NotSupported,
+}
+
+/// The current value of a runtime-measurement register, read by
+/// [`Attester::read_register`] so the eventlog can tell after a crash whether an extend
+/// happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegisterValue {
+    /// Index of the register as [`ExtendedRegister::register_index`] names it.
+    pub register_index: u64,
+    /// The register's hash algorithm.
+    pub algorithm: HashAlgorithm,
+    /// The register's current value.
+    pub value: Vec<u8>,
 }
 
 /// Why an attester or detection failed. The text says what went wrong and what to do.
@@ -103,6 +158,87 @@ pub enum AttesterError {
         /// hex of the digest asked for
         expected_hex: String,
     },
+    /// Reading or writing a kernel interface (device, sysfs, configfs, eventlog) failed.
+    #[error("{tee}: cannot {action} {}: {source}", path.display())]
+    Io {
+        /// the TEE whose interface failed
+        tee: Tee,
+        /// what was attempted, e.g. "read" or "write"
+        action: &'static str,
+        /// the file or device (under the platform root)
+        path: std::path::PathBuf,
+        /// the cause
+        #[source]
+        source: std::io::Error,
+    },
+    /// The report data does not fit the platform's report-data field.
+    #[error(
+        "{tee}: report data is {len} bytes but the platform report holds at most {max}; \
+         bind a digest of the data instead of the data itself"
+    )]
+    ReportDataTooLong {
+        /// the TEE
+        tee: Tee,
+        /// bytes given
+        len: usize,
+        /// bytes the platform field holds
+        max: usize,
+    },
+    /// The initdata digest does not fit the register it is checked against or extended into.
+    #[error(
+        "{tee}: the initdata digest is {len} bytes but {register} takes {expected}; \
+         choose an initdata `algorithm` whose digest has that size"
+    )]
+    InitDataDigestSize {
+        /// the TEE
+        tee: Tee,
+        /// bytes given
+        len: usize,
+        /// the register, e.g. "MRCONFIGID"
+        register: &'static str,
+        /// the accepted size, e.g. "exactly 32 bytes (sha256)"
+        expected: &'static str,
+    },
+    /// The platform answered something this attester cannot use (wrong provider, malformed
+    /// report, failed status, ...).
+    #[error("{tee}: {message}")]
+    Platform {
+        /// the TEE
+        tee: Tee,
+        /// what was wrong
+        message: String,
+    },
+    /// A library or service the attester depends on failed (the TPM stack, Azure IMDS).
+    #[error("{tee}: {operation} failed: {source}")]
+    Backend {
+        /// the TEE
+        tee: Tee,
+        /// what was attempted
+        operation: String,
+        /// the cause
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// An environment variable the attesters read holds an unusable value.
+    #[error("environment variable {name}={value:?} is invalid: {reason}")]
+    InvalidEnvValue {
+        /// the variable
+        name: &'static str,
+        /// its value
+        value: String,
+        /// what is expected instead
+        reason: String,
+    },
+    /// A runtime-measurement register index that does not exist on this platform.
+    #[error("{tee}: there is no register {index} to extend or read ({valid})")]
+    InvalidRegister {
+        /// the TEE
+        tee: Tee,
+        /// the index asked for
+        index: u64,
+        /// the valid range
+        valid: &'static str,
+    },
 }
 
 /// One TEE's evidence producer.
@@ -128,5 +264,12 @@ pub trait Attester: Send + Sync {
         _pcr: u64,
     ) -> Result<RuntimeMeasurement, AttesterError> {
         Ok(RuntimeMeasurement::NotSupported)
+    }
+
+    /// The current value of the register that `extend_runtime_measurement(_, pcr)` extends,
+    /// or `None` when the platform cannot read it. The eventlog uses it to recover from a
+    /// crash between an extend and the log append.
+    async fn read_register(&self, _pcr: u64) -> Result<Option<RegisterValue>, AttesterError> {
+        Ok(None)
     }
 }

@@ -2,12 +2,56 @@
 //! configfs, `/run` and `/proc` only through a [`Platform`], so tests run the real code
 //! against a fake tree and recorded evidence can be replayed.
 
-use std::path::{Component, Path, PathBuf};
+use std::{
+    fmt, io,
+    path::{Component, Path, PathBuf},
+    sync::Arc,
+};
 
-/// A root directory under which the kernel interfaces are looked up (`/` on a real guest).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The file operations on configfs (`/sys/kernel/config`). On a real kernel a `mkdir` there
+/// creates the attribute files of a TSM report entry and a write to `inblob` regenerates
+/// `outblob`; a plain directory cannot do that, so tests swap in an emulator of those
+/// kernel side effects while the attesters keep doing the very same file operations.
+pub trait ConfigFs: Send + Sync + fmt::Debug {
+    /// `mkdir(path)`.
+    fn create_dir(&self, path: &Path) -> io::Result<()>;
+    /// `rmdir(path)`.
+    fn remove_dir(&self, path: &Path) -> io::Result<()>;
+    /// Reads a whole attribute.
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
+    /// Writes a whole attribute.
+    fn write(&self, path: &Path, data: &[u8]) -> io::Result<()>;
+}
+
+/// The kernel's configfs: plain file operations.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KernelConfigFs;
+
+impl ConfigFs for KernelConfigFs {
+    fn create_dir(&self, path: &Path) -> io::Result<()> {
+        std::fs::create_dir(path)
+    }
+
+    fn remove_dir(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_dir(path)
+    }
+
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        std::fs::read(path)
+    }
+
+    fn write(&self, path: &Path, data: &[u8]) -> io::Result<()> {
+        // configfs binary attributes take the whole blob in one write
+        std::fs::write(path, data)
+    }
+}
+
+/// A root directory under which the kernel interfaces are looked up (`/` on a real guest),
+/// and the configfs operations used below it.
+#[derive(Debug, Clone)]
 pub struct Platform {
     root: PathBuf,
+    configfs: Arc<dyn ConfigFs>,
 }
 
 impl Default for Platform {
@@ -16,10 +60,32 @@ impl Default for Platform {
     }
 }
 
+impl PartialEq for Platform {
+    fn eq(&self, other: &Self) -> bool {
+        self.root == other.root && Arc::ptr_eq(&self.configfs, &other.configfs)
+    }
+}
+
+impl Eq for Platform {}
+
 impl Platform {
-    /// A platform rooted at `root` (a fake tree in tests).
+    /// A platform rooted at `root` (a fake tree in tests), with the kernel's configfs.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self {
+            root: root.into(),
+            configfs: Arc::new(KernelConfigFs),
+        }
+    }
+
+    /// The same root with other configfs operations (a test emulator of TSM reports).
+    pub fn with_configfs(mut self, configfs: Arc<dyn ConfigFs>) -> Self {
+        self.configfs = configfs;
+        self
+    }
+
+    /// The configfs operations.
+    pub fn configfs_ops(&self) -> &dyn ConfigFs {
+        self.configfs.as_ref()
     }
 
     /// The root directory.
