@@ -1,11 +1,12 @@
 //! ttRPC clients of the attestation agent and the confidential data hub.
 //!
 //! Each daemon gets one connection, opened on the first request (the daemons may start
-//! after the shim) and shared by all requests. A call that fails on the connection itself,
-//! rather than with a status from the daemon, drops that connection, reconnects once and
-//! retries, so a daemon restarted on the same socket is picked up by the next request. The
-//! calls made here only read, so the retry is safe. One deadline covers connecting, the
-//! call and the retry.
+//! after the shim) and shared by all requests. A reading call that fails on the connection
+//! itself, rather than with a status from the daemon, drops that connection, reconnects
+//! once and retries, so a daemon restarted on the same socket is picked up by the next
+//! request. `ExtendRuntimeMeasurement` changes state (a register and the event log), so it
+//! is never sent twice: it goes over a connection of its own, opened for that call, which
+//! also cannot be a stale one. One deadline covers connecting, the call and the retry.
 
 use std::{fmt, future::Future, time::Duration};
 
@@ -13,8 +14,8 @@ use protos::{
     api::GetResourceRequest,
     api_ttrpc::GetResourceServiceClient,
     attestation_agent::{
-        GetAdditionalEvidenceRequest, GetAdditionalTeesRequest, GetEvidenceRequest,
-        GetTeeTypeRequest, GetTokenRequest,
+        ExtendRuntimeMeasurementRequest, GetAdditionalEvidenceRequest, GetAdditionalTeesRequest,
+        GetEvidenceRequest, GetTeeTypeRequest, GetTokenRequest, RuntimeMeasurementResult,
     },
     attestation_agent_ttrpc::AttestationAgentServiceClient,
 };
@@ -24,6 +25,8 @@ use tokio::{
 };
 use ttrpc::r#async::Client;
 use zeroize::Zeroizing;
+
+use crate::aael::AaelEvent;
 
 /// Default ttRPC address of the attestation agent.
 pub const DEFAULT_AA_ADDR: &str =
@@ -86,6 +89,16 @@ pub enum BackendError {
         /// the cause
         source: ttrpc::Error,
     },
+    /// The daemon answered with a result value this shim does not know.
+    #[error("the {daemon} answered {method} with the unknown result value {value}")]
+    UnknownResult {
+        /// the daemon
+        daemon: Daemon,
+        /// the ttRPC method
+        method: &'static str,
+        /// the raw enum value
+        value: i32,
+    },
     /// No answer within the configured time.
     #[error("{method} to the {daemon} got no answer within {timeout:?}")]
     Timeout {
@@ -109,6 +122,30 @@ impl BackendError {
             }
         )
     }
+
+    /// The daemon's message when it refused the request as invalid (`INVALID_ARGUMENT`):
+    /// it describes the caller's own input.
+    pub fn invalid_argument_message(&self) -> Option<&str> {
+        match self {
+            Self::Status {
+                code: ttrpc::Code::INVALID_ARGUMENT,
+                message,
+                ..
+            } => Some(message),
+            _ => None,
+        }
+    }
+}
+
+/// What the attestation agent did with a runtime event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MeasurementOutcome {
+    /// recorded in the event log and extended into the register
+    Recorded,
+    /// the TEE has no runtime-measurement registers
+    NotSupported,
+    /// the agent's event log is off (`[eventlog_config] enable_eventlog = false`)
+    NotEnabled,
 }
 
 /// Addresses and limits of the backends.
@@ -167,13 +204,8 @@ impl LazyClient {
         }
     }
 
-    /// The live connection, connecting first if there is none. The lock is held while
-    /// connecting so concurrent first requests open one connection, not many.
-    async fn get(&self) -> Result<(u64, Client), BackendError> {
-        let mut slot = self.slot.lock().await;
-        if let Some(client) = &slot.client {
-            return Ok((slot.generation, client.clone()));
-        }
+    /// A new connection, not shared.
+    async fn connect(&self) -> Result<Client, BackendError> {
         let client = Client::connect(&self.addr)
             .await
             .map_err(|source| BackendError::Connect {
@@ -182,6 +214,17 @@ impl LazyClient {
                 source,
             })?;
         tracing::debug!(daemon = %self.daemon, addr = %self.addr, "connected");
+        Ok(client)
+    }
+
+    /// The live connection, connecting first if there is none. The lock is held while
+    /// connecting so concurrent first requests open one connection, not many.
+    async fn get(&self) -> Result<(u64, Client), BackendError> {
+        let mut slot = self.slot.lock().await;
+        if let Some(client) = &slot.client {
+            return Ok((slot.generation, client.clone()));
+        }
+        let client = self.connect().await?;
         slot.generation += 1;
         slot.client = Some(client.clone());
         Ok((slot.generation, client))
@@ -326,6 +369,42 @@ impl Backends {
         Ok(resp.additional_tees)
     }
 
+    /// AA `ExtendRuntimeMeasurement` for `event`, sent at most once (see the module
+    /// comment). `register_index` is forwarded only when the caller gave one.
+    pub async fn extend_runtime_measurement(
+        &self,
+        event: &AaelEvent,
+    ) -> Result<MeasurementOutcome, BackendError> {
+        const METHOD: &str = "ExtendRuntimeMeasurement";
+        let req = ExtendRuntimeMeasurementRequest {
+            Domain: event.domain.clone(),
+            Operation: event.operation.clone(),
+            Content: event.content.clone(),
+            RegisterIndex: event.register_index,
+            ..Default::default()
+        };
+        let resp = self
+            .call_once(&self.aa, METHOD, |client, ctx| {
+                let req = &req;
+                async move {
+                    AttestationAgentServiceClient::new(client)
+                        .extend_runtime_measurement(ctx, req)
+                        .await
+                }
+            })
+            .await?;
+        match resp.Result.enum_value() {
+            Ok(RuntimeMeasurementResult::OK) => Ok(MeasurementOutcome::Recorded),
+            Ok(RuntimeMeasurementResult::NOT_SUPPORTED) => Ok(MeasurementOutcome::NotSupported),
+            Ok(RuntimeMeasurementResult::NOT_ENABLED) => Ok(MeasurementOutcome::NotEnabled),
+            Err(value) => Err(BackendError::UnknownResult {
+                daemon: self.aa.daemon,
+                method: METHOD,
+                value,
+            }),
+        }
+    }
+
     /// Runs `rpc` on the daemon's connection within the deadline; on a connection failure
     /// reconnects once and runs it again.
     async fn call<T, F, Fut>(
@@ -339,38 +418,22 @@ impl Backends {
         Fut: Future<Output = ttrpc::Result<T>>,
     {
         let deadline = Instant::now() + self.timeout;
-        let timed_out = || BackendError::Timeout {
-            daemon: backend.daemon,
-            method,
-            timeout: self.timeout,
-        };
         let mut retried = false;
         loop {
             let (generation, client) = timeout_at(deadline, backend.get())
                 .await
-                .map_err(|_| timed_out())??;
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            if remaining.is_zero() {
-                // a zero ttRPC timeout would mean "wait forever"
-                return Err(timed_out());
-            }
-            let nanos = i64::try_from(remaining.as_nanos()).unwrap_or(i64::MAX);
-            let ctx = ttrpc::context::with_timeout(nanos);
+                .map_err(|_| self.timed_out(backend, method))??;
+            let ctx = self.context_until(deadline, backend, method)?;
             match timeout_at(deadline, rpc(client, ctx)).await {
-                Err(_) => return Err(timed_out()),
+                Err(_) => return Err(self.timed_out(backend, method)),
                 Ok(Ok(answer)) => return Ok(answer),
                 Ok(Err(ttrpc::Error::RpcStatus(status))) => {
-                    return Err(BackendError::Status {
-                        daemon: backend.daemon,
-                        method,
-                        code: status.code(),
-                        message: status.message().to_string(),
-                    })
+                    return Err(status_error(backend, method, &status))
                 }
                 Ok(Err(source)) => {
                     backend.forget(generation).await;
                     if Instant::now() >= deadline {
-                        return Err(timed_out());
+                        return Err(self.timed_out(backend, method));
                     }
                     if retried {
                         return Err(BackendError::Transport {
@@ -389,5 +452,72 @@ impl Backends {
                 }
             }
         }
+    }
+
+    /// Runs `rpc` once, within the deadline, on a connection opened for it: for calls
+    /// that must not be repeated. A connection failure after sending leaves open whether
+    /// the daemon acted; it is reported, never retried.
+    async fn call_once<T, F, Fut>(
+        &self,
+        backend: &LazyClient,
+        method: &'static str,
+        rpc: F,
+    ) -> Result<T, BackendError>
+    where
+        F: FnOnce(Client, ttrpc::context::Context) -> Fut,
+        Fut: Future<Output = ttrpc::Result<T>>,
+    {
+        let deadline = Instant::now() + self.timeout;
+        let client = timeout_at(deadline, backend.connect())
+            .await
+            .map_err(|_| self.timed_out(backend, method))??;
+        let ctx = self.context_until(deadline, backend, method)?;
+        match timeout_at(deadline, rpc(client, ctx)).await {
+            Err(_) => Err(self.timed_out(backend, method)),
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(ttrpc::Error::RpcStatus(status))) => Err(status_error(backend, method, &status)),
+            Ok(Err(source)) => Err(BackendError::Transport {
+                daemon: backend.daemon,
+                method,
+                source,
+            }),
+        }
+    }
+
+    /// A ttRPC context whose timeout ends at `deadline`.
+    fn context_until(
+        &self,
+        deadline: Instant,
+        backend: &LazyClient,
+        method: &'static str,
+    ) -> Result<ttrpc::context::Context, BackendError> {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            // a zero ttRPC timeout would mean "wait forever"
+            return Err(self.timed_out(backend, method));
+        }
+        let nanos = i64::try_from(remaining.as_nanos()).unwrap_or(i64::MAX);
+        Ok(ttrpc::context::with_timeout(nanos))
+    }
+
+    fn timed_out(&self, backend: &LazyClient, method: &'static str) -> BackendError {
+        BackendError::Timeout {
+            daemon: backend.daemon,
+            method,
+            timeout: self.timeout,
+        }
+    }
+}
+
+fn status_error(
+    backend: &LazyClient,
+    method: &'static str,
+    status: &ttrpc::Status,
+) -> BackendError {
+    BackendError::Status {
+        daemon: backend.daemon,
+        method,
+        code: status.code(),
+        message: status.message().to_string(),
     }
 }

@@ -2,13 +2,16 @@
 //! reach the attestation agent (evidence, tokens, TEE type) and the confidential data hub
 //! (KBS resources) over ttRPC.
 //!
-//! Compared with upstream: only `GET` is served (405 otherwise, also on `/cdh/resource`),
-//! resource paths are exactly `<repository>/<type>/<tag>` with every segment decoded and
+//! Compared with upstream: each endpoint answers one method (405 otherwise, also on
+//! `/cdh/resource`): `POST` for `/aa/aael`, `GET` for the others; resource paths are exactly `<repository>/<type>/<tag>` with every segment decoded and
 //! checked for traversal before the CDH is asked, error bodies are short fixed texts (the
 //! detail is logged), an attestation agent failure during `/info` answers 500 instead of
 //! dropping the connection, and `/aa/token?token_type=kbs` answers `{"token":...}` without
 //! the TEE private key unless the operator asks for upstream's shape
-//! ([`Router::expose_tee_key`], `--expose-tee-key`). `/aa/aael` is not served (404).
+//! ([`Router::expose_tee_key`], `--expose-tee-key`). `POST /aa/aael` checks its JSON
+//! body (content type, exact members and types, at most 64 KiB) before the attestation
+//! agent is called, answers 400 rather than 500 for a bad body or an event the agent
+//! refuses, and never sends a measurement twice.
 //!
 //! ```no_run
 //! # async fn run() -> std::io::Result<()> {
@@ -27,6 +30,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod aael;
 pub mod access;
 pub mod backend;
 pub mod request;
@@ -34,10 +38,11 @@ pub mod router;
 pub mod server;
 pub mod token;
 
+pub use aael::{AaelEvent, AaelRequestError, MAX_AAEL_BODY};
 pub use access::is_loopback_peer;
 pub use backend::{
-    BackendConfig, BackendError, Backends, Daemon, DEFAULT_AA_ADDR, DEFAULT_CDH_ADDR,
-    DEFAULT_TIMEOUT,
+    BackendConfig, BackendError, Backends, Daemon, MeasurementOutcome, DEFAULT_AA_ADDR,
+    DEFAULT_CDH_ADDR, DEFAULT_TIMEOUT,
 };
 pub use request::{Features, ResourcePath, RuntimeDataError, TokenTypeError, UnknownFeatures};
 pub use router::{Route, Router, OPENAPI_DOCUMENT};

@@ -2,24 +2,31 @@
 //! become HTTP responses.
 //!
 //! Order of checks for every request: loopback peer (else 403), known path (else 404),
-//! feature enabled (else 404), method GET (else 405 with `Allow: GET`), then the
-//! endpoint's own parameters (else 400) — all before any backend is called.
+//! feature enabled (else 404), the endpoint's method — `POST` for `/aa/aael`, `GET` for
+//! every other endpoint — (else 405 with `Allow`), then the endpoint's own parameters
+//! (else 400; 413 for an oversized `/aa/aael` body) — all before any backend is called.
+//! Only `/aa/aael` reads the request body, and at most [`MAX_AAEL_BODY`] bytes of it.
 //!
 //! Error bodies are short fixed texts; the backend's error detail only goes to the log.
+//! `/aa/aael` answers JSON `{"success":"true"|"false"[,"message":...]}` once its method
+//! is accepted; the one message taken from a backend is the attestation agent's
+//! `INVALID_ARGUMENT` text, which describes the caller's own event.
 
-use std::net::SocketAddr;
+use std::{error::Error as StdError, net::SocketAddr};
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::{
+    body::Body as HttpBody,
     header::{HeaderValue, ALLOW, CONTENT_TYPE},
     Method, Request, Response, StatusCode,
 };
 use serde::Serialize;
 
 use crate::{
+    aael::{is_json_content_type, parse_event, AaelEvent, AaelRequestError, MAX_AAEL_BODY},
     access::is_loopback_peer,
-    backend::{BackendError, Backends},
+    backend::{BackendError, Backends, MeasurementOutcome},
     request::{runtime_data_from_query, token_type_from_query, Features, ResourcePath},
     token::{without_tee_key, KBS_TOKEN_TYPE},
 };
@@ -45,20 +52,45 @@ pub enum Route {
     AdditionalEvidence,
     /// `GET /aa/token`
     Token,
+    /// `POST /aa/aael`
+    Aael,
     /// `GET /cdh/resource/{repository}/{type}/{tag}`
     Resource,
 }
 
 impl Route {
     /// Every endpoint the router serves.
-    pub const ALL: [Route; 6] = [
+    pub const ALL: [Route; 7] = [
         Route::Info,
         Route::OpenApi,
         Route::Evidence,
         Route::AdditionalEvidence,
         Route::Token,
+        Route::Aael,
         Route::Resource,
     ];
+
+    /// The one method the endpoint answers (others get 405).
+    pub fn method(self) -> Method {
+        match self {
+            Self::Aael => Method::POST,
+            Self::Info
+            | Self::OpenApi
+            | Self::Evidence
+            | Self::AdditionalEvidence
+            | Self::Token
+            | Self::Resource => Method::GET,
+        }
+    }
+
+    /// The `Allow` header of the endpoint's 405 answer.
+    fn allow_header(self) -> HeaderValue {
+        HeaderValue::from_static(if self.method() == Method::POST {
+            "POST"
+        } else {
+            "GET"
+        })
+    }
 
     /// The endpoint's path as written in the OpenAPI document.
     pub fn template(self) -> &'static str {
@@ -68,6 +100,7 @@ impl Route {
             Self::Evidence => "/aa/evidence",
             Self::AdditionalEvidence => "/aa/additional-evidence",
             Self::Token => "/aa/token",
+            Self::Aael => "/aa/aael",
             Self::Resource => "/cdh/resource/{repository}/{type}/{tag}",
         }
     }
@@ -80,6 +113,7 @@ impl Route {
             "/aa/evidence" => Some(Self::Evidence),
             "/aa/additional-evidence" => Some(Self::AdditionalEvidence),
             "/aa/token" => Some(Self::Token),
+            "/aa/aael" => Some(Self::Aael),
             _ if path.starts_with(RESOURCE_PREFIX) => Some(Self::Resource),
             _ => None,
         }
@@ -90,11 +124,17 @@ impl Route {
     fn disabled_under(self, features: Features) -> Option<&'static str> {
         match self {
             Self::Info | Self::OpenApi => None,
-            Self::Evidence | Self::AdditionalEvidence | Self::Token if !features.attestation() => {
+            Self::Evidence | Self::AdditionalEvidence | Self::Token | Self::Aael
+                if !features.attestation() =>
+            {
                 Some("Attestation Feature Not Enabled")
             }
             Self::Resource if !features.resource() => Some("Resource Feature Not Enabled"),
-            Self::Evidence | Self::AdditionalEvidence | Self::Token | Self::Resource => None,
+            Self::Evidence
+            | Self::AdditionalEvidence
+            | Self::Token
+            | Self::Aael
+            | Self::Resource => None,
         }
     }
 }
@@ -136,8 +176,13 @@ impl Router {
         self
     }
 
-    /// Answers one request from `peer`. The request body is never read.
-    pub async fn handle<B>(&self, peer: SocketAddr, req: Request<B>) -> Response<Body> {
+    /// Answers one request from `peer`. Only `/aa/aael` reads the request body (bounded);
+    /// for every other endpoint it is dropped unread.
+    pub async fn handle<B>(&self, peer: SocketAddr, req: Request<B>) -> Response<Body>
+    where
+        B: HttpBody,
+        B::Error: Into<Box<dyn StdError + Send + Sync>>,
+    {
         if !is_loopback_peer(&peer) {
             tracing::warn!(%peer, "refused a request from a non-loopback peer");
             return text(StatusCode::FORBIDDEN, "Forbidden");
@@ -150,11 +195,9 @@ impl Router {
         if let Some(message) = route.disabled_under(self.features) {
             return text(StatusCode::NOT_FOUND, message);
         }
-        if req.method() != Method::GET {
+        if req.method() != route.method() {
             let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
-            response
-                .headers_mut()
-                .insert(ALLOW, HeaderValue::from_static("GET"));
+            response.headers_mut().insert(ALLOW, route.allow_header());
             return response;
         }
         match route {
@@ -167,6 +210,7 @@ impl Router {
             Route::Evidence | Route::AdditionalEvidence => self.evidence(route, uri.query()).await,
             Route::Token => self.token(uri.query()).await,
             Route::Resource => self.resource(&path[RESOURCE_PREFIX.len()..]).await,
+            Route::Aael => self.aael(req).await,
         }
     }
 
@@ -238,6 +282,51 @@ impl Router {
         }
     }
 
+    async fn aael<B>(&self, req: Request<B>) -> Response<Body>
+    where
+        B: HttpBody,
+        B::Error: Into<Box<dyn StdError + Send + Sync>>,
+    {
+        let event = match read_aael_event(req).await {
+            Ok(event) => event,
+            Err(e) => {
+                let status = if matches!(e, AaelRequestError::TooLarge) {
+                    StatusCode::PAYLOAD_TOO_LARGE
+                } else {
+                    StatusCode::BAD_REQUEST
+                };
+                return aael_answer(status, false, Some(&e.to_string()));
+            }
+        };
+        match self.backends.extend_runtime_measurement(&event).await {
+            Ok(MeasurementOutcome::Recorded) => aael_answer(StatusCode::OK, true, None),
+            Ok(MeasurementOutcome::NotEnabled) => aael_answer(
+                StatusCode::OK,
+                false,
+                Some("runtime measurement is not enabled"),
+            ),
+            Ok(MeasurementOutcome::NotSupported) => aael_answer(
+                StatusCode::OK,
+                false,
+                Some("runtime measurement is not supported by this TEE"),
+            ),
+            Err(e) => match e.invalid_argument_message() {
+                Some(message) => {
+                    tracing::info!(error = %e, "the attestation agent refused a runtime event");
+                    aael_answer(StatusCode::BAD_REQUEST, false, Some(message))
+                }
+                None => {
+                    tracing::error!(error = %e, "recording a runtime measurement failed");
+                    aael_answer(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        false,
+                        Some("Failed to record the runtime measurement"),
+                    )
+                }
+            },
+        }
+    }
+
     async fn resource(&self, encoded: &str) -> Response<Body> {
         let path = match ResourcePath::parse(encoded) {
             Ok(path) => path,
@@ -253,6 +342,57 @@ impl Router {
                 text(StatusCode::NOT_FOUND, "Resource Not Found")
             }
             Err(e) => backend_failure(&e, "resource"),
+        }
+    }
+}
+
+/// The `/aa/aael` answer (upstream's shape: `success` is a string).
+#[derive(Debug, Serialize)]
+struct AaelAnswer<'a> {
+    success: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<&'a str>,
+}
+
+/// Reads the body of a `/aa/aael` request: at most [`MAX_AAEL_BODY`] bytes, refused
+/// unread when its declared length is larger.
+async fn read_aael_event<B>(req: Request<B>) -> Result<AaelEvent, AaelRequestError>
+where
+    B: HttpBody,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
+    if !is_json_content_type(req.headers().get(CONTENT_TYPE)) {
+        return Err(AaelRequestError::ContentType);
+    }
+    let body = req.into_body();
+    // a declared Content-Length is the lower bound of the size hint
+    if body.size_hint().lower() > MAX_AAEL_BODY as u64 {
+        return Err(AaelRequestError::TooLarge);
+    }
+    let collected = Limited::new(body, MAX_AAEL_BODY)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<LengthLimitError>() {
+                AaelRequestError::TooLarge
+            } else {
+                tracing::debug!(error = %e, "reading a /aa/aael body failed");
+                AaelRequestError::Unreadable
+            }
+        })?;
+    parse_event(&collected.to_bytes())
+}
+
+fn aael_answer(status: StatusCode, success: bool, message: Option<&str>) -> Response<Body> {
+    let answer = AaelAnswer {
+        success: if success { "true" } else { "false" },
+        message,
+    };
+    match serde_json::to_vec(&answer) {
+        Ok(json) => with_type(status, "application/json", json.into()),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot serialize the /aa/aael answer");
+            text(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
         }
     }
 }
@@ -312,7 +452,8 @@ mod tests {
             "/INFO",
             "/aa/token/",
             "/aa/tokens",
-            "/aa/aael",
+            "/aa/aael/",
+            "/aa/AAEL",
             "/aa/evidence/x",
             "/cdh/resource",
             "/cdh/resources/a/b/c",
@@ -320,6 +461,18 @@ mod tests {
             "/openapi",
         ] {
             assert_eq!(Route::of_path(unknown), None, "{unknown}");
+        }
+    }
+
+    #[test]
+    fn only_aael_is_post() {
+        for route in Route::ALL {
+            let expected = if route == Route::Aael {
+                Method::POST
+            } else {
+                Method::GET
+            };
+            assert_eq!(route.method(), expected, "{route:?}");
         }
     }
 
@@ -341,6 +494,11 @@ mod tests {
             Some("Attestation Feature Not Enabled")
         );
         assert_eq!(Route::Token.disabled_under(Attestation), None);
+        assert_eq!(
+            Route::Aael.disabled_under(Resource),
+            Some("Attestation Feature Not Enabled")
+        );
+        assert_eq!(Route::Aael.disabled_under(Attestation), None);
         assert_eq!(
             Route::Resource.disabled_under(Attestation),
             Some("Resource Feature Not Enabled")

@@ -7,7 +7,9 @@ mod common;
 use std::{net::SocketAddr, sync::atomic::Ordering, time::Duration};
 
 use api_server_rest::{BackendConfig, Backends, Features, Router};
+use bytes::Bytes;
 use common::*;
+use http_body_util::{Empty, Full};
 
 const OCTETS: &str = "application/octet-stream";
 
@@ -385,7 +387,8 @@ async fn unknown_and_future_paths_are_not_found() {
     for target in [
         "/",
         "/aa/token/kbs",
-        "/aa/aael",
+        "/aa/aael/",
+        "/aa/aael/x",
         "/aa",
         "/cdh/resource",
         "/cdh/secret/a/b/c",
@@ -397,8 +400,14 @@ async fn unknown_and_future_paths_are_not_found() {
         assert_eq!(resp.status, 404, "{target}");
         assert_eq!(resp.text(), "URL NOT FOUND", "{target}");
     }
-    let resp = request(shim.addr, "POST", "/aa/aael").await;
+    let resp = shim
+        .post_json(
+            "/aa/aael/x",
+            br#"{"domain":"d","operation":"o","content":"c"}"#,
+        )
+        .await;
     assert_eq!(resp.status, 404);
+    assert_eq!(resp.text(), "URL NOT FOUND");
     assert_eq!(daemons.calls(), (0, 0));
     shim.stop().await;
 }
@@ -417,6 +426,25 @@ async fn disabled_features_are_not_found() {
         assert_eq!(resp.status, 404, "{target}");
         assert_eq!(resp.text(), "Attestation Feature Not Enabled");
     }
+    // the feature check comes before the method and body checks
+    for (method, content_type, body) in [
+        (
+            "POST",
+            Some("application/json"),
+            &br#"{"domain":"d","operation":"o","content":"c"}"#[..],
+        ),
+        ("POST", Some("text/plain"), b"x"),
+        ("GET", None, b""),
+    ] {
+        let resp = if method == "POST" {
+            post(shim.addr, "/aa/aael", content_type, body).await
+        } else {
+            request(shim.addr, method, "/aa/aael").await
+        };
+        assert_eq!(resp.status, 404, "{method} {content_type:?}");
+        assert_eq!(resp.text(), "Attestation Feature Not Enabled");
+    }
+    assert!(daemons.aa_extends.lock().unwrap().is_empty());
     shim.stop().await;
 
     let shim = Shim::start(Features::Attestation, daemons.config()).await;
@@ -548,12 +576,17 @@ async fn non_loopback_peers_are_forbidden_before_anything_else() {
             ("GET", "/aa/evidence?runtime_data=x"),
             ("GET", "/info"),
             ("POST", "/info"),
+            ("POST", "/aa/aael"),
+            ("GET", "/aa/aael"),
             ("GET", "/nowhere"),
         ] {
             let req = hyper::Request::builder()
                 .method(method)
                 .uri(target)
-                .body(())
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from_static(
+                    br#"{"domain":"d","operation":"o","content":"c"}"#,
+                )))
                 .unwrap();
             let resp = router.handle(peer, req).await;
             assert_eq!(resp.status(), 403, "{peer} {method} {target}");
@@ -570,7 +603,7 @@ async fn non_loopback_peers_are_forbidden_before_anything_else() {
     ] {
         let req = hyper::Request::builder()
             .uri("/cdh/resource/default/key/1")
-            .body(())
+            .body(Empty::<Bytes>::new())
             .unwrap();
         let resp = router.handle(peer.parse().unwrap(), req).await;
         assert_eq!(resp.status(), 200, "{peer}");

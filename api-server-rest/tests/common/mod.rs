@@ -19,9 +19,10 @@ use protos::{
     api::{GetResourceRequest, GetResourceResponse},
     api_ttrpc::{create_get_resource_service, GetResourceService},
     attestation_agent::{
+        ExtendRuntimeMeasurementRequest, ExtendRuntimeMeasurementResponse,
         GetAdditionalEvidenceRequest, GetAdditionalTeesRequest, GetAdditionalTeesResponse,
         GetEvidenceRequest, GetEvidenceResponse, GetTeeTypeRequest, GetTeeTypeResponse,
-        GetTokenRequest, GetTokenResponse,
+        GetTokenRequest, GetTokenResponse, RuntimeMeasurementResult,
     },
     attestation_agent_ttrpc::{create_attestation_agent_service, AttestationAgentService},
     server::RunningServer,
@@ -58,10 +59,27 @@ pub fn kbs_token_reply() -> Vec<u8> {
         .unwrap()
 }
 
+/// The message the fake agent refuses the event domain [`REFUSED_DOMAIN`] with.
+pub const REFUSED_MESSAGE: &str =
+    "ExtendRuntimeMeasurement failed: the event domain contains whitespace at byte 2";
+/// Event domains that make the fake agent answer other than OK.
+pub const NOT_ENABLED_DOMAIN: &str = "not-enabled";
+pub const NOT_SUPPORTED_DOMAIN: &str = "not-supported";
+pub const REFUSED_DOMAIN: &str = "refused";
+pub const FAILING_DOMAIN: &str = "fail";
+pub const UNKNOWN_RESULT_DOMAIN: &str = "unknown-result";
+/// A result value the protocol does not define.
+pub const UNKNOWN_RESULT: i32 = 7;
+
+/// Every ExtendRuntimeMeasurement request a fake agent received.
+pub type Extends = Arc<std::sync::Mutex<Vec<ExtendRuntimeMeasurementRequest>>>;
+
 /// Attestation agent answering fixed data derived from the request.
 #[derive(Default)]
 pub struct FakeAa {
     pub calls: Arc<AtomicUsize>,
+    /// every ExtendRuntimeMeasurement request, as received
+    pub extends: Extends,
     /// GetTeeType fails with INTERNAL when set
     pub broken_tee: bool,
     /// answered to GetToken("kbs") instead of [`kbs_token_reply`]
@@ -123,6 +141,31 @@ impl AttestationAgentService for FakeAa {
         };
         Ok(GetTokenResponse {
             Token: token,
+            ..Default::default()
+        })
+    }
+
+    async fn extend_runtime_measurement(
+        &self,
+        _ctx: &TtrpcContext,
+        req: ExtendRuntimeMeasurementRequest,
+    ) -> ttrpc::Result<ExtendRuntimeMeasurementResponse> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.extends.lock().unwrap().push(req.clone());
+        let result = match req.Domain.as_str() {
+            SLOW_RUNTIME_DATA => {
+                tokio::time::sleep(SLOW_DELAY).await;
+                RuntimeMeasurementResult::OK.into()
+            }
+            NOT_ENABLED_DOMAIN => RuntimeMeasurementResult::NOT_ENABLED.into(),
+            NOT_SUPPORTED_DOMAIN => RuntimeMeasurementResult::NOT_SUPPORTED.into(),
+            REFUSED_DOMAIN => return Err(status(ttrpc::Code::INVALID_ARGUMENT, REFUSED_MESSAGE)),
+            FAILING_DOMAIN => return Err(status(ttrpc::Code::INTERNAL, INTERNAL_DETAIL)),
+            UNKNOWN_RESULT_DOMAIN => protobuf::EnumOrUnknown::from_i32(UNKNOWN_RESULT),
+            _ => RuntimeMeasurementResult::OK.into(),
+        };
+        Ok(ExtendRuntimeMeasurementResponse {
+            Result: result,
             ..Default::default()
         })
     }
@@ -214,6 +257,7 @@ pub struct Daemons {
     pub aa_calls: Arc<AtomicUsize>,
     pub cdh_calls: Arc<AtomicUsize>,
     pub cdh_asked: Arc<std::sync::Mutex<Vec<String>>>,
+    pub aa_extends: Extends,
 }
 
 impl Daemons {
@@ -226,8 +270,12 @@ impl Daemons {
         let aa_addr = socket_addr(dir.path(), "aa");
         let cdh_addr = socket_addr(dir.path(), "cdh");
         let cdh = FakeCdh::default();
-        let (aa_calls, cdh_calls, cdh_asked) =
-            (aa.calls.clone(), cdh.calls.clone(), cdh.asked.clone());
+        let (aa_calls, cdh_calls, cdh_asked, aa_extends) = (
+            aa.calls.clone(),
+            cdh.calls.clone(),
+            cdh.asked.clone(),
+            aa.extends.clone(),
+        );
         Self {
             aa: Some(start_aa(&aa_addr, aa).await),
             cdh: Some(start_cdh(&cdh_addr, cdh).await),
@@ -237,6 +285,7 @@ impl Daemons {
             aa_calls,
             cdh_calls,
             cdh_asked,
+            aa_extends,
         }
     }
 
@@ -287,6 +336,11 @@ impl Shim {
         request(self.addr, "GET", target).await
     }
 
+    /// `POST` with a JSON body.
+    pub async fn post_json(&self, target: &str, body: &[u8]) -> HttpResponse {
+        post(self.addr, target, Some("application/json"), body).await
+    }
+
     /// Signals the stop and waits until `serve` returned.
     pub async fn stop(mut self) {
         self.stop.take().unwrap().send(()).unwrap();
@@ -335,6 +389,26 @@ pub async fn request(addr: SocketAddr, method: &str, target: &str) -> HttpRespon
         response.check_length();
     }
     response
+}
+
+/// One HTTP/1.1 `POST` with a `Content-Length` body on a fresh connection.
+pub async fn post(
+    addr: SocketAddr,
+    target: &str,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> HttpResponse {
+    let mut bytes = format!(
+        "POST {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    )
+    .into_bytes();
+    if let Some(content_type) = content_type {
+        bytes.extend_from_slice(format!("Content-Type: {content_type}\r\n").as_bytes());
+    }
+    bytes.extend_from_slice(b"\r\n");
+    bytes.extend_from_slice(body);
+    raw_request(addr, &bytes).await
 }
 
 /// Writes `bytes` and parses the response (the server closes after it).
