@@ -1,12 +1,12 @@
-//! The hub: one configuration and one KBC for the life of the process, and the ttRPC
-//! services kata-agent and image-rs call.
+//! The hub: one configuration, one KBC and one set of KMS providers for the life of the
+//! process, and the ttRPC services kata-agent and image-rs call.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{collections::HashMap, path::PathBuf, sync::Arc};
 
 use async_trait::async_trait;
 use kbs_protocol::resource_uri::{ResourceUri, ResourceUriError};
-use kms::{Kbc, KbcError};
-use protos::{api, api_ttrpc, keyprovider_ttrpc};
+use kms::{wrap::WrapError, Kbc, KbcError, KmsError, KmsProviders, DEFAULT_KMS_CREDENTIAL_DIR};
+use protos::{api, api_ttrpc, keyprovider, keyprovider_ttrpc};
 use tracing::{error, info, warn};
 use ttrpc::r#async::{Service, TtrpcContext};
 use zeroize::Zeroizing;
@@ -14,6 +14,8 @@ use zeroize::Zeroizing;
 use crate::{
     config::Config,
     credentials::{write_credential, WriteCredentialError},
+    keyprovider::{LayerKeyUnwrapper, UnwrapKeyError, WRAP_REFUSED},
+    secret::{UnsealError, Unsealer, Verification, DEFAULT_SEALED_SECRET_DIR},
 };
 
 /// Prefix of every error message the CDH returns over ttRPC (upstream's wording).
@@ -49,29 +51,121 @@ pub enum CredentialError {
     Task(#[from] tokio::task::JoinError),
 }
 
+/// Directories the hub reads secrets' keys and credentials from (injectable for tests).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubDirs {
+    /// Verification keys of sealed secrets named by a file-name `kid`.
+    pub sealed_secret_dir: PathBuf,
+    /// KMS provider credentials, `<dir>/<provider>/…`.
+    pub kms_credential_dir: PathBuf,
+}
+
+impl Default for HubDirs {
+    fn default() -> Self {
+        Self {
+            sealed_secret_dir: PathBuf::from(DEFAULT_SEALED_SECRET_DIR),
+            kms_credential_dir: PathBuf::from(DEFAULT_KMS_CREDENTIAL_DIR),
+        }
+    }
+}
+
 /// The confidential data hub.
 pub struct Hub {
     config: Config,
-    kbc: Box<dyn Kbc>,
+    kbc: Arc<dyn Kbc>,
+    kms: KmsProviders,
+    unsealer: Unsealer,
+    key_unwrapper: Arc<LayerKeyUnwrapper>,
 }
 
 impl std::fmt::Debug for Hub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Hub")
             .field("config", &self.config)
+            .field("unsealer", &self.unsealer)
             .finish_non_exhaustive()
     }
 }
 
 impl Hub {
-    /// A hub serving `config` with `kbc` (built once, from `config.kbc`).
+    /// A hub serving `config` with `kbc` (built once, from `config.kbc`), reading keys and
+    /// credentials from the default directories.
     pub fn new(config: Config, kbc: Box<dyn Kbc>) -> Self {
-        Self { config, kbc }
+        Self::with_dirs(config, kbc, HubDirs::default())
+    }
+
+    /// A hub reading keys and credentials from `dirs`.
+    pub fn with_dirs(config: Config, kbc: Box<dyn Kbc>, dirs: HubDirs) -> Self {
+        Self::with_kms(
+            config,
+            kbc,
+            KmsProviders::new(dirs.kms_credential_dir),
+            dirs.sealed_secret_dir,
+        )
+    }
+
+    /// A hub with KMS providers of the caller's making (e.g. an AWS endpoint override);
+    /// the hub's KBC serves their `kbs` provider.
+    pub fn with_kms(
+        config: Config,
+        kbc: Box<dyn Kbc>,
+        kms: KmsProviders,
+        sealed_secret_dir: PathBuf,
+    ) -> Self {
+        let kbc: Arc<dyn Kbc> = Arc::from(kbc);
+        let kms = kms.with_kbc(kbc.clone());
+        let verification = if config.skip_sealed_secret_verification {
+            warn!(
+                "SEALED SECRET SIGNATURES ARE NOT VERIFIED (skip_sealed_secret_verification): \
+                 whoever can pass a secret to this hub chooses what it unseals; never use this \
+                 outside tests"
+            );
+            Verification::Skipped
+        } else {
+            Verification::Required
+        };
+        let unsealer = Unsealer::new(kbc.clone(), kms.clone())
+            .with_sealed_secret_dir(sealed_secret_dir)
+            .with_verification(verification);
+        let key_unwrapper = Arc::new(LayerKeyUnwrapper::new(kbc.clone(), kms.clone()));
+        Self {
+            config,
+            kbc,
+            kms,
+            unsealer,
+            key_unwrapper,
+        }
     }
 
     /// The configuration the hub runs with.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The process's one KBC (for in-process users such as the image puller).
+    pub fn kbc(&self) -> Arc<dyn Kbc> {
+        self.kbc.clone()
+    }
+
+    /// The KMS providers (their `kbs` provider uses [`Hub::kbc`]).
+    pub fn kms(&self) -> &KmsProviders {
+        &self.kms
+    }
+
+    /// The sealed-secret unsealer.
+    pub fn unsealer(&self) -> &Unsealer {
+        &self.unsealer
+    }
+
+    /// The layer-key unwrapper: also an ocicrypt-rs `KeyProviderHandler`, so an in-process
+    /// image puller decrypts layers with the same KBC and KMS as `UnWrapKey`.
+    pub fn key_unwrapper(&self) -> Arc<LayerKeyUnwrapper> {
+        self.key_unwrapper.clone()
+    }
+
+    /// Unseals a sealed secret (`sealed.<header>.<payload>.<signature>`).
+    pub async fn unseal_secret(&self, secret: &[u8]) -> Result<Zeroizing<Vec<u8>>, UnsealError> {
+        self.unsealer.unseal(secret).await
     }
 
     /// The resource named by `resource_path`, a `kbs://` URI.
@@ -130,10 +224,11 @@ impl Hub {
         Ok(())
     }
 
-    /// The ttRPC services to serve. `GetResourceService` is implemented; the other CDH
-    /// services are registered without overriding any method, so their methods answer the
-    /// codegen's `NOT_FOUND "… is not supported"` (as upstream's unimplemented methods do)
-    /// instead of ttRPC's `INVALID_ARGUMENT "service does not exist"`.
+    /// The ttRPC services to serve. `GetResource`, `UnsealSecret` and `UnWrapKey` are
+    /// implemented (`WrapKey` answers FAILED_PRECONDITION); `SecureMount` and `PullImage` are
+    /// registered without overriding their methods, so they answer the codegen's
+    /// `NOT_FOUND "… is not supported"` (as upstream's unimplemented methods do) instead of
+    /// ttRPC's `INVALID_ARGUMENT "service does not exist"`.
     pub fn ttrpc_services(self: &Arc<Self>) -> Vec<HashMap<String, Service>> {
         vec![
             api_ttrpc::create_get_resource_service(self.clone()),
@@ -145,19 +240,107 @@ impl Hub {
     }
 }
 
-/// The ttRPC status for a failed GetResource: INVALID_ARGUMENT for a bad URI, NOT_FOUND when
-/// the KBC has no such resource (KBS 404), PERMISSION_DENIED when the KBS refuses it to a
-/// freshly attested guest (policy denial, or trustee's 401 for a missing resource), INTERNAL
-/// otherwise. The message says what failed, never what the resource holds.
+fn status(code: ttrpc::Code, e: &dyn std::fmt::Display) -> ttrpc::Error {
+    ttrpc::Error::RpcStatus(ttrpc::get_status(code, format!("{ERROR_PREFIX}{e}")))
+}
+
+/// NOT_FOUND when the KBC has no such resource (KBS 404), PERMISSION_DENIED when the KBS
+/// refuses it to a freshly attested guest (policy denial, or trustee's 401 for a missing
+/// resource), INTERNAL otherwise.
+fn kbc_code(e: &KbcError) -> ttrpc::Code {
+    match e {
+        KbcError::NotFound(_) => ttrpc::Code::NOT_FOUND,
+        #[cfg(feature = "kbs")]
+        KbcError::Denied { .. } => ttrpc::Code::PERMISSION_DENIED,
+        _ => ttrpc::Code::INTERNAL,
+    }
+}
+
+/// NOT_FOUND for a missing secret or key, PERMISSION_DENIED for a refusal, INVALID_ARGUMENT
+/// when the request names an unknown provider or passes settings it does not take,
+/// UNIMPLEMENTED for a provider left out of the build, INTERNAL otherwise.
+fn kms_code(e: &KmsError) -> ttrpc::Code {
+    if e.is_not_found() {
+        ttrpc::Code::NOT_FOUND
+    } else if e.is_denied() {
+        ttrpc::Code::PERMISSION_DENIED
+    } else if e.is_invalid_request() {
+        ttrpc::Code::INVALID_ARGUMENT
+    } else if matches!(e, KmsError::NotCompiled { .. }) {
+        ttrpc::Code::UNIMPLEMENTED
+    } else {
+        ttrpc::Code::INTERNAL
+    }
+}
+
+/// The ttRPC status for a failed GetResource: INVALID_ARGUMENT for a bad URI, else as
+/// [`kbc_code`]. The message says what failed, never what the resource holds.
 fn get_resource_status(e: &GetResourceError) -> ttrpc::Error {
     let code = match e {
         GetResourceError::InvalidUri(_) => ttrpc::Code::INVALID_ARGUMENT,
-        GetResourceError::Kbc(KbcError::NotFound(_)) => ttrpc::Code::NOT_FOUND,
-        #[cfg(feature = "kbs")]
-        GetResourceError::Kbc(KbcError::Denied { .. }) => ttrpc::Code::PERMISSION_DENIED,
-        GetResourceError::Kbc(_) => ttrpc::Code::INTERNAL,
+        GetResourceError::Kbc(e) => kbc_code(e),
     };
-    ttrpc::Error::RpcStatus(ttrpc::get_status(code, format!("{ERROR_PREFIX}{e}")))
+    status(code, e)
+}
+
+/// The ttRPC code of a failed UnsealSecret: INVALID_ARGUMENT for malformed input,
+/// PERMISSION_DENIED for a signature that does not verify (or a refused secret), NOT_FOUND
+/// for a missing secret or verification key, INTERNAL otherwise.
+pub fn unseal_code(e: &UnsealError) -> ttrpc::Code {
+    use UnsealError as E;
+    match e {
+        E::NotUtf8
+        | E::TooLarge { .. }
+        | E::MissingPrefix
+        | E::PartCount { .. }
+        | E::BadBase64 { .. }
+        | E::InvalidHeader(_)
+        | E::MissingAlg
+        | E::UnsupportedAlg(_)
+        | E::MissingKid
+        | E::InvalidKidUri { .. }
+        | E::InvalidKidPath { .. }
+        | E::SignatureEncoding { .. }
+        | E::PayloadNotJson(_)
+        | E::MissingVersion
+        | E::UnsupportedVersion(_)
+        | E::MissingType
+        | E::UnknownType(_)
+        | E::InvalidPayload { .. }
+        | E::InvalidEnvelopeField { .. }
+        | E::UnsupportedWrapType(_)
+        | E::EnvelopeDecrypt(WrapError::IvLength { .. }) => ttrpc::Code::INVALID_ARGUMENT,
+        E::BadSignature => ttrpc::Code::PERMISSION_DENIED,
+        E::VerificationKeyNotFound { .. } => ttrpc::Code::NOT_FOUND,
+        E::VerificationKeyFetch { source, .. } => kbc_code(source),
+        E::Provider(e) => kms_code(e),
+        E::VerificationKeyRead { .. }
+        | E::InvalidVerificationKey { .. }
+        | E::EnvelopeDecrypt(_)
+        | E::Task(_) => ttrpc::Code::INTERNAL,
+    }
+}
+
+/// The ttRPC code of a failed UnWrapKey, on the same rules as [`unseal_code`].
+pub fn unwrap_key_code(e: &UnwrapKeyError) -> ttrpc::Code {
+    use UnwrapKeyError as E;
+    match e {
+        E::Request(_)
+        | E::WrongOperation(_)
+        | E::MissingAnnotation
+        | E::Packet(_)
+        | E::UnsupportedPacketVersion(_)
+        | E::UnsupportedWrapType(_)
+        | E::InvalidKid { .. }
+        | E::MissingIv
+        | E::Unwrap {
+            source: WrapError::IvLength { .. },
+            ..
+        } => ttrpc::Code::INVALID_ARGUMENT,
+        E::Kek { source, .. } => kbc_code(source),
+        E::Provider(e) => kms_code(e),
+        E::Unwrap { .. } | E::Output(_) => ttrpc::Code::INTERNAL,
+    }
 }
 
 #[async_trait]
@@ -180,11 +363,61 @@ impl api_ttrpc::GetResourceService for Hub {
     }
 }
 
+#[async_trait]
+impl api_ttrpc::SealedSecretService for Hub {
+    async fn unseal_secret(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::UnsealSecretInput,
+    ) -> ttrpc::Result<api::UnsealSecretOutput> {
+        match Hub::unseal_secret(self, &req.secret).await {
+            Ok(plaintext) => Ok(api::UnsealSecretOutput {
+                plaintext: plaintext.to_vec(),
+                ..Default::default()
+            }),
+            Err(e) => {
+                warn!("UnsealSecret failed: {e}");
+                Err(status(unseal_code(&e), &e))
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl keyprovider_ttrpc::KeyProviderService for Hub {
+    async fn wrap_key(
+        &self,
+        _ctx: &TtrpcContext,
+        _req: keyprovider::KeyProviderKeyWrapProtocolInput,
+    ) -> ttrpc::Result<keyprovider::KeyProviderKeyWrapProtocolOutput> {
+        Err(status(ttrpc::Code::FAILED_PRECONDITION, &WRAP_REFUSED))
+    }
+
+    async fn un_wrap_key(
+        &self,
+        _ctx: &TtrpcContext,
+        req: keyprovider::KeyProviderKeyWrapProtocolInput,
+    ) -> ttrpc::Result<keyprovider::KeyProviderKeyWrapProtocolOutput> {
+        match self
+            .key_unwrapper
+            .handle_unwrap_request(&req.KeyProviderKeyWrapProtocolInput)
+            .await
+        {
+            Ok(output) => Ok(keyprovider::KeyProviderKeyWrapProtocolOutput {
+                KeyProviderKeyWrapProtocolOutput: output.to_vec(),
+                ..Default::default()
+            }),
+            Err(e) => {
+                warn!("UnWrapKey failed: {e}");
+                Err(status(unwrap_key_code(&e), &e))
+            }
+        }
+    }
+}
+
 // Registered so their methods answer NOT_FOUND; implemented by later work.
-impl api_ttrpc::SealedSecretService for Hub {}
 impl api_ttrpc::SecureMountService for Hub {}
 impl api_ttrpc::ImagePullService for Hub {}
-impl keyprovider_ttrpc::KeyProviderService for Hub {}
 
 #[cfg(test)]
 mod tests {

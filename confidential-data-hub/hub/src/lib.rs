@@ -6,15 +6,28 @@
 //! [`kms::new_kbc`] builds the one KBC the process uses, and [`Hub`] serves the ttRPC
 //! services ([`Hub::ttrpc_services`]) and provisions credential files
 //! ([`Hub::provision_credentials`]). The binary only wires these together.
+//!
+//! - [`secret`]: sealed secrets, unsealing ([`Unsealer`]) and sealing (the `secret` tool);
+//! - [`keyprovider`]: layer-key unwrapping ([`LayerKeyUnwrapper`], also an ocicrypt-rs
+//!   `KeyProviderHandler` for in-process image pulls);
+//! - [`client`]: thin ttRPC clients of the CDH and the attestation agent (`cdh-tool`,
+//!   `aa-client`).
 
 #![forbid(unsafe_code)]
 
+pub mod client;
 mod cmdline;
 pub mod config;
 mod credentials;
 mod document;
 mod hub;
+pub mod keyprovider;
+pub mod secret;
 
 pub use config::{Config, ConfigError, Environment, ImageConfig, LoadOptions, LoadedConfig};
 pub use credentials::WriteCredentialError;
-pub use hub::{CredentialError, GetResourceError, Hub, ERROR_PREFIX};
+pub use hub::{
+    unseal_code, unwrap_key_code, CredentialError, GetResourceError, Hub, HubDirs, ERROR_PREFIX,
+};
+pub use keyprovider::{LayerKeyUnwrapper, UnwrapKeyError};
+pub use secret::{UnsealError, Unsealer, Verification};

@@ -11,9 +11,13 @@ use anyhow::Context as _;
 use clap::Parser;
 use confidential_data_hub::{
     config::{DEFAULT_CREDENTIALS_DIR, DEFAULT_KERNEL_CMDLINE},
-    Config, Environment, Hub, LoadOptions, LoadedConfig,
+    secret::DEFAULT_SEALED_SECRET_DIR,
+    Config, Environment, Hub, HubDirs, LoadOptions, LoadedConfig,
 };
-use kms::offline_fs::{OfflineFsSources, DEFAULT_KEYS_FILE, DEFAULT_RESOURCES_FILE};
+use kms::{
+    offline_fs::{OfflineFsSources, DEFAULT_KEYS_FILE, DEFAULT_RESOURCES_FILE},
+    DEFAULT_KMS_CREDENTIAL_DIR,
+};
 use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
 
@@ -41,6 +45,14 @@ struct Cli {
     /// offline_fs_kbc resource store (tests).
     #[arg(long, hide = true, default_value = DEFAULT_RESOURCES_FILE)]
     offline_fs_kbc_resources: PathBuf,
+
+    /// Directory of sealed-secret verification keys named by file (tests).
+    #[arg(long, hide = true, default_value = DEFAULT_SEALED_SECRET_DIR)]
+    sealed_secret_dir: PathBuf,
+
+    /// Directory of KMS provider credentials (tests).
+    #[arg(long, hide = true, default_value = DEFAULT_KMS_CREDENTIAL_DIR)]
+    kms_credential_dir: PathBuf,
 }
 
 #[tokio::main]
@@ -65,6 +77,10 @@ fn init_logging(level: &str) {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    let dirs = HubDirs {
+        sealed_secret_dir: cli.sealed_secret_dir,
+        kms_credential_dir: cli.kms_credential_dir,
+    };
     let options = LoadOptions {
         config_file: cli.config,
         kernel_cmdline: cli.kernel_cmdline,
@@ -88,7 +104,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let kbc = tokio::task::spawn_blocking(move || kms::new_kbc(&kbc_name, &params))
         .await?
         .with_context(|| format!("setting up KBC `{}` ([kbc] name)", config.kbc.name))?;
-    let hub = Arc::new(Hub::new(config, kbc));
+    let hub = Arc::new(Hub::with_dirs(config, kbc, dirs));
 
     // Install the signal handlers before the socket appears, so a stop request sent as soon
     // as the socket exists is never lost.

@@ -228,18 +228,21 @@ async fn serves_get_resource_and_stops_on_sigterm() {
     let (code, _) = status_of(get_resource(&resources, "file:///etc/passwd").await);
     assert_eq!(code, ttrpc::Code::INVALID_ARGUMENT);
 
-    // services of later work answer NOT_FOUND
+    // UnsealSecret is served (tests/sealed_secrets.rs covers it); a malformed secret is
+    // INVALID_ARGUMENT
     let sealed = api_ttrpc::SealedSecretServiceClient::new(connection.clone());
     let req = api::UnsealSecretInput {
         secret: b"sealed.a.b.c".to_vec(),
         ..Default::default()
     };
     let (code, message) = status_of(sealed.unseal_secret(ctx(), &req).await);
-    assert_eq!(code, ttrpc::Code::NOT_FOUND, "{message}");
+    assert_eq!(code, ttrpc::Code::INVALID_ARGUMENT, "{message}");
     assert!(
-        message.contains("/api.SealedSecretService/UnsealSecret"),
+        message.contains("header is not unpadded base64url"),
         "{message}"
     );
+
+    // services of later work answer NOT_FOUND
     let images = api_ttrpc::ImagePullServiceClient::new(connection.clone());
     let (code, _) = status_of(
         images

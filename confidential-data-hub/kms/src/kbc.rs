@@ -45,7 +45,7 @@ pub enum KbcError {
     #[error("unknown KBC `{0}`; known KBCs: offline_fs_kbc, cc_kbc")]
     Unknown(String),
     /// The offline store could not be loaded.
-    #[error(transparent)]
+    #[error("offline_fs_kbc: {0}")]
     OfflineFs(#[from] OfflineFsError),
     /// `cc_kbc` has no KBS address.
     #[cfg(feature = "kbs")]

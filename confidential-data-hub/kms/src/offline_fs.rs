@@ -72,11 +72,11 @@ impl OfflineFsSources {
     }
 }
 
-/// Why a store file could not be loaded.
+/// Why a store file (a JSON object of base64 values) could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum OfflineFsError {
     /// The file exists but could not be read.
-    #[error("offline_fs_kbc: cannot read store {path}: {source}")]
+    #[error("cannot read store {path}: {source}")]
     Read {
         /// the store file
         path: PathBuf,
@@ -84,7 +84,7 @@ pub enum OfflineFsError {
         source: io::Error,
     },
     /// The file is larger than [`MAX_STORE_FILE_SIZE`].
-    #[error("offline_fs_kbc: store {path} is larger than {max} bytes")]
+    #[error("store {path} is larger than {max} bytes")]
     TooLarge {
         /// the store file
         path: PathBuf,
@@ -92,7 +92,7 @@ pub enum OfflineFsError {
         max: u64,
     },
     /// The file is not JSON.
-    #[error("offline_fs_kbc: store {path} is not valid JSON: {source}")]
+    #[error("store {path} is not valid JSON: {source}")]
     Json {
         /// the store file
         path: PathBuf,
@@ -100,7 +100,7 @@ pub enum OfflineFsError {
         source: serde_json::Error,
     },
     /// The file is JSON but not an object.
-    #[error("offline_fs_kbc: store {path} is a JSON {found}, expected an object of \"<repo>/<type>/<tag>\": \"<base64>\" entries")]
+    #[error("store {path} is a JSON {found}, expected an object of \"<repo>/<type>/<tag>\": \"<base64>\" entries")]
     NotAnObject {
         /// the store file
         path: PathBuf,
@@ -108,7 +108,7 @@ pub enum OfflineFsError {
         found: &'static str,
     },
     /// An entry's value is not a string.
-    #[error("offline_fs_kbc: store {path}, key `{key}`: value is a JSON {found}, expected a base64 string")]
+    #[error("store {path}, key `{key}`: value is a JSON {found}, expected a base64 string")]
     NotAString {
         /// the store file
         path: PathBuf,
@@ -118,7 +118,7 @@ pub enum OfflineFsError {
         found: &'static str,
     },
     /// An entry's value is not standard base64.
-    #[error("offline_fs_kbc: store {path}, key `{key}`: value is not standard base64: {source}")]
+    #[error("store {path}, key `{key}`: value is not standard base64: {source}")]
     BadBase64 {
         /// the store file
         path: PathBuf,
@@ -150,9 +150,8 @@ impl OfflineFsKbc {
     pub fn load(sources: &OfflineFsSources) -> Result<Self, OfflineFsError> {
         let mut resources = HashMap::new();
         for path in sources.in_load_order() {
-            match read_store(path)? {
-                Some(contents) => {
-                    let entries = parse_store(path, &contents)?;
+            match load_store(path)? {
+                Some(entries) => {
                     debug!(path = %path.display(), entries = entries.len(), "offline_fs_kbc store loaded");
                     resources.extend(entries);
                 }
@@ -174,7 +173,16 @@ impl Kbc for OfflineFsKbc {
 }
 
 /// A resource name and its decoded bytes.
-type StoreEntry = (String, Zeroizing<Vec<u8>>);
+pub(crate) type StoreEntry = (String, Zeroizing<Vec<u8>>);
+
+/// The entries of the store file at `path` (`{ "<name>": "<standard base64>" }`), or
+/// `None` if it does not exist. Blocking file I/O.
+pub(crate) fn load_store(path: &Path) -> Result<Option<Vec<StoreEntry>>, OfflineFsError> {
+    match read_store(path)? {
+        Some(contents) => parse_store(path, &contents).map(Some),
+        None => Ok(None),
+    }
+}
 
 /// The file's bytes, or `None` if it does not exist.
 fn read_store(path: &Path) -> Result<Option<Zeroizing<Vec<u8>>>, OfflineFsError> {
