@@ -12,11 +12,11 @@ use clap::Parser;
 use confidential_data_hub::{
     config::{DEFAULT_CREDENTIALS_DIR, DEFAULT_KERNEL_CMDLINE},
     secret::DEFAULT_SEALED_SECRET_DIR,
-    Config, Environment, Hub, HubDirs, LoadOptions, LoadedConfig,
+    Config, Environment, Hub, LoadOptions, LoadedConfig,
 };
 use kms::{
     offline_fs::{OfflineFsSources, DEFAULT_KEYS_FILE, DEFAULT_RESOURCES_FILE},
-    DEFAULT_KMS_CREDENTIAL_DIR,
+    KmsProviders, DEFAULT_KMS_CREDENTIAL_DIR,
 };
 use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
@@ -53,6 +53,11 @@ struct Cli {
     /// Directory of KMS provider credentials (tests).
     #[arg(long, hide = true, default_value = DEFAULT_KMS_CREDENTIAL_DIR)]
     kms_credential_dir: PathBuf,
+
+    /// Send AWS KMS and Secrets Manager requests here (tests with a local emulator).
+    #[cfg(feature = "aws")]
+    #[arg(long, hide = true)]
+    aws_endpoint_url: Option<String>,
 }
 
 #[tokio::main]
@@ -77,10 +82,12 @@ fn init_logging(level: &str) {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let dirs = HubDirs {
-        sealed_secret_dir: cli.sealed_secret_dir,
-        kms_credential_dir: cli.kms_credential_dir,
-    };
+    #[allow(unused_mut)]
+    let mut kms_providers = KmsProviders::new(&cli.kms_credential_dir);
+    #[cfg(feature = "aws")]
+    if let Some(url) = &cli.aws_endpoint_url {
+        kms_providers = kms_providers.with_aws_endpoint_url(url);
+    }
     let options = LoadOptions {
         config_file: cli.config,
         kernel_cmdline: cli.kernel_cmdline,
@@ -104,7 +111,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let kbc = tokio::task::spawn_blocking(move || kms::new_kbc(&kbc_name, &params))
         .await?
         .with_context(|| format!("setting up KBC `{}` ([kbc] name)", config.kbc.name))?;
-    let hub = Arc::new(Hub::with_dirs(config, kbc, dirs));
+    let hub = Arc::new(Hub::with_kms(
+        config,
+        kbc,
+        kms_providers,
+        cli.sealed_secret_dir,
+    ));
 
     // Install the signal handlers before the socket appears, so a stop request sent as soon
     // as the socket exists is never lost.

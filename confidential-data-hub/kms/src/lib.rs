@@ -9,7 +9,7 @@
 //!   traits, built by provider name with [`KmsProviders`] (`kbs`, `offline_fs`, and `aws`
 //!   with the `aws` feature).
 //! - [`wrap`]: the A256GCM / A256CTR wraps of envelope secrets and layer-key packets.
-//! - With the `aliyun` feature, [`aliyun`]: Alibaba Cloud KMS request signing.
+//! - With the `aliyun` feature, module `aliyun`: Alibaba Cloud KMS request signing.
 
 #![forbid(unsafe_code)]
 

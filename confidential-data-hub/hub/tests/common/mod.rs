@@ -1,0 +1,152 @@
+//! Shared by the integration tests: a temporary guest directory, the real
+//! `confidential-data-hub` binary on a temporary socket with `offline_fs_kbc`, and the
+//! suite's command-line tools.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output},
+    time::Duration,
+};
+
+use base64::{engine::general_purpose::STANDARD, Engine as _};
+use testkit::process::{Daemon, Ready};
+
+pub const CDH: &str = env!("CARGO_BIN_EXE_confidential-data-hub");
+pub const SECRET: &str = env!("CARGO_BIN_EXE_secret");
+pub const CDH_TOOL: &str = env!("CARGO_BIN_EXE_cdh-tool");
+pub const AA_CLIENT: &str = env!("CARGO_BIN_EXE_aa-client");
+pub const START: Duration = Duration::from_secs(20);
+
+/// The temporary directories of one guest.
+pub struct Guest {
+    pub dir: tempfile::TempDir,
+}
+
+impl Default for Guest {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Guest {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        for sub in ["kbs", "sealed-secret", "kms/offline_fs"] {
+            std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+        }
+        std::fs::write(dir.path().join("cmdline"), "console=ttyS0\n").unwrap();
+        Self { dir }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn cdh_sock(&self) -> PathBuf {
+        self.path("cdh.sock")
+    }
+
+    pub fn cdh_addr(&self) -> String {
+        format!("unix://{}", self.cdh_sock().display())
+    }
+
+    pub fn sealed_secret_dir(&self) -> PathBuf {
+        self.path("sealed-secret")
+    }
+
+    pub fn kms_dir(&self) -> PathBuf {
+        self.path("kms")
+    }
+
+    /// Writes the offline_fs_kbc store the hub reads: `repo/type/tag` → bytes.
+    pub fn set_resources(&self, resources: &[(&str, &[u8])]) {
+        let map: serde_json::Map<String, serde_json::Value> = resources
+            .iter()
+            .map(|(k, v)| (k.to_string(), STANDARD.encode(v).into()))
+            .collect();
+        std::fs::write(
+            self.path("resources.json"),
+            serde_json::Value::Object(map).to_string(),
+        )
+        .unwrap();
+    }
+
+    /// The hub command: config `socket` plus `config`, offline stores in this directory.
+    pub fn cdh_command(&self, config: &str) -> Command {
+        std::fs::write(
+            self.path("cdh.toml"),
+            format!("socket = \"{}\"\n{config}", self.cdh_addr()),
+        )
+        .unwrap();
+        let mut cmd = Command::new(CDH);
+        cmd.arg("-c")
+            .arg(self.path("cdh.toml"))
+            .arg("--kernel-cmdline")
+            .arg(self.path("cmdline"))
+            .arg("--credentials-dir")
+            .arg(self.path("kbs"))
+            .arg("--offline-fs-kbc-keys")
+            .arg(self.path("no-keys.json"))
+            .arg("--offline-fs-kbc-resources")
+            .arg(self.path("resources.json"))
+            .arg("--sealed-secret-dir")
+            .arg(self.sealed_secret_dir())
+            .arg("--kms-credential-dir")
+            .arg(self.kms_dir())
+            .env_clear()
+            .env("RUST_LOG", "debug");
+        cmd
+    }
+
+    /// Starts the hub with `offline_fs_kbc` and `top_level` config lines (before any
+    /// section).
+    pub fn start_cdh(&self, top_level: &str) -> Daemon {
+        let config = format!("{top_level}[kbc]\nname = \"offline_fs_kbc\"\n");
+        Daemon::spawn(
+            "cdh",
+            self.cdh_command(&config),
+            self.dir.path(),
+            Ready::Unix(self.cdh_sock()),
+            START,
+        )
+        .unwrap()
+    }
+}
+
+/// Runs a tool and returns its output.
+pub fn run(program: &str, args: &[&str]) -> Output {
+    Command::new(program).args(args).output().unwrap()
+}
+
+/// Runs a tool that must succeed; returns its standard output.
+pub fn run_ok(program: &str, args: &[&str]) -> Vec<u8> {
+    let out = run(program, args);
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+pub fn path_str(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+pub fn ctx() -> ttrpc::context::Context {
+    ttrpc::context::with_timeout(Duration::from_secs(30).as_nanos() as i64)
+}
+
+pub fn status_of<T: std::fmt::Debug>(result: ttrpc::Result<T>) -> (ttrpc::Code, String) {
+    match result {
+        Err(ttrpc::Error::RpcStatus(s)) => (s.code(), s.message().to_string()),
+        other => panic!("expected an RPC status, got {other:?}"),
+    }
+}
+
+pub async fn connect(addr: &str) -> ttrpc::r#async::Client {
+    ttrpc::r#async::Client::connect(addr).await.unwrap()
+}
