@@ -83,10 +83,15 @@ test:
 	./scripts/install-test-deps.sh
 	$(CARGO) build --locked --workspace --bins
 	$(CARGO) test --locked --workspace --no-fail-fast
+	$(CARGO) test --locked --no-fail-fast -p attester --features all-attesters,bin
+	$(CARGO) test --locked --no-fail-fast -p kbs_protocol --features bin
+	$(CARGO) test --locked --no-fail-fast -p kms -p confidential-data-hub --features kms/aws,confidential-data-hub/aws
 
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --locked --all-targets -p attester -p kbs_protocol -p kms -p confidential-data-hub \
+		--features attester/all-attesters,attester/bin,kbs_protocol/bin,kms/aws,kms/aliyun,confidential-data-hub/aws -- -D warnings
 
 bench:
 	./scripts/install-test-deps.sh

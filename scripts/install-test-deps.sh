@@ -34,6 +34,12 @@ if ! python3 -c 'import cryptography' >/dev/null 2>&1; then
   python3 -m pip install -q cryptography
 fi
 
+# moto (a local AWS emulator for the kms `aws` plugin tests), from PyPI
+if ! command -v moto_server >/dev/null 2>&1; then
+  echo "installing moto[server]"
+  python3 -m pip install -q 'moto[server]'
+fi
+
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
