@@ -31,7 +31,10 @@ fn timed_fetch(suite: &Suite) -> Duration {
 }
 
 fn main() {
-    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     let wanted = |name: &str| filter.is_empty() || filter.iter().any(|f| f == name);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let kbs = runtime
@@ -55,7 +58,10 @@ fn main() {
             aa.stop().unwrap();
         }
         let attestations = kbs.counters().attest_ok;
-        assert!(attestations >= RUNS as u64, "{attestations} attestations for {RUNS} cold runs");
+        assert!(
+            attestations >= RUNS as u64,
+            "{attestations} attestations for {RUNS} cold runs"
+        );
         println!("bench kbs_cold_fetch_ms: {:.2} ms", median(cold));
     }
     if wanted("kbs_warm_fetch_ms") {
@@ -64,7 +70,11 @@ fn main() {
         timed_fetch(&suite);
         let before = kbs.counters().attest_ok;
         let warm: Vec<Duration> = (0..RUNS).map(|_| timed_fetch(&suite)).collect();
-        assert_eq!(kbs.counters().attest_ok, before, "warm fetches must not attest");
+        assert_eq!(
+            kbs.counters().attest_ok,
+            before,
+            "warm fetches must not attest"
+        );
         println!("bench kbs_warm_fetch_ms: {:.2} ms", median(warm));
     }
     runtime.block_on(kbs.stop());
