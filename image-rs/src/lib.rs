@@ -35,9 +35,9 @@ pub mod snapshot;
 pub mod store;
 
 pub use config::{ImageConfig, ProxyConfig, RegistryConfig};
-pub use decrypt::{KeyUnwrap, KeyUnwrapError};
 #[cfg(feature = "encryption")]
 pub use decrypt::OcicryptKeyUnwrap;
+pub use decrypt::{KeyUnwrap, KeyUnwrapError};
 pub use digest::Digest;
 pub use image::{ImageClient, PullError, PullOptions, PullReport, PulledImage};
 pub use policy::{AcceptAll, PolicyError, PolicyRequest, SignaturePolicy};

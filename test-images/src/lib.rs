@@ -6,7 +6,8 @@
 //! - [`layout`]: an OCI image layout on disk (blobs, image config, manifest, index) with
 //!   gzip, zstd or uncompressed layers, OCI or Docker v2 media types;
 //! - [`registry`]: a `docker-registry` launcher (temporary storage, free port, optional
-//!   htpasswd auth and TLS) that a test starts and stops;
+//!   htpasswd or bearer-token auth, and TLS) that a test starts and stops;
+//! - [`token`]: the bearer-token server of the token auth mode;
 //! - [`push`]: a byte-exact HTTP push of a layout's image (or index) to a registry;
 //! - [`fixtures`]: the named images the tests use;
 //! - [`synthetic`]: a large deterministic image for benchmarks.
@@ -32,5 +33,6 @@ pub mod push;
 pub mod registry;
 pub mod synthetic;
 pub mod tarball;
+pub mod token;
 
 pub use error::{Error, Result};

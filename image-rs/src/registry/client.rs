@@ -1,0 +1,867 @@
+//! Registry HTTP client (distribution spec v2): manifests and blobs, anonymous, basic and
+//! bearer-token auth (tokens cached per repository), plain HTTP or unverified TLS for
+//! registries marked insecure, proxies and extra root CAs. TLS is rustls with the ring
+//! provider.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::header::{HeaderMap, ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, WWW_AUTHENTICATE};
+use reqwest::StatusCode;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls_pki_types::pem::PemObject;
+use serde::Deserialize;
+
+use crate::config::ProxyConfig;
+use crate::digest::{Digest, Hasher};
+use crate::manifest::{
+    parse_manifest, Descriptor, ManifestError, ManifestKind, MAX_MANIFEST_BYTES,
+};
+use crate::reference::Reference;
+use crate::registry::auth::Credentials;
+
+const USER_AGENT: &str = concat!("image-rs/", env!("CARGO_PKG_VERSION"));
+const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
+const MAX_TOKEN_RESPONSE: usize = 1 << 20;
+const MAX_ERROR_BODY: usize = 4096;
+
+/// What went wrong talking to a registry.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// the HTTP client could not be built (bad CA or proxy)
+    #[error("registry client setup: {0}")]
+    Setup(String),
+    /// the request did not get an HTTP response
+    #[error("request to {url} failed: {message}")]
+    Transport {
+        /// the URL
+        url: String,
+        /// the error chain
+        message: String,
+    },
+    /// the registry refused the credentials (or wants some)
+    #[error("{registry} refused access to {repository} ({status}): {message}")]
+    Unauthorized {
+        /// registry host
+        registry: String,
+        /// repository
+        repository: String,
+        /// 401 or 403
+        status: u16,
+        /// server message
+        message: String,
+    },
+    /// no such manifest or blob
+    #[error("{what} not found at {url}")]
+    NotFound {
+        /// manifest or blob
+        what: &'static str,
+        /// the URL
+        url: String,
+    },
+    /// any other unexpected status
+    #[error("{url} answered {status}: {message}")]
+    Status {
+        /// the URL
+        url: String,
+        /// HTTP status
+        status: u16,
+        /// server message (shortened)
+        message: String,
+    },
+    /// a bearer-token endpoint answered nonsense
+    #[error("token endpoint {realm}: {message}")]
+    Token {
+        /// the realm URL
+        realm: String,
+        /// what was wrong
+        message: String,
+    },
+    /// a manifest or config is larger than accepted
+    #[error("{what} from {url} is larger than {limit} bytes")]
+    TooLarge {
+        /// manifest or config
+        what: &'static str,
+        /// the URL
+        url: String,
+        /// the limit
+        limit: u64,
+    },
+    /// the content does not have the digest it was asked by
+    #[error("{what} digest mismatch: expected {expected}, got {actual}")]
+    DigestMismatch {
+        /// manifest or blob
+        what: &'static str,
+        /// the digest asked for
+        expected: Digest,
+        /// the digest of what arrived
+        actual: Digest,
+    },
+    /// the content does not have the size its descriptor says
+    #[error("{what} size mismatch: descriptor says {expected} bytes, registry sent {actual}")]
+    SizeMismatch {
+        /// manifest or blob
+        what: &'static str,
+        /// descriptor size
+        expected: u64,
+        /// bytes received or announced
+        actual: u64,
+    },
+    /// the manifest is not one this puller reads
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+}
+
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        let s = e.to_string();
+        if !text.contains(&s) {
+            text.push_str(": ");
+            text.push_str(&s);
+        }
+        source = e.source();
+    }
+    text
+}
+
+/// Accepts any server certificate (registries marked `insecure` only) while still checking
+/// the handshake signatures, so the session keys belong to the presented certificate.
+#[derive(Debug)]
+struct AcceptAnyCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Settings of the HTTP clients.
+#[derive(Debug, Clone, Default)]
+pub struct ClientSettings {
+    /// proxies
+    pub proxy: Option<ProxyConfig>,
+    /// extra trusted root certificates (PEM)
+    pub extra_root_certificates: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scheme {
+    Https,
+    HttpsUnverified,
+    Http,
+}
+
+#[derive(Debug, Default)]
+struct SharedState {
+    /// scheme chosen for each insecure registry host
+    schemes: HashMap<String, Scheme>,
+    /// bearer tokens per (host, repository)
+    tokens: HashMap<(String, String), String>,
+}
+
+/// The registry client; cheap to clone and shared by concurrent pulls.
+#[derive(Debug, Clone)]
+pub struct RegistryClient {
+    verified: reqwest::Client,
+    unverified: reqwest::Client,
+    state: Arc<Mutex<SharedState>>,
+}
+
+fn build_http(
+    settings: &ClientSettings,
+    tls: rustls::ClientConfig,
+) -> Result<reqwest::Client, RegistryError> {
+    let mut builder = reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .user_agent(USER_AGENT)
+        .connect_timeout(Duration::from_secs(30))
+        .read_timeout(Duration::from_secs(120))
+        .pool_max_idle_per_host(8)
+        // Only configured proxies are used: the environment of a guest daemon is not config.
+        .no_proxy();
+    if let Some(proxy) = &settings.proxy {
+        let no_proxy = proxy
+            .no_proxy
+            .as_deref()
+            .and_then(reqwest::NoProxy::from_string);
+        if let Some(url) = proxy.https_proxy.as_deref().filter(|u| !u.is_empty()) {
+            let p = reqwest::Proxy::https(url).map_err(|e| {
+                RegistryError::Setup(format!("https_proxy {url:?}: {}", error_chain(&e)))
+            })?;
+            builder = builder.proxy(p.no_proxy(no_proxy.clone()));
+        }
+        if let Some(url) = proxy.http_proxy.as_deref().filter(|u| !u.is_empty()) {
+            let p = reqwest::Proxy::http(url).map_err(|e| {
+                RegistryError::Setup(format!("http_proxy {url:?}: {}", error_chain(&e)))
+            })?;
+            builder = builder.proxy(p.no_proxy(no_proxy));
+        }
+    }
+    builder
+        .build()
+        .map_err(|e| RegistryError::Setup(error_chain(&e)))
+}
+
+impl RegistryClient {
+    /// Builds the clients (verified TLS with webpki roots plus the extra ones, and the
+    /// unverified one for insecure registries).
+    pub fn new(settings: &ClientSettings) -> Result<Self, RegistryError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        for pem in &settings.extra_root_certificates {
+            let mut found = 0;
+            for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+                let cert =
+                    cert.map_err(|e| RegistryError::Setup(format!("extra root certificate: {e}")))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| RegistryError::Setup(format!("extra root certificate: {e}")))?;
+                found += 1;
+            }
+            if found == 0 {
+                return Err(RegistryError::Setup(
+                    "an extra root certificate has no PEM CERTIFICATE block".into(),
+                ));
+            }
+        }
+        let versions = |p: &Arc<CryptoProvider>| {
+            rustls::ClientConfig::builder_with_provider(p.clone())
+                .with_safe_default_protocol_versions()
+                .map_err(|e| RegistryError::Setup(e.to_string()))
+        };
+        let verified_tls = versions(&provider)?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let unverified_tls = versions(&provider)?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider.clone())))
+            .with_no_client_auth();
+        Ok(Self {
+            verified: build_http(settings, verified_tls)?,
+            unverified: build_http(settings, unverified_tls)?,
+            state: Arc::new(Mutex::new(SharedState::default())),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SharedState> {
+        // The state is a cache: a panic elsewhere while holding it leaves it usable.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A session on the repository of `reference`. For an insecure registry the first
+    /// session probes HTTPS (certificate unchecked) and falls back to plain HTTP.
+    pub async fn repository(
+        &self,
+        reference: &Reference,
+        insecure: bool,
+        credentials: Option<Credentials>,
+    ) -> Result<Repository, RegistryError> {
+        let host = reference.endpoint_host().to_string();
+        let scheme = if insecure {
+            let known = self.lock().schemes.get(&host).copied();
+            match known {
+                Some(s) => s,
+                None => {
+                    let s = self.probe_insecure(&host).await;
+                    self.lock().schemes.insert(host.clone(), s);
+                    s
+                }
+            }
+        } else {
+            Scheme::Https
+        };
+        let (http, base) = match scheme {
+            Scheme::Https => (self.verified.clone(), format!("https://{host}")),
+            Scheme::HttpsUnverified => (self.unverified.clone(), format!("https://{host}")),
+            Scheme::Http => (self.verified.clone(), format!("http://{host}")),
+        };
+        Ok(Repository {
+            client: self.clone(),
+            http,
+            base,
+            host,
+            repository: reference.repository().to_string(),
+            credentials,
+            basic: false,
+        })
+    }
+
+    async fn probe_insecure(&self, host: &str) -> Scheme {
+        let url = format!("https://{host}/v2/");
+        match self
+            .unverified
+            .get(&url)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+        {
+            Ok(_) => Scheme::HttpsUnverified,
+            Err(e) => {
+                tracing::debug!(host, error = %error_chain(&e), "insecure registry: HTTPS failed, using HTTP");
+                Scheme::Http
+            }
+        }
+    }
+}
+
+/// A challenge from `WWW-Authenticate`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Challenge {
+    Basic,
+    Bearer {
+        realm: String,
+        service: Option<String>,
+        scope: Option<String>,
+    },
+}
+
+/// Parses `Scheme k="v", k2=v2` (first challenge with a known scheme; quoted strings may
+/// contain commas and backslash escapes).
+fn parse_challenge(header: &str) -> Option<Challenge> {
+    let header = header.trim();
+    let (scheme, params) = header.split_once(' ').unwrap_or((header, ""));
+    let mut map = HashMap::new();
+    let mut rest = params.trim();
+    while !rest.is_empty() {
+        let (key, after) = rest.split_once('=')?;
+        let key = key
+            .trim()
+            .trim_start_matches(',')
+            .trim()
+            .to_ascii_lowercase();
+        let after = after.trim_start();
+        let (value, next) = if let Some(quoted) = after.strip_prefix('"') {
+            let mut value = String::new();
+            let mut chars = quoted.char_indices();
+            let mut end = None;
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    '\\' => {
+                        if let Some((_, escaped)) = chars.next() {
+                            value.push(escaped);
+                        }
+                    }
+                    '"' => {
+                        end = Some(i);
+                        break;
+                    }
+                    c => value.push(c),
+                }
+            }
+            (value, &quoted[end? + 1..])
+        } else {
+            let end = after.find(',').unwrap_or(after.len());
+            (after[..end].trim().to_string(), &after[end..])
+        };
+        map.insert(key, value);
+        rest = next.trim_start().trim_start_matches(',').trim_start();
+    }
+    match scheme.to_ascii_lowercase().as_str() {
+        "basic" => Some(Challenge::Basic),
+        "bearer" => Some(Challenge::Bearer {
+            realm: map.remove("realm")?,
+            service: map.remove("service"),
+            scope: map.remove("scope"),
+        }),
+        _ => None,
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    token: Option<String>,
+    access_token: Option<String>,
+}
+
+/// A manifest as fetched: its bytes, digest and parsed form.
+#[derive(Debug, Clone)]
+pub struct FetchedManifest {
+    /// the exact bytes
+    pub bytes: Vec<u8>,
+    /// their digest
+    pub digest: Digest,
+    /// the media type used to parse them
+    pub media_type: String,
+    /// the parsed document
+    pub kind: ManifestKind,
+}
+
+/// A blob being downloaded.
+#[derive(Debug)]
+pub struct BlobStream {
+    response: reqwest::Response,
+    url: String,
+}
+
+impl BlobStream {
+    /// The next chunk of the body, `None` at the end.
+    pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, RegistryError> {
+        self.response
+            .chunk()
+            .await
+            .map_err(|e| RegistryError::Transport {
+                url: self.url.clone(),
+                message: error_chain(&e),
+            })
+    }
+}
+
+/// Requests against one repository of one registry (clones share the client's token
+/// cache).
+#[derive(Debug, Clone)]
+pub struct Repository {
+    client: RegistryClient,
+    http: reqwest::Client,
+    base: String,
+    host: String,
+    repository: String,
+    credentials: Option<Credentials>,
+    basic: bool,
+}
+
+impl Repository {
+    fn cached_token(&self) -> Option<String> {
+        self.client
+            .lock()
+            .tokens
+            .get(&(self.host.clone(), self.repository.clone()))
+            .cloned()
+    }
+
+    async fn fetch_token(
+        &self,
+        realm: &str,
+        service: Option<&str>,
+        scope: Option<&str>,
+    ) -> Result<String, RegistryError> {
+        let token_err = |message: String| RegistryError::Token {
+            realm: realm.to_string(),
+            message,
+        };
+        let mut url =
+            url::Url::parse(realm).map_err(|e| token_err(format!("realm is not a URL: {e}")))?;
+        if !matches!(url.scheme(), "https" | "http") {
+            return Err(token_err("realm is not an http(s) URL".into()));
+        }
+        let default_scope = format!("repository:{}:pull", self.repository);
+        {
+            let mut query = url.query_pairs_mut();
+            if let Some(service) = service {
+                query.append_pair("service", service);
+            }
+            query.append_pair("scope", scope.unwrap_or(&default_scope));
+        }
+        let mut request = self.http.get(url.as_str());
+        if let Some(c) = &self.credentials {
+            request = request.basic_auth(&c.username, Some(c.password.as_str()));
+        }
+        let response = request.send().await.map_err(|e| RegistryError::Transport {
+            url: realm.to_string(),
+            message: error_chain(&e),
+        })?;
+        let status = response.status();
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            let message = read_limited(response, MAX_ERROR_BODY)
+                .await
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default();
+            return Err(RegistryError::Unauthorized {
+                registry: self.host.clone(),
+                repository: self.repository.clone(),
+                status: status.as_u16(),
+                message: format!("token endpoint: {}", message.trim()),
+            });
+        }
+        if !status.is_success() {
+            return Err(token_err(format!("answered {status}")));
+        }
+        let body = read_limited(response, MAX_TOKEN_RESPONSE)
+            .await
+            .map_err(|e| token_err(e.to_string()))?;
+        let parsed: TokenResponse =
+            serde_json::from_slice(&body).map_err(|e| token_err(format!("invalid JSON: {e}")))?;
+        parsed
+            .token
+            .or(parsed.access_token)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| token_err("no token in the response".into()))
+    }
+
+    /// GET with auth: the cached token (or basic credentials) first; on a 401 challenge,
+    /// one retry with a fresh token or basic credentials.
+    async fn get(
+        &mut self,
+        url: &str,
+        accept: Option<&str>,
+    ) -> Result<reqwest::Response, RegistryError> {
+        let mut retried = false;
+        loop {
+            let mut request = self.http.get(url);
+            if let Some(accept) = accept {
+                request = request.header(ACCEPT, accept);
+            }
+            if let Some(token) = self.cached_token() {
+                request = request.bearer_auth(token);
+            } else if let (true, Some(c)) = (self.basic, &self.credentials) {
+                request = request.basic_auth(&c.username, Some(c.password.as_str()));
+            }
+            let response = request.send().await.map_err(|e| RegistryError::Transport {
+                url: url.to_string(),
+                message: error_chain(&e),
+            })?;
+            if response.status() != StatusCode::UNAUTHORIZED || retried {
+                return Ok(response);
+            }
+            retried = true;
+            let challenge = response
+                .headers()
+                .get_all(WWW_AUTHENTICATE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .filter_map(parse_challenge)
+                .min_by_key(|c| matches!(c, Challenge::Basic));
+            match challenge {
+                Some(Challenge::Bearer {
+                    realm,
+                    service,
+                    scope,
+                }) => {
+                    let token = self
+                        .fetch_token(&realm, service.as_deref(), scope.as_deref())
+                        .await?;
+                    self.client
+                        .lock()
+                        .tokens
+                        .insert((self.host.clone(), self.repository.clone()), token);
+                }
+                Some(Challenge::Basic) if self.credentials.is_some() && !self.basic => {
+                    self.basic = true;
+                }
+                _ => return Ok(response),
+            }
+        }
+    }
+
+    async fn check(
+        &self,
+        response: reqwest::Response,
+        what: &'static str,
+        url: &str,
+    ) -> Result<reqwest::Response, RegistryError> {
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let body = read_limited(response, MAX_ERROR_BODY)
+            .await
+            .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+            .unwrap_or_default();
+        Err(match status {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => RegistryError::Unauthorized {
+                registry: self.host.clone(),
+                repository: self.repository.clone(),
+                status: status.as_u16(),
+                message: body,
+            },
+            StatusCode::NOT_FOUND => RegistryError::NotFound {
+                what,
+                url: url.to_string(),
+            },
+            _ => RegistryError::Status {
+                url: url.to_string(),
+                status: status.as_u16(),
+                message: body,
+            },
+        })
+    }
+
+    /// Fetches a manifest or index by tag or digest. Its digest is computed from the bytes
+    /// (with the algorithm of `expected` when given) and must equal `expected`.
+    pub async fn fetch_manifest(
+        &mut self,
+        reference: &str,
+        expected: Option<&Digest>,
+    ) -> Result<FetchedManifest, RegistryError> {
+        let url = format!("{}/v2/{}/manifests/{reference}", self.base, self.repository);
+        let response = self.get(&url, Some(MANIFEST_ACCEPT)).await?;
+        let response = self.check(response, "manifest", &url).await?;
+        let content_type = header_str(response.headers(), CONTENT_TYPE);
+        let bytes = read_limited(response, MAX_MANIFEST_BYTES)
+            .await
+            .map_err(|e| match e {
+                ReadError::TooLarge => RegistryError::TooLarge {
+                    what: "manifest",
+                    url: url.clone(),
+                    limit: MAX_MANIFEST_BYTES as u64,
+                },
+                ReadError::Transport(message) => RegistryError::Transport {
+                    url: url.clone(),
+                    message,
+                },
+            })?;
+        let algorithm = expected.map_or(crate::digest::Algorithm::Sha256, Digest::algorithm);
+        let mut hasher = Hasher::new(algorithm);
+        hasher.update(&bytes);
+        let digest = hasher.finish();
+        if let Some(expected) = expected {
+            if &digest != expected {
+                return Err(RegistryError::DigestMismatch {
+                    what: "manifest",
+                    expected: expected.clone(),
+                    actual: digest,
+                });
+            }
+        }
+        let (media_type, kind) = parse_manifest(&bytes, content_type.as_deref())?;
+        Ok(FetchedManifest {
+            bytes,
+            digest,
+            media_type,
+            kind,
+        })
+    }
+
+    async fn open(
+        &mut self,
+        descriptor: &Descriptor,
+    ) -> Result<(reqwest::Response, String), RegistryError> {
+        let url = format!(
+            "{}/v2/{}/blobs/{}",
+            self.base, self.repository, descriptor.digest
+        );
+        let response = self.get(&url, None).await?;
+        let response = self.check(response, "blob", &url).await?;
+        if let Some(length) =
+            header_str(response.headers(), CONTENT_LENGTH).and_then(|l| l.parse::<u64>().ok())
+        {
+            if length != descriptor.size {
+                return Err(RegistryError::SizeMismatch {
+                    what: "blob",
+                    expected: descriptor.size,
+                    actual: length,
+                });
+            }
+        }
+        Ok((response, url))
+    }
+
+    /// Fetches a small blob (the image config) whole, checking size and digest.
+    pub async fn fetch_blob(
+        &mut self,
+        descriptor: &Descriptor,
+        limit: u64,
+    ) -> Result<Vec<u8>, RegistryError> {
+        if descriptor.size > limit {
+            return Err(RegistryError::TooLarge {
+                what: "config",
+                url: descriptor.digest.to_string(),
+                limit,
+            });
+        }
+        let (response, url) = self.open(descriptor).await?;
+        let bytes = read_limited(response, descriptor.size as usize)
+            .await
+            .map_err(|e| match e {
+                ReadError::TooLarge => RegistryError::SizeMismatch {
+                    what: "blob",
+                    expected: descriptor.size,
+                    actual: descriptor.size + 1,
+                },
+                ReadError::Transport(message) => RegistryError::Transport {
+                    url: url.clone(),
+                    message,
+                },
+            })?;
+        if bytes.len() as u64 != descriptor.size {
+            return Err(RegistryError::SizeMismatch {
+                what: "blob",
+                expected: descriptor.size,
+                actual: bytes.len() as u64,
+            });
+        }
+        let mut hasher = Hasher::new(descriptor.digest.algorithm());
+        hasher.update(&bytes);
+        let actual = hasher.finish();
+        if actual != descriptor.digest {
+            return Err(RegistryError::DigestMismatch {
+                what: "blob",
+                expected: descriptor.digest.clone(),
+                actual,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Starts streaming a blob; the caller hashes and counts it.
+    pub async fn open_blob(
+        &mut self,
+        descriptor: &Descriptor,
+    ) -> Result<BlobStream, RegistryError> {
+        let (response, url) = self.open(descriptor).await?;
+        Ok(BlobStream { response, url })
+    }
+
+    /// `host/repository` of this session.
+    pub fn name(&self) -> String {
+        format!("{}/{}", self.host, self.repository)
+    }
+}
+
+fn header_str(headers: &HeaderMap, name: reqwest::header::HeaderName) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+enum ReadError {
+    TooLarge,
+    Transport(String),
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadError::TooLarge => f.write_str("response too large"),
+            ReadError::Transport(m) => f.write_str(m),
+        }
+    }
+}
+
+async fn read_limited(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, ReadError> {
+    let mut out = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| ReadError::Transport(error_chain(&e)))?
+    {
+        if out.len() + chunk.len() > limit {
+            return Err(ReadError::TooLarge);
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenges_are_parsed_like_docker_does() {
+        assert_eq!(
+            parse_challenge(
+                r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/busybox:pull""#
+            ),
+            Some(Challenge::Bearer {
+                realm: "https://auth.docker.io/token".into(),
+                service: Some("registry.docker.io".into()),
+                scope: Some("repository:library/busybox:pull".into()),
+            })
+        );
+        assert_eq!(
+            parse_challenge(
+                r#"bearer realm="https://a/t", scope="repository:x:pull,push", service=reg"#
+            ),
+            Some(Challenge::Bearer {
+                realm: "https://a/t".into(),
+                service: Some("reg".into()),
+                scope: Some("repository:x:pull,push".into()),
+            })
+        );
+        assert_eq!(
+            parse_challenge(r#"Bearer realm="https://a/\"q\"""#),
+            Some(Challenge::Bearer {
+                realm: "https://a/\"q\"".into(),
+                service: None,
+                scope: None,
+            })
+        );
+        assert_eq!(
+            parse_challenge(r#"Basic realm="test-registry""#),
+            Some(Challenge::Basic)
+        );
+        for bad in [
+            "",
+            "Bearer",
+            "Bearer service=x",
+            "Negotiate abc",
+            "Bearer realm=\"unterminated",
+        ] {
+            assert_eq!(parse_challenge(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn bad_settings_are_refused() {
+        let bad_ca = ClientSettings {
+            extra_root_certificates: vec!["not a certificate".into()],
+            ..ClientSettings::default()
+        };
+        assert!(matches!(
+            RegistryClient::new(&bad_ca),
+            Err(RegistryError::Setup(_))
+        ));
+        let bad_proxy = ClientSettings {
+            proxy: Some(ProxyConfig {
+                https_proxy: Some("::not a url::".into()),
+                ..ProxyConfig::default()
+            }),
+            ..ClientSettings::default()
+        };
+        assert!(matches!(
+            RegistryClient::new(&bad_proxy),
+            Err(RegistryError::Setup(_))
+        ));
+        assert!(RegistryClient::new(&ClientSettings::default()).is_ok());
+    }
+}

@@ -1,0 +1,12 @@
+//! Talking to registries: where to pull from ([`resolve`]), with which credentials
+//! ([`auth`]), and the HTTP client itself ([`client`]).
+
+pub mod auth;
+pub mod client;
+pub mod resolve;
+
+pub use auth::{AuthFile, AuthFileError, Credentials};
+pub use client::{
+    BlobStream, ClientSettings, FetchedManifest, RegistryClient, RegistryError, Repository,
+};
+pub use resolve::{resolve, PullSource, ResolveError, SourceKind};

@@ -1,0 +1,125 @@
+//! A pull killed in the middle of a layer (SIGKILL, no cleanup) leaves a staging directory;
+//! the next start removes it, and pulling again succeeds with the right content: nothing
+//! half-written is ever reused.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{assert_same_tree, staging_dirs, stored_layers, Env};
+use test_images::layout::{Compression, ImageSpec, LayerSpec};
+use test_images::tarball::Entry;
+
+fn big_image() -> ImageSpec {
+    let small = LayerSpec::new(
+        Compression::Gzip,
+        vec![Entry::file("small.txt", "first layer\n")],
+    );
+    let big = LayerSpec::new(
+        Compression::Gzip,
+        (0..12)
+            .map(|i| Entry::generated(&format!("data/blob{i:02}"), 1 << 20, i))
+            .collect(),
+    )
+    .level(1);
+    ImageSpec::new(vec![small, big])
+}
+
+/// Bytes of regular files under the staging directories.
+fn staged_bytes(work: &std::path::Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![work.join("staging")];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let Ok(meta) = e.path().symlink_metadata() else {
+                continue;
+            };
+            if meta.is_dir() {
+                stack.push(e.path());
+            } else {
+                total += meta.len();
+            }
+        }
+    }
+    total
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_killed_mid_layer_is_recovered_without_reusing_partial_data() {
+    let env = Env::plain();
+    let (reference, built) = env.publish(&big_image(), "test/big", "v1").await;
+    let work = env.dir.path().join("work");
+    let bin = env!("CARGO_BIN_EXE_image-pull");
+    let pull = |bundle: &std::path::Path| {
+        let mut cmd = Command::new(bin);
+        cmd.arg("--work-dir")
+            .arg(&work)
+            .arg("--bundle")
+            .arg(bundle)
+            .arg("--snapshotter")
+            .arg("flatten")
+            .arg("--insecure-registry")
+            .arg(env.registry.host())
+            .arg(&reference)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
+    };
+
+    // Kill it as soon as part of the big layer is on disk.
+    let mut killed_mid_layer = false;
+    for attempt in 0..5 {
+        let bundle = env.dir.path().join(format!("killed-{attempt}"));
+        let mut child = pull(&bundle).spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if staged_bytes(&work) > 512 << 10 {
+                child.kill().unwrap();
+                killed_mid_layer = true;
+                break;
+            }
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let status = child.wait().unwrap();
+        if killed_mid_layer {
+            assert!(!status.success());
+            break;
+        }
+        // The pull won the race: start from scratch.
+        std::fs::remove_dir_all(&work).ok();
+        std::fs::remove_dir_all(&bundle).ok();
+    }
+    assert!(
+        killed_mid_layer,
+        "could not kill the pull in the middle of a layer"
+    );
+    // The killed process left its staging directory behind; the big layer is not committed.
+    assert!(staging_dirs(&work) >= 1);
+    assert!(stored_layers(&work) <= 1);
+
+    // Restart: the leftovers go, the pull succeeds.
+    let bundle = env.dir.path().join("bundle");
+    let out = pull(&bundle).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        built.manifest.digest
+    );
+    assert_eq!(staging_dirs(&work), 0);
+    assert_eq!(stored_layers(&work), 2);
+    let expected = env.umoci_rootfs(&reference, "big");
+    assert_same_tree(&bundle.join("rootfs"), &expected);
+}
