@@ -10,8 +10,11 @@ declare -A bench_cmd=(
   [kbs_warm_fetch_ms]="kbs"
   [ocicrypt_decrypt_mbps]="ocicrypt"
   [openssl_ctr_hmac_mbps]="openssl"
+  [pull_mbps]="pull"
+  [pull_peak_rss_mib]="pull"
+  [pull_vs_skopeo_umoci]="pull"
 )
-order=(kbs ocicrypt openssl)
+order=(kbs ocicrypt openssl pull)
 
 run() {
   case "$1" in
@@ -20,6 +23,7 @@ run() {
       cargo bench --locked -p testkit --bench kbs_fetch -- "${@:2}" ;;
     ocicrypt) cargo bench --locked -p ocicrypt-rs --bench decrypt ;;
     openssl) ./ocicrypt-rs/bench/openssl.sh ;;
+    pull) cargo bench --locked -p image-rs --bench pull ;;
     *) echo "unknown bench command $1" >&2; return 1 ;;
   esac
 }
