@@ -355,6 +355,7 @@ impl ImageClient {
                 manifest_digest: &manifest_digest,
                 index_digest: index_digest.as_ref(),
                 manifest: &manifest_fetch.bytes,
+                repository: &repo,
             })
             .await
             .map_err(|e| PullError::PolicyDenied {
@@ -376,7 +377,7 @@ impl ImageClient {
             });
         }
         let config_bytes = repo
-            .fetch_blob(&manifest.config, MAX_CONFIG_BYTES)
+            .fetch_blob(&manifest.config, "image config", MAX_CONFIG_BYTES)
             .await
             .map_err(registry_err)?;
         let config: ImageConfiguration =

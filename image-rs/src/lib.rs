@@ -14,8 +14,9 @@
 //! ```
 //!
 //! What happens in a pull and why it is safe to run on untrusted registries is described
-//! in [`image`] (flow), [`layer`] (pipeline and verification), [`layer::unpack`]
-//! (extraction), [`store`] (commit and recovery) and [`snapshot`] (rootfs).
+//! in [`image`] (flow), [`layer`] (pipeline and verification),
+//! [`layer::unpack`](mod@layer::unpack) (extraction), [`store`] (commit and recovery) and
+//! [`snapshot`] (rootfs).
 
 #![forbid(unsafe_code)]
 

@@ -5,6 +5,7 @@
 
 use crate::digest::Digest;
 use crate::reference::Reference;
+use crate::registry::Repository;
 
 /// What the policy decides about.
 #[derive(Debug, Clone, Copy)]
@@ -19,6 +20,11 @@ pub struct PolicyRequest<'a> {
     pub index_digest: Option<&'a Digest>,
     /// the manifest bytes
     pub manifest: &'a [u8],
+    /// the pull's session on the repository of `pulled`: signatures stored in the registry
+    /// (cosign tags, the signature extension) are read through it, and other servers
+    /// (lookaside stores) through its [`Repository::client`], so they are reached with
+    /// the pull's own scheme (insecure registries), credentials, proxies and root CAs
+    pub repository: &'a Repository,
 }
 
 /// A policy refusal.

@@ -72,6 +72,12 @@ fn valid_host(host: &str) -> bool {
             return false;
         }
     }
+    is_domain_name(name)
+}
+
+/// Whether `name` is a DNS name as registries are named: dot-separated labels of ASCII
+/// letters, digits and `-`, none empty and none starting or ending with `-`.
+pub fn is_domain_name(name: &str) -> bool {
     !name.is_empty()
         && name.split('.').all(|label| {
             !label.is_empty()
@@ -356,6 +362,26 @@ mod tests {
             &format!("app:{}", "t".repeat(129)),
         ] {
             assert!(Reference::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn domain_names() {
+        for good in ["localhost", "quay.io", "a-b.example.com", "x1.y2"] {
+            assert!(is_domain_name(good), "{good:?} refused");
+        }
+        for bad in [
+            "",
+            ".",
+            "a..b",
+            "-a.io",
+            "a-.io",
+            "a_b.io",
+            "a.io:5000",
+            "ä.io",
+            "a/b",
+        ] {
+            assert!(!is_domain_name(bad), "{bad:?} accepted");
         }
     }
 }

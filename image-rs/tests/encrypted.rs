@@ -3,6 +3,7 @@
 //! compared with umoci's unpack of the plain image; missing or wrong keys and an altered
 //! HMAC are refused with typed errors and leave nothing behind.
 
+#![cfg(feature = "encryption")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;

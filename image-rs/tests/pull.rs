@@ -223,7 +223,8 @@ async fn docker_media_types_and_manifests_without_media_type() {
 #[derive(Debug, Default)]
 struct RecordingPolicy {
     calls: AtomicUsize,
-    seen: Mutex<Vec<(String, String, String)>>,
+    /// requested, pulled, manifest digest, name of the repository session
+    seen: Mutex<Vec<(String, String, String, String)>>,
 }
 
 #[async_trait::async_trait]
@@ -234,7 +235,20 @@ impl SignaturePolicy for RecordingPolicy {
             request.requested.to_string(),
             request.pulled.to_string(),
             request.manifest_digest.to_string(),
+            request.repository.name(),
         ));
+        // The pull's own session reads the registry (here an insecure, plain-HTTP one).
+        let mut repository = request.repository.clone();
+        let fetched = repository
+            .fetch_manifest(
+                &request.manifest_digest.to_string(),
+                Some(request.manifest_digest),
+            )
+            .await
+            .map_err(|e| PolicyError {
+                message: e.to_string(),
+            })?;
+        assert_eq!(fetched.bytes, request.manifest);
         if request.pulled.repository().contains("deny") {
             return Err(PolicyError {
                 message: "repository not allowed".into(),
@@ -270,7 +284,11 @@ async fn the_policy_runs_before_layers_even_when_everything_is_cached() {
         2,
         "a re-pull still asks the policy"
     );
-    assert_eq!(policy.seen.lock().unwrap()[1].2, built.manifest.digest);
+    {
+        let seen = policy.seen.lock().unwrap();
+        assert_eq!(seen[1].2, built.manifest.digest);
+        assert_eq!(format!("{}:v1", seen[1].3), reference);
+    }
 
     // The same content under a refused name: denied although every layer is cached,
     // and nothing new lands in the store.

@@ -9,7 +9,10 @@ mod common;
 use base64::Engine;
 use common::{stored_layers, Env};
 use image_rs::config::{MirrorConfig, RegistryEntry};
-use image_rs::registry::{RegistryError, ResolveError, SourceKind};
+use image_rs::digest::Digest;
+use image_rs::manifest::ManifestKind;
+use image_rs::reference::Reference;
+use image_rs::registry::{ClientSettings, RegistryClient, RegistryError, ResolveError, SourceKind};
 use image_rs::{Credentials, ImageClient, PullError, PullOptions, RegistryConfig};
 use test_images::fixtures;
 use test_images::registry::RegistryOptions;
@@ -318,6 +321,147 @@ async fn bearer_token_auth_through_the_token_endpoint() {
         "second layer (zstd)\n"
     );
     client.remove_bundle(&bundle).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authenticated_get_and_small_blobs_through_a_repository_session() {
+    let env = Env::new(RegistryOptions {
+        token_auth: Some(("dave".into(), "sessions".into())),
+        ..RegistryOptions::default()
+    });
+    let (reference, _) = env.publish(&fixtures::plain(), "session/app", "v1").await;
+    let reference = Reference::parse(&reference).unwrap();
+    let client = RegistryClient::new(&ClientSettings::default()).unwrap();
+
+    // Anonymous: the token endpoint refuses, for any path.
+    let mut anonymous = client.repository(&reference, true, None).await.unwrap();
+    assert!(matches!(
+        anonymous
+            .get("/v2/", "registry API root")
+            .await
+            .unwrap_err(),
+        RegistryError::Unauthorized { status: 401, .. }
+    ));
+
+    // With credentials: a token, then any registry path with it.
+    let credentials = Credentials::new("dave", "sessions");
+    let mut repository = client
+        .repository(&reference, true, Some(credentials))
+        .await
+        .unwrap();
+    assert_eq!(
+        repository.name(),
+        format!("{}/session/app", env.registry.host())
+    );
+    assert_eq!(repository.registry(), env.registry.host());
+    assert_eq!(repository.repository(), "session/app");
+    let root = repository.get("/v2/", "registry API root").await.unwrap();
+    assert_eq!(
+        root.header("Docker-Distribution-API-Version"),
+        Some("registry/2.0")
+    );
+    assert_eq!(root.url(), format!("{}/v2/", env.registry.url()));
+    let tags = repository
+        .get("/v2/session/app/tags/list", "tag list")
+        .await
+        .unwrap()
+        .body("tag list", 4096)
+        .await
+        .unwrap();
+    let tags: serde_json::Value = serde_json::from_slice(&tags).unwrap();
+    assert_eq!(tags["tags"], serde_json::json!(["v1"]));
+    // A body over the caller's limit is refused, named as the caller named it.
+    let err = repository
+        .get("/v2/session/app/tags/list", "tag list")
+        .await
+        .unwrap()
+        .body("tag list", 8)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            RegistryError::TooLarge {
+                what: "tag list",
+                limit: 8,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = repository
+        .get("/v2/session/app/manifests/missing", "signature manifest")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, RegistryError::NotFound { what: "signature manifest", url } if url.ends_with("/manifests/missing")),
+        "{err}"
+    );
+    for bad in ["v2/", "", "@evil.example/v2/"] {
+        assert!(
+            matches!(
+                repository.get(bad, "path").await.unwrap_err(),
+                RegistryError::InvalidRequest { .. }
+            ),
+            "{bad:?}"
+        );
+    }
+
+    // Small blobs: the size limit names what was fetched and where.
+    let manifest = repository
+        .fetch_manifest(&reference.manifest_reference(), None)
+        .await
+        .unwrap();
+    let ManifestKind::Image(manifest) = manifest.kind else {
+        panic!("an image manifest was pushed")
+    };
+    let err = repository
+        .fetch_blob(&manifest.config, "image config", 16)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, RegistryError::TooLarge { what: "image config", url, limit: 16 } if url.ends_with(&format!("/blobs/{}", manifest.config.digest))),
+        "{err}"
+    );
+    assert!(err.to_string().starts_with("image config from "), "{err}");
+    let config = repository
+        .fetch_blob(&manifest.config, "image config", 1 << 20)
+        .await
+        .unwrap();
+    assert_eq!(Digest::sha256_of(&config), manifest.config.digest);
+
+    // URLs outside the registry API: no credentials are sent, other schemes are refused.
+    let url = |path: &str| url::Url::parse(&format!("{}{path}", env.registry.url())).unwrap();
+    let err = client
+        .fetch_url(&url("/v2/"), "lookaside", 4096)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, RegistryError::Status { status: 401, .. }),
+        "{err}"
+    );
+    let err = client
+        .fetch_url(&url("/nowhere"), "lookaside signature", 4096)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RegistryError::NotFound {
+                what: "lookaside signature",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let file = url::Url::parse("file:///etc/passwd").unwrap();
+    assert!(matches!(
+        client
+            .fetch_url(&file, "lookaside", 4096)
+            .await
+            .unwrap_err(),
+        RegistryError::InvalidRequest { .. }
+    ));
 }
 
 /// A minimal forward proxy for plain-HTTP requests: counts connections, rewrites the first

@@ -51,14 +51,12 @@ use image_rs::config::ImageConfig;
 use image_rs::digest::{Digest, Hasher};
 use image_rs::policy::{PolicyError, PolicyRequest, SignaturePolicy};
 use image_rs::reference::Reference;
-use image_rs::registry::{AuthFile, ClientSettings};
 use image_rs::resource::ResourceProvider;
 use tokio::sync::OnceCell;
 
 use crate::cache::{Resources, TtlCache};
 use crate::config::{Policy, Requirement};
 use crate::cosign::CosignKey;
-pub use crate::fetch::RegistryAccess;
 use crate::fetch::{CosignSignature, Found, SignatureFetcher};
 use crate::gpg::Keyring;
 use crate::identity::{DockerRef, SignedIdentity};
@@ -84,12 +82,9 @@ pub struct PolicyOptions {
     pub policy: DocumentSource,
     /// registries.d YAML documents (`sigstore_config[_uri]`): lookaside stores
     pub registries_d: Vec<DocumentSource>,
-    /// how long documents and keys fetched by URI are reused
+    /// how long documents and keys fetched by URI are reused (also how long a registry's
+    /// support of the signature extension is remembered)
     pub resource_ttl: Duration,
-    /// proxies and extra root certificates for lookaside servers and registries
-    pub http: ClientSettings,
-    /// insecure registries and credentials, for cosign tags and the signature extension
-    pub registry: RegistryAccess,
 }
 
 impl PolicyOptions {
@@ -99,18 +94,15 @@ impl PolicyOptions {
             policy,
             registries_d: Vec::new(),
             resource_ttl: DEFAULT_RESOURCE_TTL,
-            http: ClientSettings::default(),
-            registry: RegistryAccess::default(),
         }
     }
 
     /// The options the CDH `[image]` section asks for, or `None` when it configures no
     /// policy (then every image is accepted, as upstream). `image_security_policy_uri`
-    /// wins over `image_security_policy`, `sigstore_config_uri` over `sigstore_config`;
-    /// proxies, extra root certificates and the insecure registries of the inline
-    /// `registry_config` are taken over. Credentials from
-    /// `authenticated_registry_credentials_uri` are the caller's to add
-    /// ([`PolicyOptions::registry`]), as that document is a resource to fetch.
+    /// wins over `image_security_policy`, `sigstore_config_uri` over `sigstore_config`.
+    /// Registries and lookaside servers are reached with the settings of each pull
+    /// (insecure registries, credentials, proxies, extra root certificates: see
+    /// [`image_rs::policy::PolicyRequest::repository`]), so nothing else is taken over.
     pub fn from_image_config(config: &ImageConfig) -> Option<Self> {
         let policy = match (
             &config.image_security_policy_uri,
@@ -125,45 +117,11 @@ impl PolicyOptions {
             (None, Some(inline)) => vec![DocumentSource::Inline(inline.clone())],
             (None, None) => Vec::new(),
         };
-        let mut insecure = BTreeSet::new();
-        for entry in config
-            .registry_config
-            .iter()
-            .flat_map(|r| r.registry.iter())
-        {
-            let host = |location: &str| location.split('/').next().unwrap_or(location).to_string();
-            // `insecure` applies where images are pulled from: the location when the
-            // entry rewrites references, else the prefix's own registry.
-            if entry.insecure {
-                if !entry.location.is_empty() {
-                    insecure.insert(host(&entry.location));
-                } else if !entry.prefix.starts_with("*.") {
-                    insecure.insert(host(&entry.prefix));
-                }
-            }
-            for mirror in entry.mirror.iter().filter(|m| m.insecure) {
-                insecure.insert(host(&mirror.location));
-            }
-        }
         Some(Self {
             policy,
             registries_d,
             resource_ttl: DEFAULT_RESOURCE_TTL,
-            http: ClientSettings {
-                proxy: config.image_pull_proxy.clone(),
-                extra_root_certificates: config.extra_root_certificates.clone(),
-            },
-            registry: RegistryAccess {
-                insecure_registries: insecure,
-                auth: None,
-            },
         })
-    }
-
-    /// Uses the credentials of `auth` for cosign tags and the signature extension.
-    pub fn with_registry_auth(mut self, auth: AuthFile) -> Self {
-        self.registry.auth = Some(auth);
-        self
     }
 }
 
@@ -202,9 +160,6 @@ pub enum PolicyLoadError {
         /// the provider's message
         message: String,
     },
-    /// the HTTP clients could not be built (bad proxy or root certificate)
-    #[error("signature policy HTTP client setup: {0}")]
-    Http(String),
 }
 
 /// containers-policy.json as a [`SignaturePolicy`] for image-rs.
@@ -257,11 +212,9 @@ impl ContainersPolicy {
             }
         }
         let ttl = options.resource_ttl;
-        let fetcher = SignatureFetcher::new(&options.http, options.registry.clone(), ttl)
-            .map_err(PolicyLoadError::Http)?;
         Ok(Self {
             resources: Resources::new(resources),
-            fetcher,
+            fetcher: SignatureFetcher::new(ttl),
             inline_policy,
             policies: TtlCache::new(ttl),
             registries: TtlCache::new(ttl),
@@ -437,7 +390,12 @@ impl<'a> Evidence<'a> {
                                 match self
                                     .policy
                                     .fetcher
-                                    .lookaside(store, repository, digest)
+                                    .lookaside(
+                                        self.request.repository.client(),
+                                        store,
+                                        repository,
+                                        digest,
+                                    )
                                     .await
                                 {
                                     Ok(found) => collected.signatures.extend(found),
@@ -454,7 +412,7 @@ impl<'a> Evidence<'a> {
                     match self
                         .policy
                         .fetcher
-                        .extension(self.request.pulled, digest)
+                        .extension(self.request.repository, digest)
                         .await
                     {
                         Ok(found) => collected.signatures.extend(found),
@@ -476,7 +434,7 @@ impl<'a> Evidence<'a> {
                     match self
                         .policy
                         .fetcher
-                        .cosign(self.request.pulled, digest)
+                        .cosign(self.request.repository, digest)
                         .await
                     {
                         Ok(found) => collected.signatures.extend(found),
@@ -676,7 +634,6 @@ impl SignaturePolicy for ContainersPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use image_rs::config::{MirrorConfig, RegistryConfig, RegistryEntry};
 
     #[test]
     fn options_follow_the_cdh_image_section() {
@@ -694,30 +651,6 @@ mod tests {
         );
         config.image_security_policy_uri = Some("kbs:///default/security-policy/test".into());
         config.sigstore_config_uri = Some("kbs:///default/sigstore-config/test".into());
-        config.registry_config = Some(RegistryConfig {
-            registry: vec![
-                RegistryEntry {
-                    prefix: "docker.io/library".into(),
-                    location: "mirror.local:5000/lib".into(),
-                    insecure: true,
-                    mirror: vec![MirrorConfig {
-                        location: "cache.local/lib".into(),
-                        insecure: true,
-                    }],
-                    ..RegistryEntry::default()
-                },
-                RegistryEntry {
-                    prefix: "quay.io".into(),
-                    ..RegistryEntry::default()
-                },
-                RegistryEntry {
-                    prefix: "reg.local:5000/team".into(),
-                    insecure: true,
-                    ..RegistryEntry::default()
-                },
-            ],
-            ..RegistryConfig::default()
-        });
         let options = PolicyOptions::from_image_config(&config).unwrap();
         assert_eq!(
             options.policy,
@@ -729,16 +662,7 @@ mod tests {
                 "kbs:///default/sigstore-config/test".into()
             )]
         );
-        let insecure: Vec<&str> = options
-            .registry
-            .insecure_registries
-            .iter()
-            .map(String::as_str)
-            .collect();
-        assert_eq!(
-            insecure,
-            ["cache.local", "mirror.local:5000", "reg.local:5000"]
-        );
+        assert_eq!(options.resource_ttl, DEFAULT_RESOURCE_TTL);
     }
 
     #[test]
@@ -754,15 +678,7 @@ mod tests {
             r#"{"default":[{"type":"reject"}]}"#.into(),
         ));
         options.registries_d = vec![DocumentSource::Inline("default-docker: [".into())];
-        let err = ContainersPolicy::new(options, provider.clone()).unwrap_err();
+        let err = ContainersPolicy::new(options, provider).unwrap_err();
         assert!(matches!(err, PolicyLoadError::RegistriesD { .. }), "{err}");
-        let mut options = PolicyOptions::new(DocumentSource::Inline(
-            r#"{"default":[{"type":"reject"}]}"#.into(),
-        ));
-        options.http.extra_root_certificates = vec!["nonsense".into()];
-        assert!(matches!(
-            ContainersPolicy::new(options, provider).unwrap_err(),
-            PolicyLoadError::Http(_)
-        ));
     }
 }

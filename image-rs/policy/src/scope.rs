@@ -2,7 +2,7 @@
 //! identity (`host/repo:tag` or `host/repo@digest`), then the repository and its parent
 //! namespaces up to the host, then `*.domain` wildcards of the host (port stripped).
 
-use image_rs::reference::Reference;
+use image_rs::reference::{is_domain_name, Reference};
 
 /// The exact identities of `reference`: `name:tag`, `name@digest`, or both when the
 /// reference has both (each must satisfy the policy).
@@ -41,18 +41,6 @@ pub(crate) fn namespaces(name: &str) -> Vec<String> {
     out
 }
 
-fn valid_domain(domain: &str) -> bool {
-    !domain.is_empty()
-        && domain.split('.').all(|label| {
-            !label.is_empty()
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
-}
-
 /// Checks a `docker` scope key: `""`, `*.domain`, `host[:port][/path]`, or a full
 /// reference with a tag or digest, in normalized form. A scope that can never match (such
 /// as `docker.io/busybox:latest`, which is `docker.io/library/busybox:latest`) is an
@@ -62,7 +50,7 @@ pub(crate) fn validate_docker_scope(scope: &str) -> Result<(), String> {
         return Ok(());
     }
     if let Some(domain) = scope.strip_prefix("*.") {
-        return if valid_domain(domain) {
+        return if is_domain_name(domain) {
             Ok(())
         } else {
             Err(format!(

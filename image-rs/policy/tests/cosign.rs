@@ -1,6 +1,7 @@
 //! `sigstoreSigned` with cosign-format signatures made here (keys and signatures by
 //! `openssl`, pushed as the `sha256-<hex>.sig` tag of a real registry): the accept/reject
-//! table, every key type, identities, and multi-arch index signatures.
+//! table, every key type, identities, multi-arch index signatures, and signatures read
+//! with the pull's own registry access (TLS CA, token auth).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -15,7 +16,9 @@ use common::*;
 use image_policy::{ContainersPolicy, DocumentSource, PolicyLoadError, PolicyOptions};
 use image_rs::digest::Digest;
 use image_rs::policy::PolicyRequest;
+use image_rs::{ImageClient, ImageConfig, PullError, PullOptions};
 use test_images::layout::OCI_MANIFEST;
+use test_images::registry::RegistryOptions;
 
 const SIMPLESIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
 const COSIGN_TYPE: &str = "cosign container image signature";
@@ -181,16 +184,14 @@ async fn cosign_accept_reject_table() {
     let identity = signed.reference.to_string();
     sign_and_push(&env, &key, "cos/app", &signed.digest, &identity).await;
     let unsigned = env.push("unsigned", "cos/unsigned", "v1").await;
-    let insecure = [env.host()];
 
-    let right = policy(&key_path_policy(&key, None), &[], &insecure);
+    let right = policy(&key_path_policy(&key, None), &[]);
     check(&right, &signed.request()).await.unwrap();
     check(&right, &signed.by_digest().request()).await.unwrap();
     // keyData is base64 of the PEM, as containers/image reads it.
     let inline = policy(
         &sigstore_policy(&format!(r#""keyData":"{}""#, b64(&key.public_pem())), None),
         &[],
-        &insecure,
     );
     check(&inline, &signed.request()).await.unwrap();
     let both = policy(
@@ -203,11 +204,10 @@ async fn cosign_accept_reject_table() {
             None,
         ),
         &[],
-        &insecure,
     );
     check(&both, &signed.request()).await.unwrap();
 
-    let wrong = policy(&key_path_policy(&other, None), &[], &insecure);
+    let wrong = policy(&key_path_policy(&other, None), &[]);
     let err = check(&wrong, &signed.request()).await.unwrap_err();
     assert!(err.message.contains("not signed by a trusted key"), "{err}");
     let err = check(&right, &unsigned.request()).await.unwrap_err();
@@ -292,11 +292,10 @@ async fn identities_are_checked_by_default() {
     let env = Env::new();
     let key = Key::generate(env.dir.path(), "signer", "p256");
     let image = env.push("ident", "ident/app", "v1").await;
-    let insecure = [env.host()];
     let other_tag = format!("{}/ident/app:v2", env.host());
     sign_and_push(&env, &key, "ident/app", &image.digest, &other_tag).await;
     // upstream image-rs skipped the identity check when signedIdentity was absent
-    let default = policy(&key_path_policy(&key, None), &[], &insecure);
+    let default = policy(&key_path_policy(&key, None), &[]);
     let err = check(&default, &image.request()).await.unwrap_err();
     assert!(err.message.contains("identity"), "{err}");
     // by digest, any tag of the repository is fine (the digest binds the content)
@@ -304,7 +303,6 @@ async fn identities_are_checked_by_default() {
     let repository = policy(
         &key_path_policy(&key, Some(r#"{"type":"matchRepository"}"#)),
         &[],
-        &insecure,
     );
     check(&repository, &image.request()).await.unwrap();
     let exact = policy(
@@ -315,7 +313,6 @@ async fn identities_are_checked_by_default() {
             )),
         ),
         &[],
-        &insecure,
     );
     check(&exact, &image.request()).await.unwrap();
 
@@ -335,7 +332,6 @@ async fn identities_are_checked_by_default() {
             Some(r#"{"type":"exactRepository","dockerRepository":"quay.io/someone/else"}"#),
         ),
         &[],
-        &insecure,
     );
     check(&exact_repo, &image.request()).await.unwrap();
     let remap = policy(
@@ -347,9 +343,10 @@ async fn identities_are_checked_by_default() {
             )),
         ),
         &[],
-        &insecure,
     );
-    let renamed = image.as_reference(&format!("{}/ident/else:v1", env.host()));
+    let renamed = image
+        .as_reference(&format!("{}/ident/else:v1", env.host()))
+        .await;
     // the signature is attached to ident/app; the renamed reference is judged under the
     // requested name but signatures are read where it was pulled from
     let request = PolicyRequest {
@@ -366,7 +363,6 @@ async fn identities_are_checked_by_default() {
             key = key.public.display()
         ),
         &[],
-        &insecure,
     );
     let err = check(&remap_any, &request).await.unwrap_err();
     assert!(
@@ -388,7 +384,6 @@ async fn identities_are_checked_by_default() {
 #[tokio::test]
 async fn every_key_type_verifies() {
     let env = Env::new();
-    let insecure = [env.host()];
     for kind in ["p256", "p384", "ed25519", "rsa"] {
         let key = Key::generate(env.dir.path(), kind, kind);
         let other = Key::generate(env.dir.path(), &format!("{kind}-other"), kind);
@@ -401,14 +396,11 @@ async fn every_key_type_verifies() {
             &image.reference.to_string(),
         )
         .await;
-        check(
-            &policy(&key_path_policy(&key, None), &[], &insecure),
-            &image.request(),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{kind}: {e}"));
+        check(&policy(&key_path_policy(&key, None), &[]), &image.request())
+            .await
+            .unwrap_or_else(|e| panic!("{kind}: {e}"));
         let err = check(
-            &policy(&key_path_policy(&other, None), &[], &insecure),
+            &policy(&key_path_policy(&other, None), &[]),
             &image.request(),
         )
         .await
@@ -435,8 +427,7 @@ async fn index_signatures_cover_the_selected_manifest() {
     let amd64 = env
         .fetch(&format!("{}/multi/app@{amd64_digest}", env.host()))
         .await;
-    let insecure = [env.host()];
-    let p = policy(&key_path_policy(&key, None), &[], &insecure);
+    let p = policy(&key_path_policy(&key, None), &[]);
     let requested = top.reference.clone();
     let selected = PolicyRequest {
         requested: &requested,
@@ -444,6 +435,7 @@ async fn index_signatures_cover_the_selected_manifest() {
         manifest_digest: &amd64.digest,
         index_digest: Some(&top.digest),
         manifest: &amd64.manifest,
+        repository: &top.repository,
     };
     let err = check(&p, &selected).await.unwrap_err();
     assert!(err.message.contains("no signature exists"), "{err}");
@@ -468,6 +460,60 @@ async fn index_signatures_cover_the_selected_manifest() {
     )
     .await;
     check(&p, &direct).await.unwrap();
+}
+
+/// The policy has no registry settings of its own: the cosign tag of an image on a TLS
+/// registry with token auth is read with the pull's CA and auth.json credentials.
+#[tokio::test]
+async fn signatures_are_read_with_the_pulls_own_registry_access() {
+    let env = Env::with_options(RegistryOptions {
+        tls: true,
+        token_auth: Some(("erin".into(), "signatures".into())),
+        ..RegistryOptions::default()
+    });
+    let key = Key::generate(env.dir.path(), "signer", "p256");
+    let signed = env.push("private-signed", "private/app", "v1").await;
+    sign_and_push(
+        &env,
+        &key,
+        "private/app",
+        &signed.digest,
+        &signed.reference.to_string(),
+    )
+    .await;
+    let unsigned = env.push("private-unsigned", "private/other", "v1").await;
+
+    let auth = env.path("auth.json");
+    std::fs::write(
+        &auth,
+        format!(
+            r#"{{"auths":{{"{}":{{"auth":"{}"}}}}}}"#,
+            env.host(),
+            b64(b"erin:signatures")
+        ),
+    )
+    .unwrap();
+    let mut config = ImageConfig::with_work_dir(env.path("work"));
+    config.extra_root_certificates = vec![env.registry.ca_pem().unwrap().to_string()];
+    config.authenticated_registry_credentials_uri = Some(format!("file://{}", auth.display()));
+    let client = ImageClient::new(config)
+        .await
+        .unwrap()
+        .with_signature_policy(Arc::new(policy(&key_path_policy(&key, None), &[])));
+
+    let pulled = client
+        .pull_layers(&signed.reference.to_string(), &PullOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(pulled.manifest_digest, signed.digest);
+    let err = client
+        .pull_layers(&unsigned.reference.to_string(), &PullOptions::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, PullError::PolicyDenied { message, .. } if message.contains("no signature exists")),
+        "{err}"
+    );
 }
 
 #[test]

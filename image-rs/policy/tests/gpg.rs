@@ -61,8 +61,8 @@ async fn table(
     let _ = registries_yaml;
     let right_key = signer.write_public_key(env.dir.path(), &format!("{label}-right.gpg"));
     let wrong_key = other.write_public_key(env.dir.path(), &format!("{label}-wrong.gpg"));
-    let right = policy(&signed_by(&right_key), &[&read_yaml], &[]);
-    let wrong = policy(&signed_by(&wrong_key), &[&read_yaml], &[]);
+    let right = policy(&signed_by(&right_key), &[&read_yaml]);
+    let wrong = policy(&signed_by(&wrong_key), &[&read_yaml]);
 
     check(&right, &signed.request()).await.unwrap();
     check(&right, &signed.by_digest().request()).await.unwrap();
@@ -172,7 +172,6 @@ async fn skopeo_signatures_over_an_http_lookaside() {
     let p = policy(
         &signed_by(&key),
         &[&format!("default-docker:\n  lookaside: {}\n", broken.url())],
-        &[],
     );
     let err = check(&p, &pushed.request()).await.unwrap_err();
     assert!(err.message.contains("500"), "{err}");
@@ -190,26 +189,20 @@ async fn a_signing_subkey_is_accepted_and_armored_keys_load() {
         .await;
     let armored = env.path("armored.asc");
     std::fs::write(&armored, signer.armored_public_key()).unwrap();
-    check(
-        &policy(&signed_by(&armored), &[&yaml], &[]),
-        &signed.request(),
-    )
-    .await
-    .unwrap();
+    check(&policy(&signed_by(&armored), &[&yaml]), &signed.request())
+        .await
+        .unwrap();
     let binary = signer.write_public_key(env.dir.path(), "sub.gpg");
-    check(
-        &policy(&signed_by(&binary), &[&yaml], &[]),
-        &signed.request(),
-    )
-    .await
-    .unwrap();
+    check(&policy(&signed_by(&binary), &[&yaml]), &signed.request())
+        .await
+        .unwrap();
     // keyData: the same key inline (base64), and a keyring of two keys via keyPaths.
     let other = Gpg::generate("other", KeyKind::Rsa);
     let inline = format!(
         r#"{{"default":[{{"type":"signedBy","keyType":"GPGKeys","keyData":"{}"}}]}}"#,
         b64(&signer.public_key())
     );
-    check(&policy(&inline, &[&yaml], &[]), &signed.request())
+    check(&policy(&inline, &[&yaml]), &signed.request())
         .await
         .unwrap();
     let other_key = other.write_public_key(env.dir.path(), "other.gpg");
@@ -218,7 +211,7 @@ async fn a_signing_subkey_is_accepted_and_armored_keys_load() {
         other_key.display(),
         binary.display()
     );
-    check(&policy(&two, &[&yaml], &[]), &signed.request())
+    check(&policy(&two, &[&yaml]), &signed.request())
         .await
         .unwrap();
 }
@@ -245,7 +238,7 @@ async fn expired_and_revoked_keys_are_refused() {
     )
     .unwrap();
     let key = expired.write_public_key(env.dir.path(), "expired.gpg");
-    let err = check(&policy(&signed_by(&key), &[&yaml], &[]), &pushed.request())
+    let err = check(&policy(&signed_by(&key), &[&yaml]), &pushed.request())
         .await
         .unwrap_err();
     assert!(err.message.contains("expired"), "{err}");
@@ -253,12 +246,12 @@ async fn expired_and_revoked_keys_are_refused() {
     let revoked = Gpg::generate("revoked", KeyKind::Rsa);
     std::fs::write(&sig_path, revoked.sign_payload(&payload, None)).unwrap();
     let key = revoked.write_public_key(env.dir.path(), "before.gpg");
-    check(&policy(&signed_by(&key), &[&yaml], &[]), &pushed.request())
+    check(&policy(&signed_by(&key), &[&yaml]), &pushed.request())
         .await
         .unwrap();
     revoked.revoke();
     let key = revoked.write_public_key(env.dir.path(), "revoked.gpg");
-    let err = check(&policy(&signed_by(&key), &[&yaml], &[]), &pushed.request())
+    let err = check(&policy(&signed_by(&key), &[&yaml]), &pushed.request())
         .await
         .unwrap_err();
     assert!(err.message.contains("revoked"), "{err}");
@@ -272,7 +265,7 @@ async fn expired_and_revoked_keys_are_refused() {
     );
     std::fs::write(&sig_path, good.sign_payload(&cosign_typed, None)).unwrap();
     let key = good.write_public_key(env.dir.path(), "good.gpg");
-    let err = check(&policy(&signed_by(&key), &[&yaml], &[]), &pushed.request())
+    let err = check(&policy(&signed_by(&key), &[&yaml]), &pushed.request())
         .await
         .unwrap_err();
     assert!(
@@ -317,16 +310,13 @@ async fn signatures_from_the_registry_extension() {
     })
     .await;
     let front = format!("127.0.0.1:{}", server.addr.port());
-    let pulled = image.as_reference(&format!("{front}/xrss/app:v1"));
+    let pulled = image.as_reference(&format!("{front}/xrss/app:v1")).await;
     *signature.lock().unwrap() =
         signer.standalone_sign(&image.manifest, &pulled.reference.to_string());
     let key = signer.write_public_key(env.dir.path(), "xrss.gpg");
-    check(
-        &policy(&signed_by(&key), &[], std::slice::from_ref(&front)),
-        &pulled.request(),
-    )
-    .await
-    .unwrap();
+    check(&policy(&signed_by(&key), &[]), &pulled.request())
+        .await
+        .unwrap();
     let paths: Vec<String> = server
         .requests
         .lock()
@@ -338,12 +328,9 @@ async fn signatures_from_the_registry_extension() {
     // Another key: refused although the extension served a signature.
     let other = Gpg::generate("other", KeyKind::Rsa);
     let other_key = other.write_public_key(env.dir.path(), "other.gpg");
-    let err = check(
-        &policy(&signed_by(&other_key), &[], &[front]),
-        &pulled.request(),
-    )
-    .await
-    .unwrap_err();
+    let err = check(&policy(&signed_by(&other_key), &[]), &pulled.request())
+        .await
+        .unwrap_err();
     assert!(err.message.contains("not trusted"), "{err}");
 }
 

@@ -112,7 +112,7 @@ async fn the_requested_and_the_pulled_reference_must_both_be_accepted() {
         let client = ImageClient::new(config(&format!("work-{number}")))
             .await
             .unwrap()
-            .with_signature_policy(Arc::new(policy(&policy_json, &[], &[])));
+            .with_signature_policy(Arc::new(policy(&policy_json, &[])));
         let result = client
             .pull_layers("quay.io/team/app:v1", &PullOptions::default())
             .await;

@@ -108,7 +108,7 @@ async fn scope_precedence_matches_skopeo() {
     ];
     for (number, (policy_json, reference, expected)) in cases.into_iter().enumerate() {
         let pushed = env.fetch(&reference).await;
-        let ours = check(&policy(policy_json, &[], &[]), &pushed.request()).await;
+        let ours = check(&policy(policy_json, &[]), &pushed.request()).await;
         let skopeo = skopeo_allows(&env, policy_json, &registries_d, &reference, number);
         assert_eq!(
             ours.is_ok(),
@@ -268,7 +268,7 @@ async fn signed_identities_match_skopeo() {
             key.display()
         );
         let pushed = env.fetch(&reference).await;
-        let ours = check(&policy(&policy_json, &[&yaml], &[]), &pushed.request()).await;
+        let ours = check(&policy(&policy_json, &[&yaml]), &pushed.request()).await;
         let skopeo = skopeo_allows(&env, &policy_json, &registries_d, &reference, number);
         assert_eq!(
             ours.is_ok(),

@@ -24,7 +24,7 @@ struct Args {
     /// overlayfs or flatten
     #[arg(long, default_value = "overlayfs")]
     snapshotter: SnapshotterKind,
-    /// a registry (host[:port]) to reach over plain HTTP or unverified TLS
+    /// a registry (`host[:port]`) to reach over plain HTTP or unverified TLS
     #[arg(long)]
     insecure_registry: Vec<String>,
     /// `user:password` for the registry

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use reqwest::header::{HeaderMap, ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, WWW_AUTHENTICATE};
+use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, WWW_AUTHENTICATE};
 use reqwest::StatusCode;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
@@ -56,10 +56,10 @@ pub enum RegistryError {
         /// server message
         message: String,
     },
-    /// no such manifest or blob
+    /// no such manifest, blob or other resource
     #[error("{what} not found at {url}")]
     NotFound {
-        /// manifest or blob
+        /// what was asked for
         what: &'static str,
         /// the URL
         url: String,
@@ -82,10 +82,10 @@ pub enum RegistryError {
         /// what was wrong
         message: String,
     },
-    /// a manifest or config is larger than accepted
+    /// a response (manifest, image config, signature, ...) is larger than accepted
     #[error("{what} from {url} is larger than {limit} bytes")]
     TooLarge {
-        /// manifest or config
+        /// what was fetched
         what: &'static str,
         /// the URL
         url: String,
@@ -95,7 +95,7 @@ pub enum RegistryError {
     /// the content does not have the digest it was asked by
     #[error("{what} digest mismatch: expected {expected}, got {actual}")]
     DigestMismatch {
-        /// manifest or blob
+        /// what was fetched
         what: &'static str,
         /// the digest asked for
         expected: Digest,
@@ -105,12 +105,21 @@ pub enum RegistryError {
     /// the content does not have the size its descriptor says
     #[error("{what} size mismatch: descriptor says {expected} bytes, registry sent {actual}")]
     SizeMismatch {
-        /// manifest or blob
+        /// what was fetched
         what: &'static str,
         /// descriptor size
         expected: u64,
         /// bytes received or announced
         actual: u64,
+    },
+    /// a request this client does not make (a registry path not starting with `/`, a
+    /// URL that is not http(s))
+    #[error("invalid request {request:?}: {reason}")]
+    InvalidRequest {
+        /// the path or URL
+        request: String,
+        /// why it is refused
+        reason: &'static str,
     },
     /// the manifest is not one this puller reads
     #[error(transparent)]
@@ -197,12 +206,22 @@ enum Scheme {
     Http,
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct SharedState {
     /// scheme chosen for each insecure registry host
     schemes: HashMap<String, Scheme>,
     /// bearer tokens per (host, repository)
     tokens: HashMap<(String, String), String>,
+}
+
+/// Names where tokens are held, never the tokens (a `PolicyRequest` may be logged).
+impl std::fmt::Debug for SharedState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedState")
+            .field("schemes", &self.schemes)
+            .field("tokens_for", &self.tokens.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 /// The registry client; cheap to clone and shared by concurrent pulls.
@@ -351,6 +370,54 @@ impl RegistryClient {
             }
         }
     }
+
+    /// GET of a URL outside the registry API (a signature lookaside server, say) with this
+    /// client's proxies and roots: TLS always verified, no credentials sent. Returns the
+    /// body, at most `limit` bytes; 404 is [`RegistryError::NotFound`], any other status
+    /// that is not a success [`RegistryError::Status`]. `what` names the resource in errors.
+    pub async fn fetch_url(
+        &self,
+        url: &url::Url,
+        what: &'static str,
+        limit: usize,
+    ) -> Result<Vec<u8>, RegistryError> {
+        if !matches!(url.scheme(), "https" | "http") {
+            return Err(RegistryError::InvalidRequest {
+                request: url.to_string(),
+                reason: "not an http(s) URL",
+            });
+        }
+        let url = url.as_str();
+        let response =
+            self.verified
+                .get(url)
+                .send()
+                .await
+                .map_err(|e| RegistryError::Transport {
+                    url: url.to_string(),
+                    message: error_chain(&e),
+                })?;
+        let status = response.status();
+        if status == StatusCode::NOT_FOUND {
+            return Err(RegistryError::NotFound {
+                what,
+                url: url.to_string(),
+            });
+        }
+        if !status.is_success() {
+            return Err(RegistryError::Status {
+                url: url.to_string(),
+                status: status.as_u16(),
+                message: error_body(response).await,
+            });
+        }
+        RegistryResponse {
+            response,
+            url: url.to_string(),
+        }
+        .body(what, limit)
+        .await
+    }
 }
 
 /// A challenge from `WWW-Authenticate`.
@@ -455,6 +522,43 @@ impl BlobStream {
     }
 }
 
+/// A successful answer of the registry, its body not read yet.
+#[derive(Debug)]
+pub struct RegistryResponse {
+    response: reqwest::Response,
+    url: String,
+}
+
+impl RegistryResponse {
+    /// The URL that answered.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The value of header `name`, if present and text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+    }
+
+    /// The whole body, refused beyond `limit` bytes (`what` names it in errors).
+    pub async fn body(self, what: &'static str, limit: usize) -> Result<Vec<u8>, RegistryError> {
+        let url = self.url;
+        read_limited(self.response, limit)
+            .await
+            .map_err(|e| match e {
+                ReadError::TooLarge => RegistryError::TooLarge {
+                    what,
+                    url,
+                    limit: limit as u64,
+                },
+                ReadError::Transport(message) => RegistryError::Transport { url, message },
+            })
+    }
+}
+
 /// Requests against one repository of one registry (clones share the client's token
 /// cache).
 #[derive(Debug, Clone)]
@@ -510,15 +614,11 @@ impl Repository {
         })?;
         let status = response.status();
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-            let message = read_limited(response, MAX_ERROR_BODY)
-                .await
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                .unwrap_or_default();
             return Err(RegistryError::Unauthorized {
                 registry: self.host.clone(),
                 repository: self.repository.clone(),
                 status: status.as_u16(),
-                message: format!("token endpoint: {}", message.trim()),
+                message: format!("token endpoint: {}", error_body(response).await),
             });
         }
         if !status.is_success() {
@@ -538,7 +638,7 @@ impl Repository {
 
     /// GET with auth: the cached token (or basic credentials) first; on a 401 challenge,
     /// one retry with a fresh token or basic credentials.
-    async fn get(
+    async fn send(
         &mut self,
         url: &str,
         accept: Option<&str>,
@@ -591,20 +691,19 @@ impl Repository {
         }
     }
 
-    async fn check(
-        &self,
-        response: reqwest::Response,
+    /// [`Repository::send`], then any status but a success is an error.
+    async fn request(
+        &mut self,
+        url: String,
+        accept: Option<&str>,
         what: &'static str,
-        url: &str,
-    ) -> Result<reqwest::Response, RegistryError> {
+    ) -> Result<RegistryResponse, RegistryError> {
+        let response = self.send(&url, accept).await?;
         let status = response.status();
         if status.is_success() {
-            return Ok(response);
+            return Ok(RegistryResponse { response, url });
         }
-        let body = read_limited(response, MAX_ERROR_BODY)
-            .await
-            .map(|b| String::from_utf8_lossy(&b).trim().to_string())
-            .unwrap_or_default();
+        let body = error_body(response).await;
         Err(match status {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => RegistryError::Unauthorized {
                 registry: self.host.clone(),
@@ -612,16 +711,33 @@ impl Repository {
                 status: status.as_u16(),
                 message: body,
             },
-            StatusCode::NOT_FOUND => RegistryError::NotFound {
-                what,
-                url: url.to_string(),
-            },
+            StatusCode::NOT_FOUND => RegistryError::NotFound { what, url },
             _ => RegistryError::Status {
-                url: url.to_string(),
+                url,
                 status: status.as_u16(),
                 message: body,
             },
         })
+    }
+
+    /// Authenticated GET of `path` on this registry (`/v2/`, or an API beside the
+    /// distribution spec such as `/extensions/v2/<repository>/signatures/<digest>`), with
+    /// this session's scheme, credentials and token cache. A status that is not a success
+    /// is an error: [`RegistryError::NotFound`] for 404, [`RegistryError::Unauthorized`]
+    /// for 401/403; `what` names the resource in errors.
+    pub async fn get(
+        &mut self,
+        path: &str,
+        what: &'static str,
+    ) -> Result<RegistryResponse, RegistryError> {
+        if !path.starts_with('/') {
+            return Err(RegistryError::InvalidRequest {
+                request: path.to_string(),
+                reason: "a registry path starts with '/'",
+            });
+        }
+        let url = format!("{}{path}", self.base);
+        self.request(url, None, what).await
     }
 
     /// Fetches a manifest or index by tag or digest. Its digest is computed from the bytes
@@ -632,22 +748,9 @@ impl Repository {
         expected: Option<&Digest>,
     ) -> Result<FetchedManifest, RegistryError> {
         let url = format!("{}/v2/{}/manifests/{reference}", self.base, self.repository);
-        let response = self.get(&url, Some(MANIFEST_ACCEPT)).await?;
-        let response = self.check(response, "manifest", &url).await?;
-        let content_type = header_str(response.headers(), CONTENT_TYPE);
-        let bytes = read_limited(response, MAX_MANIFEST_BYTES)
-            .await
-            .map_err(|e| match e {
-                ReadError::TooLarge => RegistryError::TooLarge {
-                    what: "manifest",
-                    url: url.clone(),
-                    limit: MAX_MANIFEST_BYTES as u64,
-                },
-                ReadError::Transport(message) => RegistryError::Transport {
-                    url: url.clone(),
-                    message,
-                },
-            })?;
+        let response = self.request(url, Some(MANIFEST_ACCEPT), "manifest").await?;
+        let content_type = response.header(CONTENT_TYPE.as_str()).map(str::to_string);
+        let bytes = response.body("manifest", MAX_MANIFEST_BYTES).await?;
         let algorithm = expected.map_or(crate::digest::Algorithm::Sha256, Digest::algorithm);
         let mut hasher = Hasher::new(algorithm);
         hasher.update(&bytes);
@@ -670,60 +773,76 @@ impl Repository {
         })
     }
 
+    fn blob_url(&self, descriptor: &Descriptor) -> String {
+        format!(
+            "{}/v2/{}/blobs/{}",
+            self.base, self.repository, descriptor.digest
+        )
+    }
+
     async fn open(
         &mut self,
         descriptor: &Descriptor,
-    ) -> Result<(reqwest::Response, String), RegistryError> {
-        let url = format!(
-            "{}/v2/{}/blobs/{}",
-            self.base, self.repository, descriptor.digest
-        );
-        let response = self.get(&url, None).await?;
-        let response = self.check(response, "blob", &url).await?;
-        if let Some(length) =
-            header_str(response.headers(), CONTENT_LENGTH).and_then(|l| l.parse::<u64>().ok())
+        what: &'static str,
+    ) -> Result<RegistryResponse, RegistryError> {
+        let url = self.blob_url(descriptor);
+        let response = self.request(url, None, what).await?;
+        if let Some(length) = response
+            .header(CONTENT_LENGTH.as_str())
+            .and_then(|l| l.parse::<u64>().ok())
         {
             if length != descriptor.size {
                 return Err(RegistryError::SizeMismatch {
-                    what: "blob",
+                    what,
                     expected: descriptor.size,
                     actual: length,
                 });
             }
         }
-        Ok((response, url))
+        Ok(response)
     }
 
-    /// Fetches a small blob (the image config) whole, checking size and digest.
+    /// Fetches a small blob whole (an image config, a signature payload: `what` names it
+    /// in errors), refusing it when its descriptor says more than `limit` bytes, and
+    /// checking size and digest.
     pub async fn fetch_blob(
         &mut self,
         descriptor: &Descriptor,
+        what: &'static str,
         limit: u64,
     ) -> Result<Vec<u8>, RegistryError> {
         if descriptor.size > limit {
             return Err(RegistryError::TooLarge {
-                what: "config",
-                url: descriptor.digest.to_string(),
+                what,
+                url: self.blob_url(descriptor),
                 limit,
             });
         }
-        let (response, url) = self.open(descriptor).await?;
-        let bytes = read_limited(response, descriptor.size as usize)
+        let expected = usize::try_from(descriptor.size).map_err(|_| RegistryError::TooLarge {
+            what,
+            url: self.blob_url(descriptor),
+            limit,
+        })?;
+        let bytes = match self
+            .open(descriptor, what)
+            .await?
+            .body(what, expected)
             .await
-            .map_err(|e| match e {
-                ReadError::TooLarge => RegistryError::SizeMismatch {
-                    what: "blob",
+        {
+            Ok(bytes) => bytes,
+            // More bytes than the descriptor says: a size mismatch, not a size limit.
+            Err(RegistryError::TooLarge { .. }) => {
+                return Err(RegistryError::SizeMismatch {
+                    what,
                     expected: descriptor.size,
                     actual: descriptor.size + 1,
-                },
-                ReadError::Transport(message) => RegistryError::Transport {
-                    url: url.clone(),
-                    message,
-                },
-            })?;
-        if bytes.len() as u64 != descriptor.size {
+                })
+            }
+            Err(e) => return Err(e),
+        };
+        if bytes.len() != expected {
             return Err(RegistryError::SizeMismatch {
-                what: "blob",
+                what,
                 expected: descriptor.size,
                 actual: bytes.len() as u64,
             });
@@ -733,7 +852,7 @@ impl Repository {
         let actual = hasher.finish();
         if actual != descriptor.digest {
             return Err(RegistryError::DigestMismatch {
-                what: "blob",
+                what,
                 expected: descriptor.digest.clone(),
                 actual,
             });
@@ -746,7 +865,7 @@ impl Repository {
         &mut self,
         descriptor: &Descriptor,
     ) -> Result<BlobStream, RegistryError> {
-        let (response, url) = self.open(descriptor).await?;
+        let RegistryResponse { response, url } = self.open(descriptor, "blob").await?;
         Ok(BlobStream { response, url })
     }
 
@@ -754,13 +873,30 @@ impl Repository {
     pub fn name(&self) -> String {
         format!("{}/{}", self.host, self.repository)
     }
+
+    /// The registry (`host[:port]`) this session talks to.
+    pub fn registry(&self) -> &str {
+        &self.host
+    }
+
+    /// The repository path (`team/app`) of this session.
+    pub fn repository(&self) -> &str {
+        &self.repository
+    }
+
+    /// The client this session belongs to (its proxies, roots and token cache), e.g. for
+    /// [`RegistryClient::fetch_url`] with the settings of a pull.
+    pub fn client(&self) -> &RegistryClient {
+        &self.client
+    }
 }
 
-fn header_str(headers: &HeaderMap, name: reqwest::header::HeaderName) -> Option<String> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
+/// The start of an error response's body, for messages.
+async fn error_body(response: reqwest::Response) -> String {
+    read_limited(response, MAX_ERROR_BODY)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default()
 }
 
 enum ReadError {

@@ -1,4 +1,4 @@
-//! Talking to registries: where to pull from ([`resolve`]), with which credentials
+//! Talking to registries: where to pull from ([`resolve()`]), with which credentials
 //! ([`auth`]), and the HTTP client itself ([`client`]).
 
 pub mod auth;
@@ -7,6 +7,7 @@ pub mod resolve;
 
 pub use auth::{AuthFile, AuthFileError, Credentials};
 pub use client::{
-    BlobStream, ClientSettings, FetchedManifest, RegistryClient, RegistryError, Repository,
+    BlobStream, ClientSettings, FetchedManifest, RegistryClient, RegistryError, RegistryResponse,
+    Repository,
 };
 pub use resolve::{resolve, PullSource, ResolveError, SourceKind};

@@ -16,7 +16,7 @@ use image_policy::{ContainersPolicy, DocumentSource, PolicyOptions};
 use image_rs::digest::Digest;
 use image_rs::policy::{PolicyError, PolicyRequest, SignaturePolicy};
 use image_rs::reference::Reference;
-use image_rs::registry::{ClientSettings, RegistryClient};
+use image_rs::registry::{ClientSettings, Credentials, RegistryClient, Repository};
 use image_rs::resource::{ResourceError, ResourceProvider};
 use test_images::layout::{BuiltImage, Descriptor, ImageSpec, OciLayout};
 use test_images::registry::{Registry, RegistryOptions};
@@ -196,31 +196,53 @@ pub fn simple_payload(kind: &str, digest: &str, identity: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-/// A registry, a layout to build images in, and a scratch directory.
+/// A registry, a layout to build images in, a scratch directory, and a registry client
+/// that trusts the registry's CA (when it has TLS).
 pub struct Env {
     pub registry: Registry,
     pub layout: OciLayout,
     pub dir: tempfile::TempDir,
+    pub client: RegistryClient,
 }
 
-/// An image in the registry: its reference and manifest.
+/// An image in the registry: its reference, manifest, and the registry session a pull of
+/// it would hand to the policy.
 #[derive(Clone, Debug)]
 pub struct Pushed {
     pub reference: Reference,
     pub manifest: Vec<u8>,
     pub digest: Digest,
+    pub repository: Repository,
 }
 
 impl Env {
+    /// A plain-HTTP registry without auth.
     pub fn new() -> Self {
+        Self::with_options(RegistryOptions::default())
+    }
+
+    pub fn with_options(options: RegistryOptions) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let layout = OciLayout::create(dir.path().join("oci")).unwrap();
-        let registry = Registry::start(RegistryOptions::default()).unwrap();
+        let registry = Registry::start(options).unwrap();
+        let client = RegistryClient::new(&ClientSettings {
+            extra_root_certificates: registry.ca_pem().map(str::to_string).into_iter().collect(),
+            ..ClientSettings::default()
+        })
+        .unwrap();
         Self {
             registry,
             layout,
             dir,
+            client,
         }
+    }
+
+    /// The registry's credentials, if it wants some.
+    pub fn credentials(&self) -> Option<Credentials> {
+        self.registry
+            .credentials()
+            .map(|(user, password)| Credentials::new(user, password))
     }
 
     pub fn host(&self) -> String {
@@ -296,12 +318,17 @@ impl Env {
         self.fetch(&format!("{}/{repo}:{tag}", self.host())).await
     }
 
-    /// The manifest of `reference` as the registry serves it.
+    /// The manifest of `reference` as the registry serves it (plain HTTP registries are
+    /// reached as insecure ones, TLS ones with their CA; with the registry's credentials).
     pub async fn fetch(&self, reference: &str) -> Pushed {
         let reference = Reference::parse(reference).unwrap();
-        let client = RegistryClient::new(&ClientSettings::default()).unwrap();
-        let mut repo = client.repository(&reference, true, None).await.unwrap();
-        let manifest = repo
+        let insecure = self.registry.ca_pem().is_none();
+        let mut repository = self
+            .client
+            .repository(&reference, insecure, self.credentials())
+            .await
+            .unwrap();
+        let manifest = repository
             .fetch_manifest(&reference.manifest_reference(), reference.digest())
             .await
             .unwrap();
@@ -309,6 +336,7 @@ impl Env {
             reference,
             manifest: manifest.bytes,
             digest: manifest.digest,
+            repository,
         }
     }
 
@@ -351,31 +379,44 @@ impl Pushed {
             manifest_digest: &self.digest,
             index_digest: None,
             manifest: &self.manifest,
+            repository: &self.repository,
         }
     }
 
-    /// The same image under another reference (a tag or digest of the same repository).
-    pub fn as_reference(&self, reference: &str) -> Pushed {
+    /// The same image pulled as `reference` (another repository or registry, served
+    /// over plain HTTP without auth): a new session on it.
+    pub async fn as_reference(&self, reference: &str) -> Pushed {
+        let reference = Reference::parse(reference).unwrap();
+        let repository = self
+            .repository
+            .client()
+            .repository(&reference, true, None)
+            .await
+            .unwrap();
         Pushed {
-            reference: Reference::parse(reference).unwrap(),
+            reference,
+            repository,
             ..self.clone()
         }
     }
 
-    /// `host/repo@digest`.
+    /// `host/repo@digest`, in the same session.
     pub fn by_digest(&self) -> Pushed {
-        self.as_reference(&format!("{}@{}", self.reference.name(), self.digest))
+        let name = format!("{}@{}", self.reference.name(), self.digest);
+        Pushed {
+            reference: Reference::parse(&name).unwrap(),
+            ..self.clone()
+        }
     }
 }
 
-/// A policy from inline documents, with registries `insecure`.
-pub fn policy(json: &str, registries_d: &[&str], insecure: &[String]) -> ContainersPolicy {
+/// A policy from inline documents.
+pub fn policy(json: &str, registries_d: &[&str]) -> ContainersPolicy {
     let mut options = PolicyOptions::new(DocumentSource::Inline(json.to_string()));
     options.registries_d = registries_d
         .iter()
         .map(|d| DocumentSource::Inline(d.to_string()))
         .collect();
-    options.registry.insecure_registries = insecure.iter().cloned().collect();
     ContainersPolicy::new(options, Arc::new(image_rs::LocalResources)).unwrap()
 }
 
