@@ -30,10 +30,8 @@ use serde::Deserialize;
 use tracing::info;
 use url::Url;
 
-use crate::{
-    kbc_params::{AaKbcParams, KbcParamsError},
-    structured::{self, DeError, Parsed},
-};
+use crate::kbc_params::{AaKbcParams, KbcParamsError};
+use config_document::{DocumentError, Parsed};
 
 /// Config files larger than this are refused (a real one is a few KiB even with a cert).
 pub const CONFIG_SIZE_LIMIT: u64 = 1024 * 1024;
@@ -257,16 +255,16 @@ impl Config {
 
     /// Parses and checks a config document.
     pub fn parse(bytes: &[u8], format: ConfigFormat) -> Result<LoadedConfig, ConfigError> {
-        let parsed: Result<Parsed<Config>, DeError> = match format {
-            ConfigFormat::Json => structured::from_json(bytes),
+        let parsed: Result<Parsed<Config>, DocumentError> = match format {
+            ConfigFormat::Json => config_document::from_json(bytes),
             ConfigFormat::Toml => match std::str::from_utf8(bytes) {
-                Ok(text) => structured::from_toml(text),
-                Err(e) => Err(DeError::Syntax(format!("not UTF-8: {e}"))),
+                Ok(text) => config_document::from_toml(text),
+                Err(e) => Err(DocumentError::Syntax(format!("not UTF-8: {e}"))),
             },
         };
         let parsed = parsed.map_err(|e| match e {
-            DeError::Syntax(message) => ConfigError::Syntax { format, message },
-            DeError::Value { key, message } => ConfigError::InvalidValue { key, message },
+            DocumentError::Syntax(message) => ConfigError::Syntax { format, message },
+            DocumentError::Value { key, message } => ConfigError::InvalidValue { key, message },
         })?;
         parsed.value.check()?;
         Ok(LoadedConfig {

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256, Sha384, Sha512};
 use tracing::warn;
 
-use crate::structured::{self, DeError};
+use config_document::DocumentError;
 
 /// Initdata documents larger than this are refused.
 pub const INITDATA_SIZE_LIMIT: u64 = 4 * 1024 * 1024;
@@ -126,9 +126,9 @@ impl InitData {
     pub fn parse(bytes: Vec<u8>) -> Result<Self, InitDataError> {
         let toml = String::from_utf8(bytes)
             .map_err(|e| InitDataError::Syntax(format!("not UTF-8: {e}")))?;
-        let parsed = structured::from_toml::<Document>(&toml).map_err(|e| match e {
-            DeError::Syntax(message) => InitDataError::Syntax(message),
-            DeError::Value { key, message } => InitDataError::InvalidValue { key, message },
+        let parsed = config_document::from_toml::<Document>(&toml).map_err(|e| match e {
+            DocumentError::Syntax(message) => InitDataError::Syntax(message),
+            DocumentError::Value { key, message } => InitDataError::InvalidValue { key, message },
         })?;
         if !parsed.unknown_keys.is_empty() {
             warn!(keys = ?parsed.unknown_keys, "ignoring unknown initdata keys");

@@ -21,7 +21,6 @@ pub mod eventlog;
 pub mod initdata;
 pub mod kbc_params;
 pub mod service;
-mod structured;
 pub mod token;
 
 use std::{path::Path, sync::Arc};

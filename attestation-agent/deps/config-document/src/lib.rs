@@ -1,70 +1,67 @@
-//! TOML and JSON deserialization that names the key of a bad value and reports keys it
-//! did not understand, shared by the config file and initdata.
+//! TOML and JSON deserialization for the daemons' config files: a bad value is reported
+//! with the key that holds it (`kbc.name`, `credentials[1].path`, and the line for TOML),
+//! and the keys no field took are listed so the daemon can warn about them.
+
+#![forbid(unsafe_code)]
 
 use serde::de::DeserializeOwned;
 
-/// A deserialized document and the keys it held that no field took.
+/// A deserialized document and the dotted paths of the keys it held that no field took.
 #[derive(Debug)]
-pub(crate) struct Parsed<T> {
-    pub(crate) value: T,
-    pub(crate) unknown_keys: Vec<String>,
+pub struct Parsed<T> {
+    /// the deserialized value
+    pub value: T,
+    /// dotted paths of the keys no field took
+    pub unknown_keys: Vec<String>,
 }
 
 /// Why a document could not be deserialized.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum DeError {
+pub enum DocumentError {
     /// Not well-formed TOML/JSON.
     Syntax(String),
-    /// Well-formed, but the value at `key` (dotted path) has the wrong type or value.
-    Value { key: String, message: String },
+    /// Well-formed, but the value at `key` has the wrong type or is missing.
+    Value {
+        /// dotted path of the key (`<top level>` for the document itself)
+        key: String,
+        /// what is wrong with it
+        message: String,
+    },
 }
 
 fn key_of(path: &serde_path_to_error::Path) -> String {
-    let key = path.to_string();
-    if key == "." {
-        "<top level>".to_string()
-    } else {
-        key
+    match path.to_string().as_str() {
+        "." => "<top level>".to_string(),
+        key => key.to_string(),
     }
 }
 
-/// Dotted key path of an ignored key; `Option` and newtype layers add no segment.
-fn dotted(path: &serde_ignored::Path<'_>) -> String {
-    fn push(path: &serde_ignored::Path<'_>, segments: &mut Vec<String>) {
-        match path {
-            serde_ignored::Path::Root => {}
-            serde_ignored::Path::Seq { parent, index } => {
-                push(parent, segments);
-                segments.push(index.to_string());
-            }
-            serde_ignored::Path::Map { parent, key } => {
-                push(parent, segments);
-                segments.push(key.clone());
-            }
-            serde_ignored::Path::Some { parent }
-            | serde_ignored::Path::NewtypeStruct { parent }
-            | serde_ignored::Path::NewtypeVariant { parent } => push(parent, segments),
-        }
+/// `credentials[0].path` style, without serde_ignored's `?` markers for `Option`s.
+fn ignored_key(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{index}]", ignored_key(parent)),
+        Path::Map { parent, key } => match ignored_key(parent) {
+            p if p.is_empty() => key.clone(),
+            p => format!("{p}.{key}"),
+        },
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => ignored_key(parent),
     }
-    let mut segments = Vec::new();
-    push(path, &mut segments);
-    segments.join(".")
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
-    text.as_bytes()
-        .iter()
-        .take(offset)
-        .filter(|b| **b == b'\n')
-        .count()
-        + 1
+    text.bytes().take(offset).filter(|b| *b == b'\n').count() + 1
 }
 
-pub(crate) fn from_toml<T: DeserializeOwned>(text: &str) -> Result<Parsed<T>, DeError> {
-    let document =
-        toml::de::Deserializer::parse(text).map_err(|e| DeError::Syntax(e.to_string()))?;
+/// Deserializes a TOML document.
+pub fn from_toml<T: DeserializeOwned>(text: &str) -> Result<Parsed<T>, DocumentError> {
+    let document = toml::de::Deserializer::parse(text)
+        .map_err(|e| DocumentError::Syntax(e.to_string().trim_end().to_string()))?;
     let mut unknown_keys = Vec::new();
-    let mut note_unknown = |path: serde_ignored::Path<'_>| unknown_keys.push(dotted(&path));
+    let mut note_unknown = |path: serde_ignored::Path<'_>| unknown_keys.push(ignored_key(&path));
     let value = serde_path_to_error::deserialize(serde_ignored::Deserializer::new(
         document,
         &mut note_unknown,
@@ -76,7 +73,7 @@ pub(crate) fn from_toml<T: DeserializeOwned>(text: &str) -> Result<Parsed<T>, De
             Some(span) => format!("{} (line {})", inner.message(), line_of(text, span.start)),
             None => inner.message().to_string(),
         };
-        DeError::Value { key, message }
+        DocumentError::Value { key, message }
     })?;
     Ok(Parsed {
         value,
@@ -84,10 +81,11 @@ pub(crate) fn from_toml<T: DeserializeOwned>(text: &str) -> Result<Parsed<T>, De
     })
 }
 
-pub(crate) fn from_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<Parsed<T>, DeError> {
+/// Deserializes a JSON document (trailing data is an error).
+pub fn from_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<Parsed<T>, DocumentError> {
     let mut document = serde_json::Deserializer::from_slice(bytes);
     let mut unknown_keys = Vec::new();
-    let mut note_unknown = |path: serde_ignored::Path<'_>| unknown_keys.push(dotted(&path));
+    let mut note_unknown = |path: serde_ignored::Path<'_>| unknown_keys.push(ignored_key(&path));
     let value = serde_path_to_error::deserialize(serde_ignored::Deserializer::new(
         &mut document,
         &mut note_unknown,
@@ -96,14 +94,16 @@ pub(crate) fn from_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<Parsed<T>, 
         let key = key_of(e.path());
         let inner = e.into_inner();
         match inner.classify() {
-            serde_json::error::Category::Data => DeError::Value {
+            serde_json::error::Category::Data => DocumentError::Value {
                 key,
                 message: inner.to_string(),
             },
-            _ => DeError::Syntax(inner.to_string()),
+            _ => DocumentError::Syntax(inner.to_string()),
         }
     })?;
-    document.end().map_err(|e| DeError::Syntax(e.to_string()))?;
+    document
+        .end()
+        .map_err(|e| DocumentError::Syntax(e.to_string()))?;
     Ok(Parsed {
         value,
         unknown_keys,
@@ -126,21 +126,24 @@ mod tests {
     #[test]
     fn toml_names_the_key_and_line() {
         let err = from_toml::<Doc>("\n[a]\nn = \"x\"\n").unwrap_err();
-        let DeError::Value { key, message } = err else {
+        let DocumentError::Value { key, message } = err else {
             panic!("{err:?}")
         };
         assert_eq!(key, "a.n");
         assert!(message.contains("invalid type"), "{message}");
         assert!(message.contains("line 3"), "{message}");
-        assert!(matches!(from_toml::<Doc>("[a"), Err(DeError::Syntax(_))));
+        assert!(matches!(
+            from_toml::<Doc>("[a"),
+            Err(DocumentError::Syntax(_))
+        ));
         let err = from_toml::<Doc>("[a]\nn = 300\n").unwrap_err();
         assert!(
-            matches!(err, DeError::Value { ref key, .. } if key == "a.n"),
+            matches!(err, DocumentError::Value { ref key, .. } if key == "a.n"),
             "{err:?}"
         );
         let err = from_toml::<Doc>("").unwrap_err();
         assert!(
-            matches!(err, DeError::Value { ref key, ref message } if key == "<top level>" && message.contains("`a`")),
+            matches!(err, DocumentError::Value { ref key, ref message } if key == "<top level>" && message.contains("`a`")),
             "{err:?}"
         );
     }
@@ -166,7 +169,7 @@ mod tests {
     fn json_errors() {
         let err = from_json::<Doc>(br#"{"a":{"n":"1"}}"#).unwrap_err();
         assert!(
-            matches!(err, DeError::Value { ref key, .. } if key == "a.n"),
+            matches!(err, DocumentError::Value { ref key, .. } if key == "a.n"),
             "{err:?}"
         );
         for bad in [
@@ -176,7 +179,7 @@ mod tests {
             b"\xff",
         ] {
             assert!(
-                matches!(from_json::<Doc>(bad), Err(DeError::Syntax(_))),
+                matches!(from_json::<Doc>(bad), Err(DocumentError::Syntax(_))),
                 "{bad:?}"
             );
         }
