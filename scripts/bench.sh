@@ -13,8 +13,10 @@ declare -A bench_cmd=(
   [pull_mbps]="pull"
   [pull_peak_rss_mib]="pull"
   [pull_vs_skopeo_umoci]="pull"
+  [pull_concurrent3_vs_slowest]="pull_concurrent"
+  [pull_concurrent3_vs_slowest_25mibps_link]="pull_concurrent"
 )
-order=(kbs ocicrypt openssl pull)
+order=(kbs ocicrypt openssl pull pull_concurrent)
 
 run() {
   case "$1" in
@@ -24,6 +26,9 @@ run() {
     ocicrypt) cargo bench --locked -p ocicrypt-rs --bench decrypt ;;
     openssl) ./ocicrypt-rs/bench/openssl.sh ;;
     pull) cargo bench --locked -p image-rs --bench pull ;;
+    pull_concurrent)
+      cargo build --release --locked --bins -p confidential-data-hub >&2
+      cargo bench --locked -p confidential-data-hub --bench pull_concurrent ;;
     *) echo "unknown bench command $1" >&2; return 1 ;;
   esac
 }

@@ -22,15 +22,14 @@ use std::{
     path::{Path, PathBuf},
 };
 
+pub use image_rs::config::{ImageConfig, MirrorConfig, ProxyConfig, RegistryConfig, RegistryEntry};
 use kbs_protocol::resource_uri::ResourceUri;
 use kms::{offline_fs::OfflineFsSources, KbcParams};
 use serde::Deserialize;
 
-use crate::{
-    cmdline::KernelCmdline,
-    credentials::check_credential_path,
-    document::{self, DocumentError, Parsed},
-};
+use config_document::{DocumentError, Parsed};
+
+use crate::{cmdline::KernelCmdline, credentials::check_credential_path};
 
 /// Where the CDH serves ttRPC unless `socket` says otherwise.
 pub const DEFAULT_SOCKET: &str = "unix:///run/confidential-containers/cdh.sock";
@@ -43,10 +42,6 @@ pub const DEFAULT_LOG_LEVEL: &str = "info";
 pub const DEFAULT_CREDENTIALS_DIR: &str = "/run/confidential-containers/cdh/kbs";
 /// Where the kernel command line is read from.
 pub const DEFAULT_KERNEL_CMDLINE: &str = "/proc/cmdline";
-/// image-rs work directory (in `/run`, i.e. encrypted guest memory).
-pub const DEFAULT_IMAGE_WORK_DIR: &str = "/run/kata-containers/image/";
-/// Layers fetched at once per image.
-pub const DEFAULT_MAX_CONCURRENT_LAYER_DOWNLOADS: usize = 3;
 /// KBC used when neither a config file nor `aa_kbc_params` names one (as upstream).
 pub const FALLBACK_KBC: &str = kms::OFFLINE_FS_KBC;
 /// Largest config file accepted, in bytes (inline policies and certificates included).
@@ -219,128 +214,22 @@ pub struct LogConfig {
     pub level: String,
 }
 
-/// `[image.image_pull_proxy]`
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(default)]
-pub struct ProxyConfig {
-    /// `https_proxy`
-    pub https_proxy: Option<String>,
-    /// `http_proxy`
-    pub http_proxy: Option<String>,
-    /// `no_proxy`
-    pub no_proxy: Option<String>,
-}
-
-/// `[image.registry_config]`: the registries.conf (v2) subset image-rs understands.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(default)]
-pub struct RegistryConfig {
-    /// `unqualified-search-registries`
-    #[serde(rename = "unqualified-search-registries")]
-    pub unqualified_search_registries: Vec<String>,
-    /// `[[registry]]`
-    pub registry: Vec<Registry>,
-}
-
-impl Default for RegistryConfig {
-    fn default() -> Self {
-        Self {
-            unqualified_search_registries: vec!["docker.io".to_string()],
-            registry: Vec::new(),
-        }
-    }
-}
-
-/// `[[image.registry_config.registry]]`
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(default)]
-pub struct Registry {
-    /// `prefix`: the references this entry applies to.
-    pub prefix: String,
-    /// `location`: where they are pulled from instead.
-    pub location: String,
-    /// `insecure`: plain HTTP / unverified TLS allowed.
-    pub insecure: bool,
-    /// `blocked`: pulls refused.
-    pub blocked: bool,
-    /// `[[…registry.mirror]]`
-    pub mirror: Vec<Mirror>,
-}
-
-/// `[[image.registry_config.registry.mirror]]`
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(default)]
-pub struct Mirror {
-    /// `location`
-    pub location: String,
-    /// `insecure`
-    pub insecure: bool,
-}
-
-/// `[image]`: image-rs settings (spec §6.8). Unknown keys are ignored, as image-rs does.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(default)]
-pub struct ImageConfig {
-    /// `work_dir`
-    pub work_dir: PathBuf,
-    /// `image_security_policy_uri` (wins over the inline policy)
-    pub image_security_policy_uri: Option<String>,
-    /// `image_security_policy` (inline containers-policy.json)
-    pub image_security_policy: Option<String>,
-    /// `sigstore_config_uri` (wins over the inline config)
-    pub sigstore_config_uri: Option<String>,
-    /// `sigstore_config` (inline)
-    pub sigstore_config: Option<String>,
-    /// `authenticated_registry_credentials_uri` (auth.json location)
-    pub authenticated_registry_credentials_uri: Option<String>,
-    /// `registry_configuration_uri`
-    pub registry_configuration_uri: Option<String>,
-    /// `registry_config` (inline; wins over the URI)
-    pub registry_config: Option<RegistryConfig>,
-    /// `max_concurrent_layer_downloads_per_image` (at least 1)
-    pub max_concurrent_layer_downloads_per_image: usize,
-    /// `image_pull_proxy`
-    pub image_pull_proxy: Option<ProxyConfig>,
-    /// `extra_root_certificates` (PEM)
-    pub extra_root_certificates: Vec<String>,
-}
-
-impl Default for ImageConfig {
-    fn default() -> Self {
-        Self {
-            work_dir: PathBuf::from(DEFAULT_IMAGE_WORK_DIR),
-            image_security_policy_uri: None,
-            image_security_policy: None,
-            sigstore_config_uri: None,
-            sigstore_config: None,
-            authenticated_registry_credentials_uri: None,
-            registry_configuration_uri: None,
-            registry_config: None,
-            max_concurrent_layer_downloads_per_image: DEFAULT_MAX_CONCURRENT_LAYER_DOWNLOADS,
-            image_pull_proxy: None,
-            extra_root_certificates: Vec::new(),
-        }
-    }
-}
-
-impl ImageConfig {
-    /// Defaults plus the `agent.*` kernel parameters kata-agent understands: proxies,
-    /// `agent.image_registry_auth`, and `agent.image_policy_file` when
-    /// `agent.enable_signature_verification=true`.
-    fn from_kernel_cmdline(cmdline: &KernelCmdline) -> Self {
-        let param = |key: &str| cmdline.get(key).map(str::to_string);
-        let proxy = ProxyConfig {
-            https_proxy: param("agent.https_proxy"),
-            http_proxy: param("agent.http_proxy"),
-            no_proxy: param("agent.no_proxy"),
-        };
-        let verify = cmdline.get("agent.enable_signature_verification") == Some("true");
-        Self {
-            authenticated_registry_credentials_uri: param("agent.image_registry_auth"),
-            image_security_policy_uri: param("agent.image_policy_file").filter(|_| verify),
-            image_pull_proxy: (proxy != ProxyConfig::default()).then_some(proxy),
-            ..Self::default()
-        }
+/// `[image]` when the config file has none: image-rs defaults plus the `agent.*` kernel
+/// parameters kata-agent understands (spec 6.8): proxies, `agent.image_registry_auth`, and
+/// `agent.image_policy_file` when `agent.enable_signature_verification=true`.
+fn image_config_from_kernel_cmdline(cmdline: &KernelCmdline) -> ImageConfig {
+    let param = |key: &str| cmdline.get(key).map(str::to_string);
+    let proxy = ProxyConfig {
+        https_proxy: param("agent.https_proxy"),
+        http_proxy: param("agent.http_proxy"),
+        no_proxy: param("agent.no_proxy"),
+    };
+    let verify = cmdline.get("agent.enable_signature_verification") == Some("true");
+    ImageConfig {
+        authenticated_registry_credentials_uri: param("agent.image_registry_auth"),
+        image_security_policy_uri: param("agent.image_policy_file").filter(|_| verify),
+        image_pull_proxy: (proxy != ProxyConfig::default()).then_some(proxy),
+        ..ImageConfig::default()
     }
 }
 
@@ -359,7 +248,8 @@ pub struct Config {
     pub skip_sealed_secret_verification: bool,
     /// `[log]`
     pub log: LogConfig,
-    /// `[image]`, or the kernel command line's image parameters.
+    /// `[image]` (image-rs's own configuration type), or the kernel command line's image
+    /// parameters.
     pub image: ImageConfig,
     /// Not a file key: the directory the credential paths were checked against.
     pub credentials_dir: PathBuf,
@@ -427,10 +317,10 @@ fn read_config_file(path: &Path) -> Result<Parsed<FileConfig>, ConfigError> {
     let is_json = path.extension().is_some_and(|ext| ext == "json");
     let format = if is_json { "JSON" } else { "TOML" };
     let parsed = if is_json {
-        document::from_json(&bytes)
+        config_document::from_json(&bytes)
     } else {
         match std::str::from_utf8(&bytes) {
-            Ok(text) => document::from_toml(text),
+            Ok(text) => config_document::from_toml(text),
             Err(e) => Err(DocumentError::Syntax(format!("not UTF-8: {e}"))),
         }
     };
@@ -675,7 +565,7 @@ impl Config {
         let image_from_file = file.image.is_some();
         let mut image = file
             .image
-            .unwrap_or_else(|| ImageConfig::from_kernel_cmdline(&cmdline));
+            .unwrap_or_else(|| image_config_from_kernel_cmdline(&cmdline));
         if let Some(uri) = &env.default_image_authenticated_registry_credentials {
             if image_from_file && image.authenticated_registry_credentials_uri.is_some() {
                 warnings.push(env_ignored(
@@ -686,12 +576,17 @@ impl Config {
                 image.authenticated_registry_credentials_uri = Some(uri.clone());
             }
         }
+        // image-rs reads 0 as 1; an operator who wrote 0 made a mistake worth reporting.
         if image.max_concurrent_layer_downloads_per_image == 0 {
             return Err(file_origin.invalid(
                 "image.max_concurrent_layer_downloads_per_image",
                 "must be at least 1",
             ));
         }
+        // Refused at startup rather than at the first PullImage.
+        image
+            .validate()
+            .map_err(|e| file_origin.invalid("image", e.to_string()))?;
 
         let mut offline_fs = options.offline_fs.clone();
         if let Some(list) = &env.offline_fs_kbc_extra_file_path {
@@ -927,12 +822,12 @@ location = "example-mirror-0.local/mirror-for-foo"
                 ),
                 registry_config: Some(RegistryConfig {
                     unqualified_search_registries: vec!["docker.io".into(), "example1.com".into()],
-                    registry: vec![Registry {
+                    registry: vec![RegistryEntry {
                         prefix: "example.com/foo".into(),
                         location: "internal-registry-for-example.com/bar".into(),
                         insecure: true,
                         blocked: false,
-                        mirror: vec![Mirror {
+                        mirror: vec![MirrorConfig {
                             location: "example-mirror-0.local/mirror-for-foo".into(),
                             insecure: false,
                         }],
@@ -945,6 +840,7 @@ location = "example-mirror-0.local/mirror-for-foo"
                     no_proxy: Some("localhost".into()),
                 }),
                 extra_root_certificates: vec!["cert1".into(), "cert2".into()],
+                ..ImageConfig::default()
             },
             credentials_dir: f.kbs_dir(),
             offline_fs: OfflineFsSources {
@@ -1014,7 +910,7 @@ location = "example-mirror-0.local/mirror-for-foo"
         assert_eq!(config.image.max_concurrent_layer_downloads_per_image, 3);
         // [image] present but empty, and nested tables with defaults
         let config = f
-            .load_toml(&format!("{MINIMAL}[image]\n[image.image_pull_proxy]\n[image.registry_config]\n[[image.registry_config.registry]]\n"))
+            .load_toml(&format!("{MINIMAL}[image]\n[image.image_pull_proxy]\n[image.registry_config]\n[[image.registry_config.registry]]\nprefix = \"a.io\"\n"))
             .unwrap()
             .config;
         assert_eq!(config.image.image_pull_proxy, Some(ProxyConfig::default()));
@@ -1022,9 +918,22 @@ location = "example-mirror-0.local/mirror-for-foo"
             config.image.registry_config,
             Some(RegistryConfig {
                 unqualified_search_registries: vec!["docker.io".into()],
-                registry: vec![Registry::default()],
+                registry: vec![RegistryEntry {
+                    prefix: "a.io".into(),
+                    ..RegistryEntry::default()
+                }],
             })
         );
+        // image-rs's own keys are read too
+        let image = f
+            .load_toml(&format!(
+                "{MINIMAL}[image]\nsnapshotter = \"flatten\"\nplatform = \"linux/arm64/v8\"\n"
+            ))
+            .unwrap()
+            .config
+            .image;
+        assert_eq!(image.snapshotter, image_rs::SnapshotterKind::Flatten);
+        assert_eq!(image.platform.as_deref(), Some("linux/arm64/v8"));
     }
 
     #[test]
@@ -1320,6 +1229,31 @@ a = 1
             )),
             "key `image.max_concurrent_layer_downloads_per_image`",
             "at least 1",
+        );
+        // what image-rs refuses is refused at startup, naming the section
+        for (image, says) in [
+            ("work_dir = \"relative/dir\"", "not an absolute path"),
+            ("platform = \"linux\"", "platform"),
+            (
+                "[image.registry_config]\n[[image.registry_config.registry]]\ninsecure = true",
+                "needs a prefix or a location",
+            ),
+            (
+                "[image.registry_config]\n[[image.registry_config.registry]]\nprefix = \"*.a.io\"\nlocation = \"b.io\"",
+                "wildcard",
+            ),
+        ] {
+            assert_invalid(
+                f.load_toml(&format!("{MINIMAL}[image]\n{image}\n")),
+                "key `image`",
+                says,
+            );
+        }
+        assert_bad_key(
+            &f,
+            &format!("{MINIMAL}[image]\nsnapshotter = \"nydus\"\n"),
+            "image.snapshotter",
+            "unknown variant",
         );
     }
 

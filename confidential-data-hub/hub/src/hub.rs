@@ -15,6 +15,7 @@ use crate::{
     config::Config,
     credentials::{write_credential, WriteCredentialError},
     keyprovider::{LayerKeyUnwrapper, UnwrapKeyError, WRAP_REFUSED},
+    pull::{pull_image_code, ImagePuller, PullImageError},
     secret::{UnsealError, Unsealer, Verification, DEFAULT_SEALED_SECRET_DIR},
 };
 
@@ -76,6 +77,7 @@ pub struct Hub {
     kms: KmsProviders,
     unsealer: Unsealer,
     key_unwrapper: Arc<LayerKeyUnwrapper>,
+    puller: ImagePuller,
 }
 
 impl std::fmt::Debug for Hub {
@@ -83,6 +85,7 @@ impl std::fmt::Debug for Hub {
         f.debug_struct("Hub")
             .field("config", &self.config)
             .field("unsealer", &self.unsealer)
+            .field("puller", &self.puller)
             .finish_non_exhaustive()
     }
 }
@@ -128,12 +131,19 @@ impl Hub {
             .with_sealed_secret_dir(sealed_secret_dir)
             .with_verification(verification);
         let key_unwrapper = Arc::new(LayerKeyUnwrapper::new(kbc.clone(), kms.clone()));
+        let puller = ImagePuller::new(
+            config.image.clone(),
+            config.aa.aa_socket.clone(),
+            kbc.clone(),
+            key_unwrapper.clone(),
+        );
         Self {
             config,
             kbc,
             kms,
             unsealer,
             key_unwrapper,
+            puller,
         }
     }
 
@@ -166,6 +176,17 @@ impl Hub {
     /// Unseals a sealed secret (`sealed.<header>.<payload>.<signature>`).
     pub async fn unseal_secret(&self, secret: &[u8]) -> Result<Zeroizing<Vec<u8>>, UnsealError> {
         self.unsealer.unseal(secret).await
+    }
+
+    /// Pulls `image_url` into `bundle_path` through image-rs in this process (resources and
+    /// layer keys from this hub's KBC and KMS), records the pull with the attestation
+    /// agent, and returns the manifest digest. See [`crate::pull`].
+    pub async fn pull_image(
+        &self,
+        image_url: &str,
+        bundle_path: &str,
+    ) -> Result<String, PullImageError> {
+        self.puller.pull_image(image_url, bundle_path).await
     }
 
     /// The resource named by `resource_path`, a `kbs://` URI.
@@ -224,9 +245,9 @@ impl Hub {
         Ok(())
     }
 
-    /// The ttRPC services to serve. `GetResource`, `UnsealSecret` and `UnWrapKey` are
-    /// implemented (`WrapKey` answers FAILED_PRECONDITION); `SecureMount` and `PullImage` are
-    /// registered without overriding their methods, so they answer the codegen's
+    /// The ttRPC services to serve. `GetResource`, `UnsealSecret`, `UnWrapKey` and
+    /// `PullImage` are implemented (`WrapKey` answers FAILED_PRECONDITION); `SecureMount` is
+    /// registered without overriding its method, so it answers the codegen's
     /// `NOT_FOUND "… is not supported"` (as upstream's unimplemented methods do) instead of
     /// ttRPC's `INVALID_ARGUMENT "service does not exist"`.
     pub fn ttrpc_services(self: &Arc<Self>) -> Vec<HashMap<String, Service>> {
@@ -415,9 +436,28 @@ impl keyprovider_ttrpc::KeyProviderService for Hub {
     }
 }
 
-// Registered so their methods answer NOT_FOUND; implemented by later work.
+#[async_trait]
+impl api_ttrpc::ImagePullService for Hub {
+    async fn pull_image(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::ImagePullRequest,
+    ) -> ttrpc::Result<api::ImagePullResponse> {
+        match Hub::pull_image(self, &req.image_url, &req.bundle_path).await {
+            Ok(manifest_digest) => Ok(api::ImagePullResponse {
+                manifest_digest,
+                ..Default::default()
+            }),
+            Err(e) => {
+                warn!("PullImage failed: {e}");
+                Err(status(pull_image_code(&e), &e))
+            }
+        }
+    }
+}
+
+// Registered so its method answers NOT_FOUND; implemented by later work.
 impl api_ttrpc::SecureMountService for Hub {}
-impl api_ttrpc::ImagePullService for Hub {}
 
 #[cfg(test)]
 mod tests {

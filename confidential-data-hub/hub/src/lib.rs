@@ -10,6 +10,8 @@
 //! - [`secret`]: sealed secrets, unsealing ([`Unsealer`]) and sealing (the `secret` tool);
 //! - [`keyprovider`]: layer-key unwrapping ([`LayerKeyUnwrapper`], also an ocicrypt-rs
 //!   `KeyProviderHandler` for in-process image pulls);
+//! - [`pull`]: `PullImage` through image-rs in this process ([`ImagePuller`]), with the
+//!   hub's KBC for resources and its unwrapper for layer keys, measured by the agent;
 //! - [`client`]: thin ttRPC clients of the CDH and the attestation agent (`cdh-tool`,
 //!   `aa-client`).
 
@@ -19,9 +21,9 @@ pub mod client;
 mod cmdline;
 pub mod config;
 mod credentials;
-mod document;
 mod hub;
 pub mod keyprovider;
+pub mod pull;
 pub mod secret;
 
 pub use config::{Config, ConfigError, Environment, ImageConfig, LoadOptions, LoadedConfig};
@@ -30,4 +32,5 @@ pub use hub::{
     unseal_code, unwrap_key_code, CredentialError, GetResourceError, Hub, HubDirs, ERROR_PREFIX,
 };
 pub use keyprovider::{LayerKeyUnwrapper, UnwrapKeyError};
+pub use pull::{ImagePuller, KbcResources, PullImageError};
 pub use secret::{UnsealError, Unsealer, Verification};

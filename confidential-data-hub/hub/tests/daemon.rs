@@ -242,11 +242,21 @@ async fn serves_get_resource_and_stops_on_sigterm() {
         "{message}"
     );
 
-    // services of later work answer NOT_FOUND
+    // PullImage checks its arguments before anything else
     let images = api_ttrpc::ImagePullServiceClient::new(connection.clone());
-    let (code, _) = status_of(
+    let (code, message) = status_of(
         images
             .pull_image(ctx(), &api::ImagePullRequest::default())
+            .await,
+    );
+    assert_eq!(code, ttrpc::Code::INVALID_ARGUMENT, "{message}");
+    assert!(message.contains("bundle_path"), "{message}");
+
+    // services of later work answer NOT_FOUND
+    let mounts = api_ttrpc::SecureMountServiceClient::new(connection.clone());
+    let (code, _) = status_of(
+        mounts
+            .secure_mount(ctx(), &api::SecureMountRequest::default())
             .await,
     );
     assert_eq!(code, ttrpc::Code::NOT_FOUND);

@@ -10,7 +10,6 @@ mod common;
 
 use std::{
     io::{Cursor, Read as _},
-    process::Command,
     sync::Arc,
 };
 
@@ -28,10 +27,6 @@ use ocicrypt_rs::{
     EncryptedLayer,
 };
 use sha2::Digest as _;
-use testkit::{
-    kbs::{KbsConfig, TestKbs},
-    process::{workspace_bin, Daemon, Ready},
-};
 use ttrpc::Code;
 
 const PROVIDER: &str = "attestation-agent";
@@ -192,6 +187,12 @@ async fn the_hubs_unwrapper_decrypts_in_process() {
 #[cfg(feature = "kbs")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn layers_wrapped_with_a_kbs_kek_decrypt_through_cc_kbc() {
+    use std::process::Command;
+    use testkit::{
+        kbs::{KbsConfig, TestKbs},
+        process::{workspace_bin, Daemon, Ready},
+    };
+
     let kbs = TestKbs::start(KbsConfig::default()).await.unwrap();
     kbs.put_resource("default/key/1", kek());
     let guest = Guest::new();

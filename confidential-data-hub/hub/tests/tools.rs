@@ -134,27 +134,25 @@ async fn cdh_tool_drives_every_cdh_method() {
         "{answer}"
     );
 
-    // PullImage and SecureMount are not served by this hub yet: NOT_FOUND
+    // PullImage's answer comes through (tests/pull_image.rs pulls real images with it)
     let stderr = tool_fails(
         &with(&[
             "pull-image",
             "--image-url",
             "registry.example/app:1",
             "--bundle-path",
-            "/tmp/none",
+            "relative/bundle",
         ])
         .iter()
         .map(String::as_str)
         .collect::<Vec<_>>(),
     );
     assert!(
-        stderr.contains("PullImage failed with NOT_FOUND"),
+        stderr.contains("PullImage failed with INVALID_ARGUMENT"),
         "{stderr}"
     );
-    assert!(
-        stderr.contains("/api.ImagePullService/PullImage is not supported"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("not an absolute path"), "{stderr}");
+    // SecureMount is not served by this hub yet: NOT_FOUND
     let stderr = tool_fails(
         &with(&[
             "secure-mount",

@@ -184,4 +184,26 @@ mod tests {
             );
         }
     }
+
+    #[derive(Debug, serde::Deserialize, PartialEq)]
+    struct Listed {
+        #[serde(default)]
+        list: Vec<Inner>,
+    }
+
+    #[test]
+    fn sequence_keys_are_indexed() {
+        let err = from_toml::<Listed>("[[list]]\nn = 1\n[[list]]\nn = 300\n").unwrap_err();
+        assert!(
+            matches!(&err, DocumentError::Value { key, .. } if key == "list[1].n"),
+            "{err:?}"
+        );
+        let err = from_json::<Listed>(br#"{"list": [{"n": 1}, {"n": "x"}]}"#).unwrap_err();
+        assert!(
+            matches!(&err, DocumentError::Value { key, .. } if key == "list[1].n"),
+            "{err:?}"
+        );
+        let parsed = from_toml::<Listed>("top = 1\n[[list]]\nn = 2\ny = 3\n").unwrap();
+        assert_eq!(parsed.unknown_keys, ["list[0].y", "top"]);
+    }
 }
