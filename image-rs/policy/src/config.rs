@@ -238,7 +238,7 @@ fn requirement(raw: RawRequirement) -> Result<Requirement, String> {
                 "GPGKeys" => {}
                 "signedByGPGKeys" | "X509Certificates" | "signedByX509CAs" => {
                     return Err(format!(
-                        "signedBy keyType {key_type:?} is not implemented (containers/image refuses every image with it); use GPGKeys"
+                        "signedBy keyType {key_type:?} is refused: containers/image rejects every image under it; use GPGKeys"
                     ))
                 }
                 other => return Err(format!("signedBy: unknown keyType {other:?}")),
@@ -327,10 +327,9 @@ fn requirement(raw: RawRequirement) -> Result<Requirement, String> {
                     .map_err(|e| format!("sigstoreSigned signedIdentity: {e}"))?,
             })
         }
-        RawRequirement::SignedBaseLayer { .. } => Err(
-            "signedBaseLayer is not implemented (containers/image refuses every image with it)"
-                .into(),
-        ),
+        RawRequirement::SignedBaseLayer { .. } => {
+            Err("signedBaseLayer is refused: containers/image rejects every image under it".into())
+        }
     }
 }
 
@@ -593,7 +592,7 @@ mod tests {
             (r#"{"default":[{"type":"reject","keyPath":"/x"}]}"#.into(), "unknown field"),
             (r#"{"default":[{"type":"insecureAcceptAnything","type":"reject"}]}"#.into(), "duplicate"),
             (r#"{"default":[{"type":"signedBy","keyPath":"/k"}]}"#.into(), "keyType"),
-            (r#"{"default":[{"type":"signedBy","keyType":"X509Certificates","keyPath":"/k"}]}"#.into(), "not implemented"),
+            (r#"{"default":[{"type":"signedBy","keyType":"X509Certificates","keyPath":"/k"}]}"#.into(), "is refused"),
             (r#"{"default":[{"type":"signedBy","keyType":"GPG","keyPath":"/k"}]}"#.into(), "unknown keyType"),
             (r#"{"default":[{"type":"signedBy","keyType":"GPGKeys"}]}"#.into(), "exactly one"),
             (r#"{"default":[{"type":"signedBy","keyType":"GPGKeys","keyPath":"/k","keyData":"AA=="}]}"#.into(), "exactly one"),
@@ -615,7 +614,7 @@ mod tests {
             (r#"{"default":[{"type":"sigstoreSigned","keyData":"bm90IGEga2V5"}]}"#.into(), "PEM"),
             (r#"{"default":[{"type":"sigstoreSigned","keyDatas":[]}]}"#.into(), "empty"),
             (r#"{"default":[{"type":"sigstoreSigned","keyPath":"/k","bogus":true}]}"#.into(), "unknown field"),
-            (r#"{"default":[{"type":"signedBaseLayer","baseLayerIdentity":{"type":"matchExact"}}]}"#.into(), "not implemented"),
+            (r#"{"default":[{"type":"signedBaseLayer","baseLayerIdentity":{"type":"matchExact"}}]}"#.into(), "is refused"),
             (format!(r#"{{"default":{accept},"transports":{{"docker":{{"busybox":{accept}}}}}}}"#), "registry host"),
             (format!(r#"{{"default":{accept},"transports":{{"docker":{{"docker.io/busybox:1":{accept}}}}}}}"#), "never matches"),
             (format!(r#"{{"default":{accept},"transports":{{"docker":{{"*.x.com/ns":{accept}}}}}}}"#), "wildcard"),

@@ -39,7 +39,7 @@ pub enum JweError {
     /// The JWE is larger than [`MAX_JWE_LEN`] or has too many recipients.
     #[error("JWE too large: {0}")]
     TooLarge(String),
-    /// The key management algorithm is not implemented.
+    /// The key management algorithm is none of those this wrapper speaks.
     #[error("JWE key algorithm `{0}` is not supported (RSA-OAEP, RSA-OAEP-256, ECDH-ES, ECDH-ES+A128KW/A192KW/A256KW are)")]
     UnsupportedAlgorithm(String),
     /// The content encryption is not A256GCM.

@@ -401,9 +401,7 @@ async fn attest(state: &KbsState, req: Request<Incoming>) -> Reply {
         Err(detail) => return attest_failed(detail),
     };
     let Some(hash) = hash else {
-        return attest_failed(
-            "the selected hash algorithm is not implemented by the test KBS".into(),
-        );
+        return attest_failed("the test KBS does not offer the selected hash algorithm".into());
     };
     if tee != "sample" {
         return attest_failed(format!(
