@@ -187,42 +187,16 @@ async fn the_hubs_unwrapper_decrypts_in_process() {
 #[cfg(feature = "kbs")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn layers_wrapped_with_a_kbs_kek_decrypt_through_cc_kbc() {
-    use std::process::Command;
     use testkit::{
         kbs::{KbsConfig, TestKbs},
-        process::{workspace_bin, Daemon, Ready},
+        process::{Daemon, Ready},
     };
 
     let kbs = TestKbs::start(KbsConfig::default()).await.unwrap();
     kbs.put_resource("default/key/1", kek());
     let guest = Guest::new();
-    let aa_sock = guest.path("aa/attestation-agent.sock");
-    std::fs::write(
-        guest.path("aa.toml"),
-        format!(
-            "[attester]\nallow_sample = true\n\n[token_configs.kbs]\nurl = \"{}\"\n",
-            kbs.url()
-        ),
-    )
-    .unwrap();
-    let mut aa = Command::new(workspace_bin("attestation-agent").unwrap());
-    aa.arg("-c")
-        .arg(guest.path("aa.toml"))
-        .arg("--attestation_sock")
-        .arg(format!("unix://{}", aa_sock.display()))
-        .arg("--kernel-cmdline")
-        .arg(guest.path("cmdline"))
-        .env_remove("AA_KBC_PARAMS")
-        .env_remove("AA_SAMPLE_ATTESTER")
-        .env("RUST_LOG", "debug");
-    let _aa = Daemon::spawn(
-        "aa",
-        aa,
-        guest.dir.path(),
-        Ready::Unix(aa_sock.clone()),
-        START,
-    )
-    .unwrap();
+    let aa_sock = guest.aa_sock();
+    let _aa = guest.start_aa(&format!("[token_configs.kbs]\nurl = \"{}\"\n", kbs.url()));
     let config = format!(
         "[aa]\naa_socket = \"unix://{}\"\n[kbc]\nname = \"cc_kbc\"\nurl = \"{}\"\n",
         aa_sock.display(),

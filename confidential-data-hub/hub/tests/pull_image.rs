@@ -42,7 +42,7 @@ use test_images::{
     layout::{Descriptor, ImageSpec, OciLayout},
     registry::{Registry, RegistryOptions},
 };
-use testkit::process::{workspace_bin, Daemon, Ready};
+use testkit::process::{Daemon, Ready};
 use ttrpc::{r#async::TtrpcContext, Code};
 
 const KID: &str = "kbs:///default/key/1";
@@ -170,7 +170,7 @@ impl Images {
 fn start_cdh(guest: &Guest, config: &str) -> Daemon {
     let config = format!(
         "[aa]\naa_socket = \"unix://{}\"\n[kbc]\nname = \"offline_fs_kbc\"\n{config}",
-        guest.path("aa.sock").display()
+        guest.aa_sock().display()
     );
     Daemon::spawn(
         "cdh",
@@ -477,7 +477,7 @@ async fn pulls_are_measured_and_an_unrecorded_pull_fails_closed() {
     let images = Images::start(&guest, RegistryOptions::default());
     let (reference, manifest) = images.publish(&fixtures::plain(), "test/plain").await;
     let agent = Arc::new(RecordingAgent::default());
-    let aa_addr = format!("unix://{}", guest.path("aa.sock").display());
+    let aa_addr = format!("unix://{}", guest.aa_sock().display());
     let server = protos::server::start(
         &aa_addr,
         [aa_ttrpc::create_attestation_agent_service(agent.clone())],
@@ -548,25 +548,7 @@ async fn the_real_agents_not_supported_answer_is_not_fatal() {
     let guest = Guest::new();
     let images = Images::start(&guest, RegistryOptions::default());
     let (reference, manifest) = images.publish(&fixtures::plain(), "test/plain").await;
-    let aa_sock = guest.path("aa.sock");
-    std::fs::write(
-        guest.path("aa.toml"),
-        "[attester]\nallow_sample = true\n\n[eventlog_config]\nenable_eventlog = true\n",
-    )
-    .unwrap();
-    let mut aa = Command::new(workspace_bin("attestation-agent").unwrap());
-    aa.arg("-c")
-        .arg(guest.path("aa.toml"))
-        .arg("--attestation_sock")
-        .arg(format!("unix://{}", aa_sock.display()))
-        .arg("--kernel-cmdline")
-        .arg(guest.path("cmdline"))
-        .arg("--eventlog-dir")
-        .arg(guest.path("eventlog"))
-        .env_remove("AA_KBC_PARAMS")
-        .env_remove("AA_SAMPLE_ATTESTER")
-        .env("RUST_LOG", "debug");
-    let _aa = Daemon::spawn("aa", aa, guest.dir.path(), Ready::Unix(aa_sock), START).unwrap();
+    let _aa = guest.start_aa("[eventlog_config]\nenable_eventlog = true\n");
     let cdh = start_cdh(&guest, &images.image_section(&guest, ""));
 
     let bundle = images.bundle(&guest, "b");
@@ -647,33 +629,8 @@ async fn an_image_whose_kek_is_in_the_kbs_pulls_through_cc_kbc() {
         .publish_encrypted(&plain, KID, &kek(), "enc/multi")
         .await;
 
-    let aa_sock = guest.path("aa/attestation-agent.sock");
-    std::fs::write(
-        guest.path("aa.toml"),
-        format!(
-            "[attester]\nallow_sample = true\n\n[token_configs.kbs]\nurl = \"{}\"\n",
-            kbs.url()
-        ),
-    )
-    .unwrap();
-    let mut aa = Command::new(workspace_bin("attestation-agent").unwrap());
-    aa.arg("-c")
-        .arg(guest.path("aa.toml"))
-        .arg("--attestation_sock")
-        .arg(format!("unix://{}", aa_sock.display()))
-        .arg("--kernel-cmdline")
-        .arg(guest.path("cmdline"))
-        .env_remove("AA_KBC_PARAMS")
-        .env_remove("AA_SAMPLE_ATTESTER")
-        .env("RUST_LOG", "debug");
-    let _aa = Daemon::spawn(
-        "aa",
-        aa,
-        guest.dir.path(),
-        Ready::Unix(aa_sock.clone()),
-        START,
-    )
-    .unwrap();
+    let aa_sock = guest.aa_sock();
+    let _aa = guest.start_aa(&format!("[token_configs.kbs]\nurl = \"{}\"\n", kbs.url()));
     let config = format!(
         "[aa]\naa_socket = \"unix://{}\"\n[kbc]\nname = \"cc_kbc\"\nurl = \"{}\"\n{}",
         aa_sock.display(),

@@ -6,15 +6,10 @@
 
 mod common;
 
-use std::process::Command;
-
 use base64::{engine::general_purpose::STANDARD, Engine as _};
 use common::*;
 use ocicrypt_rs::keywrap::keyprovider::annotation_packet::{AnnotationPacket, WrapType};
-use testkit::{
-    kbs::{KbsConfig, TestKbs},
-    process::{workspace_bin, Daemon, Ready},
-};
+use testkit::kbs::{KbsConfig, TestKbs};
 
 const KEK: [u8; 32] = [0x42; 32];
 const OPTS: &[u8] = br#"{"symkey":"c3ltbWV0cmljIGtleSBvZiAzMiBieXRlcyEhISEhISE=","digest":"sha256:00","cipheroptions":{"nonce":"AAAAAAAAAAAAAAAAAAAAAA=="}}"#;
@@ -233,33 +228,8 @@ async fn cdh_tool_drives_every_cdh_method() {
 async fn aa_client_drives_every_aa_method() {
     let kbs = TestKbs::start(KbsConfig::default()).await.unwrap();
     let guest = Guest::new();
-    let aa_sock = guest.path("aa/attestation-agent.sock");
-    std::fs::write(
-        guest.path("aa.toml"),
-        format!(
-            "[attester]\nallow_sample = true\n\n[token_configs.kbs]\nurl = \"{}\"\n",
-            kbs.url()
-        ),
-    )
-    .unwrap();
-    let mut cmd = Command::new(workspace_bin("attestation-agent").unwrap());
-    cmd.arg("-c")
-        .arg(guest.path("aa.toml"))
-        .arg("--attestation_sock")
-        .arg(format!("unix://{}", aa_sock.display()))
-        .arg("--kernel-cmdline")
-        .arg(guest.path("cmdline"))
-        .env_remove("AA_KBC_PARAMS")
-        .env_remove("AA_SAMPLE_ATTESTER")
-        .env("RUST_LOG", "debug");
-    let aa = Daemon::spawn(
-        "aa",
-        cmd,
-        guest.dir.path(),
-        Ready::Unix(aa_sock.clone()),
-        START,
-    )
-    .unwrap();
+    let aa_sock = guest.aa_sock();
+    let aa = guest.start_aa(&format!("[token_configs.kbs]\nurl = \"{}\"\n", kbs.url()));
     let socket = format!("unix://{}", aa_sock.display());
     let client = |rest: &[&str]| {
         let mut args = vec!["--socket", socket.as_str()];

@@ -100,6 +100,41 @@ impl Guest {
         cmd
     }
 
+    /// The attestation agent's socket in this guest.
+    pub fn aa_sock(&self) -> PathBuf {
+        self.path("aa/attestation-agent.sock")
+    }
+
+    /// Starts the real attestation agent with the sample attester allowed, `config` (more
+    /// TOML) appended to its config, and its eventlog in this guest.
+    pub fn start_aa(&self, config: &str) -> Daemon {
+        std::fs::write(
+            self.path("aa.toml"),
+            format!("[attester]\nallow_sample = true\n\n{config}"),
+        )
+        .unwrap();
+        let mut cmd = Command::new(testkit::process::workspace_bin("attestation-agent").unwrap());
+        cmd.arg("-c")
+            .arg(self.path("aa.toml"))
+            .arg("--attestation_sock")
+            .arg(format!("unix://{}", self.aa_sock().display()))
+            .arg("--kernel-cmdline")
+            .arg(self.path("cmdline"))
+            .arg("--eventlog-dir")
+            .arg(self.path("eventlog"))
+            .env_remove("AA_KBC_PARAMS")
+            .env_remove("AA_SAMPLE_ATTESTER")
+            .env("RUST_LOG", "debug");
+        Daemon::spawn(
+            "aa",
+            cmd,
+            self.dir.path(),
+            Ready::Unix(self.aa_sock()),
+            START,
+        )
+        .unwrap()
+    }
+
     /// Starts the hub with `offline_fs_kbc` and `top_level` config lines (before any
     /// section).
     pub fn start_cdh(&self, top_level: &str) -> Daemon {
