@@ -14,10 +14,12 @@ use std::{
     time::{Duration, Instant},
 };
 
+mod common;
+
 use protos::{api, api_ttrpc};
 use testkit::{
     kbs::{Access, KbsConfig, MissingResource, TestKbs},
-    process::{free_port, workspace_bin, Daemon, Ready},
+    process::{free_port, Daemon, Ready},
 };
 
 const CDH: &str = env!("CARGO_BIN_EXE_confidential-data-hub");
@@ -37,7 +39,7 @@ impl Guest {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("cmdline"), "console=ttyS0\n").unwrap();
         Self {
-            aa_sock: dir.path().join("aa/attestation-agent.sock"),
+            aa_sock: common::aa_sock_in(dir.path()),
             cdh_sock: dir.path().join("cdh.sock"),
             dir,
         }
@@ -52,31 +54,10 @@ impl Guest {
     }
 
     fn start_aa(&self, kbs_url: &str) -> Daemon {
-        std::fs::write(
-            self.path("aa.toml"),
-            format!(
-                "[attester]\nallow_sample = true\n\n[token_configs.kbs]\nurl = \"{kbs_url}\"\n"
-            ),
-        )
-        .unwrap();
-        let mut cmd = Command::new(workspace_bin("attestation-agent").unwrap());
-        cmd.arg("-c")
-            .arg(self.path("aa.toml"))
-            .arg("--attestation_sock")
-            .arg(format!("unix://{}", self.aa_sock.display()))
-            .arg("--kernel-cmdline")
-            .arg(self.path("cmdline"))
-            .env_remove("AA_KBC_PARAMS")
-            .env_remove("AA_SAMPLE_ATTESTER")
-            .env("RUST_LOG", "debug");
-        Daemon::spawn(
-            "aa",
-            cmd,
+        common::start_sample_aa(
             self.dir.path(),
-            Ready::Unix(self.aa_sock.clone()),
-            START,
+            &format!("[token_configs.kbs]\nurl = \"{kbs_url}\"\n"),
         )
-        .unwrap()
     }
 
     /// The CDH command with `cc_kbc` for `kbs_url` and `credentials` (`uri`, file name under

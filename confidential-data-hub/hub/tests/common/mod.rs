@@ -102,37 +102,12 @@ impl Guest {
 
     /// The attestation agent's socket in this guest.
     pub fn aa_sock(&self) -> PathBuf {
-        self.path("aa/attestation-agent.sock")
+        aa_sock_in(self.dir.path())
     }
 
-    /// Starts the real attestation agent with the sample attester allowed, `config` (more
-    /// TOML) appended to its config, and its eventlog in this guest.
+    /// Starts the real attestation agent in this guest; see [`start_sample_aa`].
     pub fn start_aa(&self, config: &str) -> Daemon {
-        std::fs::write(
-            self.path("aa.toml"),
-            format!("[attester]\nallow_sample = true\n\n{config}"),
-        )
-        .unwrap();
-        let mut cmd = Command::new(testkit::process::workspace_bin("attestation-agent").unwrap());
-        cmd.arg("-c")
-            .arg(self.path("aa.toml"))
-            .arg("--attestation_sock")
-            .arg(format!("unix://{}", self.aa_sock().display()))
-            .arg("--kernel-cmdline")
-            .arg(self.path("cmdline"))
-            .arg("--eventlog-dir")
-            .arg(self.path("eventlog"))
-            .env_remove("AA_KBC_PARAMS")
-            .env_remove("AA_SAMPLE_ATTESTER")
-            .env("RUST_LOG", "debug");
-        Daemon::spawn(
-            "aa",
-            cmd,
-            self.dir.path(),
-            Ready::Unix(self.aa_sock()),
-            START,
-        )
-        .unwrap()
+        start_sample_aa(self.dir.path(), config)
     }
 
     /// Starts the hub with `offline_fs_kbc` and `top_level` config lines (before any
@@ -148,6 +123,36 @@ impl Guest {
         )
         .unwrap()
     }
+}
+
+/// The attestation agent's socket under a guest directory `dir`.
+pub fn aa_sock_in(dir: &Path) -> PathBuf {
+    dir.join("aa/attestation-agent.sock")
+}
+
+/// Starts the real attestation agent under `dir` (which holds a `cmdline` file) with the
+/// sample attester allowed, `config` (more TOML) appended to its config, and its eventlog
+/// in `dir/eventlog`.
+pub fn start_sample_aa(dir: &Path, config: &str) -> Daemon {
+    let config_path = dir.join("aa.toml");
+    std::fs::write(
+        &config_path,
+        format!("[attester]\nallow_sample = true\n\n{config}"),
+    )
+    .unwrap();
+    let mut cmd = Command::new(testkit::process::workspace_bin("attestation-agent").unwrap());
+    cmd.arg("-c")
+        .arg(config_path)
+        .arg("--attestation_sock")
+        .arg(format!("unix://{}", aa_sock_in(dir).display()))
+        .arg("--kernel-cmdline")
+        .arg(dir.join("cmdline"))
+        .arg("--eventlog-dir")
+        .arg(dir.join("eventlog"))
+        .env_remove("AA_KBC_PARAMS")
+        .env_remove("AA_SAMPLE_ATTESTER")
+        .env("RUST_LOG", "debug");
+    Daemon::spawn("aa", cmd, dir, Ready::Unix(aa_sock_in(dir)), START).unwrap()
 }
 
 /// Runs a tool and returns its output.
