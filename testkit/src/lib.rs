@@ -4,5 +4,6 @@
 #![forbid(unsafe_code)]
 
 pub mod kbs;
+pub mod loopdev;
 pub mod process;
 pub mod suite;

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use kbs_protocol::resource_uri::{ResourceUri, ResourceUriError};
 use kms::{wrap::WrapError, Kbc, KbcError, KmsError, KmsProviders, DEFAULT_KMS_CREDENTIAL_DIR};
 use protos::{api, api_ttrpc, keyprovider, keyprovider_ttrpc};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 use ttrpc::r#async::{Service, TtrpcContext};
 use zeroize::Zeroizing;
 
@@ -17,6 +17,9 @@ use crate::{
     keyprovider::{LayerKeyUnwrapper, UnwrapKeyError, WRAP_REFUSED},
     pull::{pull_image_code, ImagePuller, PullImageError},
     secret::{UnsealError, Unsealer, Verification, DEFAULT_SEALED_SECRET_DIR},
+    secure_mount::{
+        random_key, BlockDeviceRequest, KeySpec, SecureMountError, SecureMountPaths, SecureMounter,
+    },
 };
 
 /// Prefix of every error message the CDH returns over ttRPC (upstream's wording).
@@ -78,6 +81,7 @@ pub struct Hub {
     unsealer: Unsealer,
     key_unwrapper: Arc<LayerKeyUnwrapper>,
     puller: ImagePuller,
+    mounter: SecureMounter,
 }
 
 impl std::fmt::Debug for Hub {
@@ -86,6 +90,7 @@ impl std::fmt::Debug for Hub {
             .field("config", &self.config)
             .field("unsealer", &self.unsealer)
             .field("puller", &self.puller)
+            .field("mounter", &self.mounter)
             .finish_non_exhaustive()
     }
 }
@@ -144,7 +149,14 @@ impl Hub {
             unsealer,
             key_unwrapper,
             puller,
+            mounter: SecureMounter::default(),
         }
+    }
+
+    /// The hub with SecureMount on other host paths and tools (tests, unusual guests).
+    pub fn with_secure_mount_paths(mut self, paths: SecureMountPaths) -> Self {
+        self.mounter = SecureMounter::new(paths);
+        self
     }
 
     /// The configuration the hub runs with.
@@ -187,6 +199,47 @@ impl Hub {
         bundle_path: &str,
     ) -> Result<String, PullImageError> {
         self.puller.pull_image(image_url, bundle_path).await
+    }
+
+    /// Mounts a `block-device` volume (LUKS2) at `mount_point`, which it returns; see
+    /// [`crate::secure_mount`]. `flags` are ignored, as upstream ignores them.
+    pub async fn secure_mount(
+        &self,
+        volume_type: &str,
+        options: &HashMap<String, String>,
+        flags: &[String],
+        mount_point: &str,
+    ) -> Result<PathBuf, SecureMountError> {
+        match volume_type {
+            "block-device" => {}
+            "alibaba-cloud-oss" => {
+                return Err(SecureMountError::VolumeTypeNotBuilt(volume_type.into()))
+            }
+            other => return Err(SecureMountError::UnknownVolumeType(other.into())),
+        }
+        if !flags.is_empty() {
+            debug!(?flags, "SecureMount flags are ignored");
+        }
+        let request = BlockDeviceRequest::parse(options, mount_point)?;
+        // every local check passes before a key is fetched or unsealed
+        let prepared = self.mounter.prepare(request)?;
+        let key =
+            match &prepared.request().key {
+                KeySpec::Sealed(secret) => self
+                    .unsealer
+                    .unseal(secret.as_bytes())
+                    .await
+                    .map_err(|e| SecureMountError::KeyUnseal(Box::new(e)))?,
+                KeySpec::Resource(uri) => self.kbc.get_resource(uri).await.map_err(|source| {
+                    SecureMountError::KeyFetch {
+                        uri: uri.to_string(),
+                        source,
+                    }
+                })?,
+                KeySpec::File(path) => self.mounter.read_key_file(path).await?,
+                KeySpec::Random => random_key(),
+            };
+        prepared.mount(key).await
     }
 
     /// The resource named by `resource_path`, a `kbs://` URI.
@@ -245,11 +298,8 @@ impl Hub {
         Ok(())
     }
 
-    /// The ttRPC services to serve. `GetResource`, `UnsealSecret`, `UnWrapKey` and
-    /// `PullImage` are implemented (`WrapKey` answers FAILED_PRECONDITION); `SecureMount` is
-    /// registered without overriding its method, so it answers the codegen's
-    /// `NOT_FOUND "… is not supported"` (as upstream's unimplemented methods do) instead of
-    /// ttRPC's `INVALID_ARGUMENT "service does not exist"`.
+    /// The ttRPC services to serve: every method of the spec; `WrapKey` answers
+    /// FAILED_PRECONDITION (the hub never wraps keys).
     pub fn ttrpc_services(self: &Arc<Self>) -> Vec<HashMap<String, Service>> {
         vec![
             api_ttrpc::create_get_resource_service(self.clone()),
@@ -338,6 +388,45 @@ pub fn unseal_code(e: &UnsealError) -> ttrpc::Code {
         E::VerificationKeyRead { .. }
         | E::InvalidVerificationKey { .. }
         | E::EnvelopeDecrypt(_)
+        | E::Task(_) => ttrpc::Code::INTERNAL,
+    }
+}
+
+/// The ttRPC code of a failed SecureMount: INVALID_ARGUMENT for a malformed request,
+/// UNIMPLEMENTED for a volume or encryption type left out of the build, NOT_FOUND for a
+/// missing device or key, ALREADY_EXISTS for a device, name or mount point in use,
+/// FAILED_PRECONDITION when the guest cannot do it (no device-mapper, no LUKS volume),
+/// PERMISSION_DENIED for a key that does not open the volume, INTERNAL otherwise.
+pub fn secure_mount_code(e: &SecureMountError) -> ttrpc::Code {
+    use SecureMountError as E;
+    match e {
+        E::UnknownVolumeType(_)
+        | E::UnknownOption { .. }
+        | E::MissingOption(_)
+        | E::InvalidOption { .. }
+        | E::InvalidMountPoint { .. }
+        | E::NotABlockDevice { .. }
+        | E::KeyFileOutside { .. }
+        | E::KeyLength { .. } => ttrpc::Code::INVALID_ARGUMENT,
+        E::VolumeTypeNotBuilt(_) | E::EncryptionTypeNotBuilt(_) => ttrpc::Code::UNIMPLEMENTED,
+        E::NoSuchDeviceId { .. } => ttrpc::Code::NOT_FOUND,
+        E::KeyFile { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            ttrpc::Code::NOT_FOUND
+        }
+        E::MountPointExists(_) | E::AlreadyFormatted { .. } | E::MapperNameInUse(_) => {
+            ttrpc::Code::ALREADY_EXISTS
+        }
+        E::Busy(_) => ttrpc::Code::UNAVAILABLE,
+        E::DeviceMapperUnavailable { .. } | E::NotLuks(_) => ttrpc::Code::FAILED_PRECONDITION,
+        E::WrongKey(_) => ttrpc::Code::PERMISSION_DENIED,
+        E::KeyUnseal(e) => unseal_code(e),
+        E::KeyFetch { source, .. } => kbc_code(source),
+        E::BadUevent { .. }
+        | E::KeyFile { .. }
+        | E::Spawn { .. }
+        | E::Tool { .. }
+        | E::Layout(_)
+        | E::Io { .. }
         | E::Task(_) => ttrpc::Code::INTERNAL,
     }
 }
@@ -456,8 +545,30 @@ impl api_ttrpc::ImagePullService for Hub {
     }
 }
 
-// Registered so its method answers NOT_FOUND; implemented by later work.
-impl api_ttrpc::SecureMountService for Hub {}
+#[async_trait]
+impl api_ttrpc::SecureMountService for Hub {
+    async fn secure_mount(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::SecureMountRequest,
+    ) -> ttrpc::Result<api::SecureMountResponse> {
+        match Hub::secure_mount(
+            self,
+            &req.volume_type,
+            &req.options,
+            &req.flags,
+            &req.mount_point,
+        )
+        .await
+        {
+            Ok(_) => Ok(api::SecureMountResponse::default()),
+            Err(e) => {
+                warn!("SecureMount failed: {e}");
+                Err(status(secure_mount_code(&e), &e))
+            }
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -465,6 +576,7 @@ mod tests {
 
     use super::*;
     use crate::config::{Credential, LoadOptions};
+    use crate::secure_mount::SecureMountPaths;
 
     /// Serves `default/key/1`, has no `default/key/2`, fails on anything else.
     struct FixedKbc;
@@ -590,6 +702,122 @@ mod tests {
         ));
         assert_eq!(std::fs::read(kbs.join("sub/one")).unwrap(), b"top secret");
         assert!(!kbs.join("missing").exists());
+    }
+
+    fn secure_mount_status(e: &SecureMountError) -> (ttrpc::Code, String) {
+        match super::status(secure_mount_code(e), e) {
+            ttrpc::Error::RpcStatus(s) => (s.code(), s.message().to_string()),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn secure_mount_checks_the_host_before_it_fetches_the_key() {
+        use testkit::loopdev::{is_root, kernel_has_device_mapper, LoopDevice};
+
+        let dir = tempfile::tempdir().unwrap();
+        let hub = hub_in(dir.path(), vec![]);
+        let options = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let mount_point = dir.path().join("volume");
+        let mount_point = mount_point.to_str().unwrap();
+        for (volume_type, code, message) in [
+            (
+                "alibaba-cloud-oss",
+                ttrpc::Code::UNIMPLEMENTED,
+                "[CDH] [ERROR]: volume_type `alibaba-cloud-oss` is not built into this hub; it mounts `block-device` volumes",
+            ),
+            (
+                "nfs",
+                ttrpc::Code::INVALID_ARGUMENT,
+                "[CDH] [ERROR]: unknown volume_type `nfs`; this hub mounts `block-device` volumes",
+            ),
+        ] {
+            let e = hub
+                .secure_mount(volume_type, &HashMap::new(), &[], mount_point)
+                .await
+                .unwrap_err();
+            assert_eq!(secure_mount_status(&e), (code, message.to_string()));
+        }
+        let e = hub
+            .secure_mount(
+                "block-device",
+                &options(&[
+                    ("sourceType", "empty"),
+                    ("encryptionType", "zfs"),
+                    ("deviceId", "7:0"),
+                ]),
+                &[],
+                mount_point,
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(secure_mount_status(&e).0, ttrpc::Code::UNIMPLEMENTED);
+
+        if !is_root() || kernel_has_device_mapper() {
+            eprintln!("key checks need root and run where device-mapper is missing");
+            return;
+        }
+        let disk = LoopDevice::new(dir.path(), 8).unwrap();
+        let before = std::fs::read(&disk.file).unwrap();
+        let id = disk.id().unwrap();
+        std::fs::write(dir.path().join("misc"), "236 device-mapper\n").unwrap();
+        std::fs::create_dir(dir.path().join("mapper")).unwrap();
+        let paths = SecureMountPaths {
+            proc_misc: dir.path().join("misc"),
+            mapper_dir: dir.path().join("mapper"),
+            header_dir: dir.path().join("headers"),
+            key_file_dir: dir.path().to_path_buf(),
+            ..SecureMountPaths::default()
+        };
+        let hub = hub.with_secure_mount_paths(paths);
+        let with_key = |key: &str| {
+            options(&[
+                ("deviceId", &id),
+                ("sourceType", "empty"),
+                ("encryptionType", "luks2"),
+                ("key", key),
+            ])
+        };
+        for (key, code, start) in [
+            (
+                "kbs:///default/key/2",
+                ttrpc::Code::NOT_FOUND,
+                "[CDH] [ERROR]: fetching the volume key kbs:///default/key/2: ",
+            ),
+            (
+                "sealed.a.b",
+                ttrpc::Code::INVALID_ARGUMENT,
+                "[CDH] [ERROR]: unsealing the volume key: ",
+            ),
+            // the KBS key formats the device; the missing device-mapper stops the mapping
+            // and the format is undone
+            (
+                "kbs:///default/key/1",
+                ttrpc::Code::FAILED_PRECONDITION,
+                "[CDH] [ERROR]: device-mapper is not available (cryptsetup: ",
+            ),
+        ] {
+            let e = hub
+                .secure_mount("block-device", &with_key(key), &[], mount_point)
+                .await
+                .unwrap_err();
+            let (actual_code, message) = secure_mount_status(&e);
+            assert_eq!(actual_code, code, "{key}: {message}");
+            assert!(message.starts_with(start), "{key}: {message}");
+            assert!(!message.contains("top secret"), "{message}");
+        }
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("headers"))
+                .unwrap()
+                .count(),
+            0
+        );
+        assert!(std::fs::read(&disk.file).unwrap() == before);
     }
 
     #[test]

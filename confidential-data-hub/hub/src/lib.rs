@@ -12,6 +12,7 @@
 //!   `KeyProviderHandler` for in-process image pulls);
 //! - [`pull`]: `PullImage` through image-rs in this process ([`ImagePuller`]), with the
 //!   hub's KBC for resources and its unwrapper for layer keys, measured by the agent;
+//! - [`secure_mount`]: `SecureMount` of LUKS2 block devices ([`secure_mount::SecureMounter`]);
 //! - [`client`]: thin ttRPC clients of the CDH and the attestation agent (`cdh-tool`,
 //!   `aa-client`).
 
@@ -25,11 +26,13 @@ mod hub;
 pub mod keyprovider;
 pub mod pull;
 pub mod secret;
+pub mod secure_mount;
 
 pub use config::{Config, ConfigError, Environment, ImageConfig, LoadOptions, LoadedConfig};
 pub use credentials::WriteCredentialError;
 pub use hub::{
-    unseal_code, unwrap_key_code, CredentialError, GetResourceError, Hub, HubDirs, ERROR_PREFIX,
+    secure_mount_code, unseal_code, unwrap_key_code, CredentialError, GetResourceError, Hub,
+    HubDirs, ERROR_PREFIX,
 };
 pub use keyprovider::{LayerKeyUnwrapper, UnwrapKeyError};
 pub use pull::{ImagePuller, KbcResources, PullImageError};

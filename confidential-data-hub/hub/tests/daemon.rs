@@ -252,14 +252,18 @@ async fn serves_get_resource_and_stops_on_sigterm() {
     assert_eq!(code, ttrpc::Code::INVALID_ARGUMENT, "{message}");
     assert!(message.contains("bundle_path"), "{message}");
 
-    // services of later work answer NOT_FOUND
+    // SecureMount checks the volume type first
     let mounts = api_ttrpc::SecureMountServiceClient::new(connection.clone());
-    let (code, _) = status_of(
+    let (code, message) = status_of(
         mounts
             .secure_mount(ctx(), &api::SecureMountRequest::default())
             .await,
     );
-    assert_eq!(code, ttrpc::Code::NOT_FOUND);
+    assert_eq!(code, ttrpc::Code::INVALID_ARGUMENT, "{message}");
+    assert_eq!(
+        message,
+        "[CDH] [ERROR]: unknown volume_type ``; this hub mounts `block-device` volumes"
+    );
 
     let status = daemon.terminate();
     assert_eq!(status.code(), Some(0), "{}", daemon.stderr());

@@ -21,6 +21,10 @@ fn stdout_line(out: &[u8]) -> String {
         .to_string()
 }
 
+fn as_strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
 /// Runs `cdh-tool` expecting failure; returns its stderr.
 fn tool_fails(args: &[&str]) -> String {
     let out = run(CDH_TOOL, args);
@@ -147,27 +151,77 @@ async fn cdh_tool_drives_every_cdh_method() {
         "{stderr}"
     );
     assert!(stderr.contains("not an absolute path"), "{stderr}");
-    // SecureMount is not served by this hub yet: NOT_FOUND
-    let stderr = tool_fails(
-        &with(&[
-            "secure-mount",
-            "--volume-type",
-            "block-device",
-            "--option",
-            "deviceId=7:0",
-            "--flag",
-            "ro",
-            "--mount-point",
-            "/tmp/none",
-        ])
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>(),
-    );
+    // SecureMount: a device id that names nothing, an option the hub does not know
+    let secure_mount = |volume: &str, options: &[&str], mount_point: &str| {
+        let mut args = vec!["secure-mount", "--volume-type", volume];
+        for option in options {
+            args.extend(["--option", option]);
+        }
+        args.extend(["--flag", "ro", "--mount-point", mount_point]);
+        with(&args)
+    };
+    let mount_point = guest.path("volumes/data");
+    let mount_point = path_str(&mount_point);
+    let stderr = tool_fails(&as_strs(&secure_mount(
+        "block-device",
+        &[
+            "deviceId=4095:1048575",
+            "sourceType=empty",
+            "encryptionType=luks2",
+        ],
+        mount_point,
+    )));
     assert!(
-        stderr.contains("SecureMount failed with NOT_FOUND"),
+        stderr.contains("SecureMount failed with NOT_FOUND: [CDH] [ERROR]: deviceId 4095:1048575 names no block device"),
         "{stderr}"
     );
+    let stderr = tool_fails(&as_strs(&secure_mount(
+        "block-device",
+        &[
+            "deviceId=7:0",
+            "sourceType=empty",
+            "encryptionType=luks2",
+            "keys=kbs:///default/key/1",
+        ],
+        mount_point,
+    )));
+    assert!(
+        stderr.contains(
+            "SecureMount failed with INVALID_ARGUMENT: [CDH] [ERROR]: unknown option `keys`"
+        ),
+        "{stderr}"
+    );
+    // a real loop device: mounted where the kernel has device-mapper, else refused
+    // before anything is written
+    if testkit::loopdev::is_root() {
+        let disk = testkit::loopdev::LoopDevice::new(guest.dir.path(), 16).unwrap();
+        let device_id = format!("deviceId={}", disk.id().unwrap());
+        let args = secure_mount(
+            "block-device",
+            &[
+                &device_id,
+                "sourceType=empty",
+                "encryptionType=luks2",
+                "key=kbs:///default/key/1",
+            ],
+            mount_point,
+        );
+        if testkit::loopdev::kernel_has_device_mapper() {
+            let out = run_ok(CDH_TOOL, &as_strs(&args));
+            assert_eq!(stdout_line(&out), format!("mounted at {mount_point}"));
+            let mapped = std::fs::read_link(mount_point).unwrap();
+            assert!(mapped.starts_with("/dev/mapper"), "{mapped:?}");
+            let name = mapped.file_name().unwrap().to_str().unwrap().to_string();
+            run_ok("cryptsetup", &["close", &name]);
+        } else {
+            let stderr = tool_fails(&as_strs(&args));
+            assert!(
+                stderr.contains("SecureMount failed with FAILED_PRECONDITION: [CDH] [ERROR]: device-mapper is not available (/proc/misc lists no device-mapper)"),
+                "{stderr}"
+            );
+            assert!(!guest.path("volumes").exists());
+        }
+    }
 
     // errors carry the hub's code and message
     let stderr = tool_fails(
