@@ -152,8 +152,17 @@ struct AaTokenReplyWire<'a> {
 /// Failure to decode AA's token reply.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenReplyError {
-    #[error("AA's token reply is not JSON {{\"token\",\"tee_keypair\"}}: {0}")]
-    Json(String),
+    /// The reply does not parse; only the position is kept, since serde's messages can
+    /// quote values (the private key).
+    #[error("AA's token reply is not JSON {{\"token\",\"tee_keypair\"}} ({category} error at line {line}, column {column})")]
+    Json {
+        /// serde_json's error category
+        category: &'static str,
+        /// 1-based line
+        line: usize,
+        /// 1-based column
+        column: usize,
+    },
     #[error(transparent)]
     Token(#[from] TokenError),
     #[error(transparent)]
@@ -178,7 +187,16 @@ pub fn encode_aa_token_reply(
 /// Decodes AA's `GetToken("kbs")` reply into the token and its key pair.
 pub fn decode_aa_token_reply(bytes: &[u8]) -> Result<(Token, TeeKeyPair), TokenReplyError> {
     let wire: AaTokenReplyWire<'_> =
-        serde_json::from_slice(bytes).map_err(|e| TokenReplyError::Json(e.to_string()))?;
+        serde_json::from_slice(bytes).map_err(|e| TokenReplyError::Json {
+            category: match e.classify() {
+                serde_json::error::Category::Io => "I/O",
+                serde_json::error::Category::Syntax => "syntax",
+                serde_json::error::Category::Data => "data",
+                serde_json::error::Category::Eof => "truncation",
+            },
+            line: e.line(),
+            column: e.column(),
+        })?;
     let token = Token::parse(&wire.token)?;
     let keypair = TeeKeyPair::from_pem(&wire.tee_keypair)?;
     Ok((token, keypair))
@@ -260,8 +278,17 @@ mod tests {
     fn bad_aa_replies_are_refused() {
         assert!(matches!(
             decode_aa_token_reply(b"{\"token\":1}"),
-            Err(TokenReplyError::Json(_))
+            Err(TokenReplyError::Json {
+                category: "data",
+                ..
+            })
         ));
+        // a bare string (a key pasted in place of the reply) is not quoted back
+        let e = decode_aa_token_reply(b"\"-----BEGIN PRIVATE KEY-----MIGH\"").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "AA's token reply is not JSON {\"token\",\"tee_keypair\"} (data error at line 1, column 33)"
+        );
         let no_key = format!(r#"{{"token":"{}","tee_keypair":"x"}}"#, jwt("{}"));
         assert!(matches!(
             decode_aa_token_reply(no_key.as_bytes()),

@@ -108,15 +108,25 @@ fn normalize_registry(host: &str) -> &str {
 impl AuthFile {
     /// Parses auth.json bytes; every entry must decode.
     pub fn parse(bytes: &[u8]) -> Result<Self, AuthFileError> {
-        let value: serde_json::Value =
-            serde_json::from_slice(bytes).map_err(|e| AuthFileError::Malformed(e.to_string()))?;
+        // serde's messages can quote values (passwords): only the position is kept
+        let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
+            AuthFileError::Malformed(format!(
+                "not JSON ({:?} error at line {}, column {})",
+                e.classify(),
+                e.line(),
+                e.column()
+            ))
+        })?;
         if !value.is_object() {
             return Err(AuthFileError::Malformed(
                 "the document is not a JSON object".into(),
             ));
         }
-        let raw: RawAuthFile =
-            serde_json::from_value(value).map_err(|e| AuthFileError::Malformed(e.to_string()))?;
+        let raw: RawAuthFile = serde_json::from_value(value).map_err(|_| {
+            AuthFileError::Malformed(
+                "not of the shape {\"auths\": {<registry>: {\"auth\"} or {\"username\", \"password\"}}} with string values".into(),
+            )
+        })?;
         let mut auths = BTreeMap::new();
         for (key, entry) in raw.auths {
             let credentials = match (entry.auth, entry.username, entry.password) {
@@ -227,6 +237,24 @@ mod tests {
             ),
         ] {
             assert!(AuthFile::parse(bad.as_bytes()).is_err(), "{bad:?} accepted");
+        }
+        // values never come back in the message
+        for (bad, expected) in [
+            (
+                r#"{"auths": {"a.io": {"username": "u", "password": 7}}} hunter2"#,
+                "invalid auth.json: not JSON (Syntax error at line 1, column 55)",
+            ),
+            (
+                r#"{"auths": "hunter2"}"#,
+                "invalid auth.json: not of the shape {\"auths\": {<registry>: {\"auth\"} or {\"username\", \"password\"}}} with string values",
+            ),
+            (
+                r#"{"auths": {"a.io": {"password": ["hunter2"]}}}"#,
+                "invalid auth.json: not of the shape {\"auths\": {<registry>: {\"auth\"} or {\"username\", \"password\"}}} with string values",
+            ),
+        ] {
+            let e = AuthFile::parse(bad.as_bytes()).unwrap_err();
+            assert_eq!(e.to_string(), expected);
         }
         assert!(AuthFile::parse(b"{}")
             .unwrap()
