@@ -590,16 +590,34 @@ impl ImageClient {
         })
         .await
         .map_err(|e| PullError::Task(e.to_string()))??;
-        self.store
+        let recorded = self
+            .store
             .record_bundle(
                 bundle,
                 BundleRecord {
                     image: pulled.manifest_digest.clone(),
                     snapshotter,
-                    scratch,
+                    scratch: scratch.clone(),
                 },
             )
-            .await?;
+            .await;
+        if let Err(e) = recorded {
+            // an unrecorded bundle could never be removed: take it down now
+            let bundle = bundle.to_path_buf();
+            let undo = tokio::task::spawn_blocking(move || {
+                let rootfs = bundle.join(BUNDLE_ROOTFS);
+                let _ = std::fs::remove_file(bundle.join(BUNDLE_CONFIG));
+                match &scratch {
+                    Some(scratch) => snapshot::unmount(&rootfs, Some(scratch)),
+                    None => crate::fsutil::remove_tree(&rootfs).map_err(snapshot_io(&rootfs)),
+                }
+            })
+            .await;
+            if let Ok(Err(undo)) = undo {
+                tracing::warn!(error = %undo, "could not undo an unrecorded bundle");
+            }
+            return Err(e.into());
+        }
         Ok(PullReport {
             image: pulled,
             bundle: bundle.to_path_buf(),

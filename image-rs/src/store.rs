@@ -66,6 +66,14 @@ pub enum StoreError {
         /// a bundle using it
         bundle: PathBuf,
     },
+    /// a snapshot directory left by a killed process could not be cleaned up
+    #[error("cleaning up the unrecorded snapshot {path}: {message}")]
+    StaleSnapshot {
+        /// the snapshot directory
+        path: PathBuf,
+        /// what failed
+        message: String,
+    },
     /// a background task failed
     #[error("store task failed: {0}")]
     Task(String),
@@ -272,6 +280,32 @@ impl LayerStore {
             },
             Err(e) => return Err(io_error("open", &meta_path)(e)),
         };
+
+        // Snapshot directories no bundle records belong to a process killed between
+        // mounting a bundle's overlay and recording it: detach the overlay, drop the files.
+        let recorded: BTreeSet<PathBuf> = metadata
+            .bundles
+            .values()
+            .filter_map(|b| b.scratch.clone())
+            .collect();
+        let snapshots = root.join("snapshots");
+        for entry in fs::read_dir(&snapshots).map_err(io_error("list", &snapshots))? {
+            let path = entry.map_err(io_error("list", &snapshots))?.path();
+            if recorded.contains(&path) {
+                continue;
+            }
+            let detached = crate::snapshot::remove_stale_snapshot(&path).map_err(|e| {
+                StoreError::StaleSnapshot {
+                    path: path.clone(),
+                    message: e.to_string(),
+                }
+            })?;
+            tracing::info!(
+                path = %path.display(),
+                detached = ?detached,
+                "removed a snapshot directory no bundle records"
+            );
+        }
 
         // Layer directories and records must agree.
         let layers_dir = root.join("layers");

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use flatten::flatten;
-pub use overlay::{mount_overlay, unmount};
+pub use overlay::{mount_overlay, remove_stale_snapshot, unmount};
 
 /// Which snapshotter makes the rootfs (config key `snapshotter`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

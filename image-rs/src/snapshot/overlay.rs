@@ -130,3 +130,91 @@ pub fn unmount(rootfs: &Path, scratch: Option<&Path>) -> Result<(), SnapshotErro
     }
     Ok(())
 }
+
+/// Undoes mountinfo's octal escapes (`\040` for a space, `\134` for `\`).
+fn unescape_mountinfo(field: &str) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStringExt as _;
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' {
+            let digits = bytes.get(i + 1..i + 4)?;
+            let text = std::str::from_utf8(digits).ok()?;
+            out.push(u8::from_str_radix(text, 8).ok()?);
+            i += 4;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    Some(PathBuf::from(std::ffi::OsString::from_vec(out)))
+}
+
+/// The mount points of the overlays in `mountinfo` (`/proc/self/mountinfo` text) whose
+/// upper directory is `<scratch>/upper`. Lines that do not parse are skipped.
+pub fn overlays_of(scratch: &Path, mountinfo: &str) -> Vec<PathBuf> {
+    let upper = scratch.join("upper");
+    mountinfo
+        .lines()
+        .filter_map(|line| {
+            let (before, after) = line.split_once(" - ")?;
+            let mut fields = after.split(' ');
+            let (fs_type, _source, options) = (fields.next()?, fields.next()?, fields.next()?);
+            let names_scratch = options.split(',').any(|option| {
+                option
+                    .strip_prefix("upperdir=")
+                    .and_then(unescape_mountinfo)
+                    .is_some_and(|dir| dir == upper)
+            });
+            (fs_type == "overlay" && names_scratch)
+                .then(|| unescape_mountinfo(before.split(' ').nth(4)?))
+                .flatten()
+        })
+        .collect()
+}
+
+/// Detaches every overlay still mounted on `scratch` (left by a process killed between
+/// mounting a bundle and recording it), then removes `scratch`. Blocking.
+pub fn remove_stale_snapshot(scratch: &Path) -> Result<Vec<PathBuf>, SnapshotError> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(io_error("read", Path::new("/proc/self/mountinfo")))?;
+    let mounts = overlays_of(scratch, &mountinfo);
+    for target in &mounts {
+        rustix::mount::unmount(target, UnmountFlags::DETACH).map_err(|e| SnapshotError::Mount {
+            target: target.clone(),
+            message: format!("unmount of a stale overlay: {e}"),
+        })?;
+    }
+    remove_tree(scratch).map_err(io_error("remove", scratch))?;
+    Ok(mounts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_overlays_are_found_by_their_upper_directory() {
+        let scratch = Path::new("/work dir/snapshots/7-1");
+        let mountinfo = "\
+22 1 0:21 / / rw,relatime - ext4 /dev/vda rw
+44 27 0:39 / /run/kata/c1/rootfs rw,relatime - overlay overlay rw,lowerdir=/w/l/a,upperdir=/work\\040dir/snapshots/7-1/upper,workdir=/work\\040dir/snapshots/7-1/work,uuid=on
+45 27 0:40 / /run/kata/with\\040space/rootfs rw - overlay overlay rw,upperdir=/work\\040dir/snapshots/7-1/upper,workdir=x
+46 27 0:41 / /run/other rw - overlay overlay rw,upperdir=/work\\040dir/snapshots/7-10/upper,workdir=y
+47 27 0:42 / /run/tmpfs rw - tmpfs tmpfs rw,upperdir=/work\\040dir/snapshots/7-1/upper
+48 27 0:43 / /bad\\04 rw - overlay overlay rw,upperdir=/work\\040dir/snapshots/7-1/upper
+50 27 0:45 / /run/x rw - overlay overlay rw,upperdir=/work\\04
+truncated line without separator
+49 27 0:44 / - overlay
+";
+        assert_eq!(
+            overlays_of(scratch, mountinfo),
+            [
+                PathBuf::from("/run/kata/c1/rootfs"),
+                PathBuf::from("/run/kata/with space/rootfs")
+            ]
+        );
+        assert!(overlays_of(Path::new("/elsewhere"), mountinfo).is_empty());
+    }
+}
