@@ -717,12 +717,7 @@ mod tests {
 
         let dir = tempfile::tempdir().unwrap();
         let hub = hub_in(dir.path(), vec![]);
-        let options = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
-        };
+        use crate::secure_mount::request::options;
         let mount_point = dir.path().join("volume");
         let mount_point = mount_point.to_str().unwrap();
         for (volume_type, code, message) in [

@@ -16,7 +16,7 @@
 //! boot, a mapper name in use, or an occupied mount point is refused instead of reused.
 
 mod luks2;
-mod request;
+pub(crate) mod request;
 
 use std::{
     collections::HashSet,

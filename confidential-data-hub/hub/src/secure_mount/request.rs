@@ -350,16 +350,18 @@ impl BlockDeviceRequest {
     }
 }
 
+/// An options map from pairs (tests).
+#[cfg(test)]
+pub(crate) fn options(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn options(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
 
     const BASE: &[(&str, &str)] = &[
         ("deviceId", "7:3"),

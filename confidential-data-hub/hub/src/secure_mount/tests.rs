@@ -3,7 +3,6 @@
 //! mapping's refusal is checked to undo them; with device-mapper the whole mount runs.
 
 use std::{
-    collections::HashMap,
     os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
     process::Command,
@@ -51,11 +50,18 @@ fn paths_in(dir: &Path) -> SecureMountPaths {
 }
 
 fn request(pairs: &[(&str, &str)], mount_point: &Path) -> BlockDeviceRequest {
-    let options: HashMap<String, String> = pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    BlockDeviceRequest::parse(&options, mount_point.to_str().unwrap()).unwrap()
+    BlockDeviceRequest::parse(&request::options(pairs), mount_point.to_str().unwrap()).unwrap()
+}
+
+/// `cryptsetup luksDump` of a header.
+fn luks_dump(header: &Path) -> String {
+    let out = Command::new(CRYPTSETUP)
+        .arg("luksDump")
+        .arg(header)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap()
 }
 
 #[test]
@@ -295,12 +301,7 @@ async fn luks2_format_with_a_detached_header_leaves_the_device_untouched() {
     assert!(luks2::is_luks2(cryptsetup, &header).await.unwrap());
     assert!(!luks2::is_luks2(cryptsetup, &device).await.unwrap());
 
-    let dump = Command::new(CRYPTSETUP)
-        .arg("luksDump")
-        .arg(&header)
-        .output()
-        .unwrap();
-    let dump = String::from_utf8(dump.stdout).unwrap();
+    let dump = luks_dump(&header);
     assert!(dump.contains("Version:       \t2"), "{dump}");
     assert!(dump.contains("cipher: aes-xts-plain64"), "{dump}");
     assert!(dump.contains("sector: 4096 [bytes]"), "{dump}");
@@ -344,12 +345,7 @@ async fn a_supplied_key_gets_argon2id_within_64_mib() {
     )
     .await
     .unwrap();
-    let dump = Command::new(CRYPTSETUP)
-        .arg("luksDump")
-        .arg(&header)
-        .output()
-        .unwrap();
-    let dump = String::from_utf8(dump.stdout).unwrap();
+    let dump = luks_dump(&header);
     assert!(dump.contains("PBKDF:      argon2id"), "{dump}");
     assert!(dump.contains("Memory:     65536"), "{dump}");
     // the key is taken byte for byte: the trailing newline belongs to it
