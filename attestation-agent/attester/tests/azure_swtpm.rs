@@ -79,36 +79,7 @@ fn hcl_report(report_type: u32, hw_report: &[u8], user_data: Option<&[u8]>) -> V
 
 /// A vTPM like Azure's: an AK at 0x81000003 and the HCL report in NV.
 fn azure_vtpm(swtpm: &Swtpm, dir: &Path, hcl: Option<&[u8]>) {
-    swtpm.tool(
-        dir,
-        &["tpm2_createek", "-c", "ek.ctx", "-G", "rsa", "-u", "ek.pub"],
-    );
-    swtpm.flush(dir);
-    swtpm.tool(
-        dir,
-        &[
-            "tpm2_createak",
-            "-C",
-            "ek.ctx",
-            "-c",
-            "ak.ctx",
-            "-G",
-            "rsa",
-            "-g",
-            "sha256",
-            "-s",
-            "rsassa",
-            "-u",
-            "ak.pem",
-            "-f",
-            "pem",
-            "-n",
-            "ak.name",
-        ],
-    );
-    swtpm.flush(dir);
-    swtpm.tool(dir, &["tpm2_evictcontrol", "-c", "ak.ctx", "0x81000003"]);
-    swtpm.flush(dir);
+    swtpm.persist_ak(dir, "ak.pem", "0x81000003");
     if let Some(hcl) = hcl {
         std::fs::write(dir.join("hcl.bin"), hcl).unwrap();
         let size = hcl.len().to_string();

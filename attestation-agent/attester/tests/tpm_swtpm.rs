@@ -150,36 +150,7 @@ async fn a_persistent_ak_is_used_when_present() {
     let swtpm = Swtpm::start();
     let work = tempfile::tempdir().unwrap();
     let dir = work.path();
-    swtpm.tool(
-        dir,
-        &["tpm2_createek", "-c", "ek.ctx", "-G", "rsa", "-u", "ek.pub"],
-    );
-    swtpm.flush(dir);
-    swtpm.tool(
-        dir,
-        &[
-            "tpm2_createak",
-            "-C",
-            "ek.ctx",
-            "-c",
-            "ak.ctx",
-            "-G",
-            "rsa",
-            "-g",
-            "sha256",
-            "-s",
-            "rsassa",
-            "-u",
-            "ak.pub",
-            "-f",
-            "pem",
-            "-n",
-            "ak.name",
-        ],
-    );
-    swtpm.flush(dir);
-    swtpm.tool(dir, &["tpm2_evictcontrol", "-c", "ak.ctx", "0x81010007"]);
-    swtpm.flush(dir);
+    swtpm.persist_ak(dir, "ak.pub", "0x81010007");
 
     let attester = attester_for(&swtpm, &[(tpm::AK_HANDLE_ENV, "0x81010007")]);
     let evidence: TpmEvidence =

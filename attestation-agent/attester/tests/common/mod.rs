@@ -89,6 +89,41 @@ impl Swtpm {
         self.tool(dir, &["tpm2_flushcontext", "-s"]);
     }
 
+    /// Creates an RSA EK and an RSASSA-SHA256 AK under it, makes the AK persistent at
+    /// `handle`, and writes its public key (PEM) to `<dir>/<ak_pem>`.
+    pub fn persist_ak(&self, dir: &Path, ak_pem: &str, handle: &str) {
+        self.tool(
+            dir,
+            &["tpm2_createek", "-c", "ek.ctx", "-G", "rsa", "-u", "ek.pub"],
+        );
+        self.flush(dir);
+        self.tool(
+            dir,
+            &[
+                "tpm2_createak",
+                "-C",
+                "ek.ctx",
+                "-c",
+                "ak.ctx",
+                "-G",
+                "rsa",
+                "-g",
+                "sha256",
+                "-s",
+                "rsassa",
+                "-u",
+                ak_pem,
+                "-f",
+                "pem",
+                "-n",
+                "ak.name",
+            ],
+        );
+        self.flush(dir);
+        self.tool(dir, &["tpm2_evictcontrol", "-c", "ak.ctx", handle]);
+        self.flush(dir);
+    }
+
     /// The transient handles loaded in the TPM.
     pub fn transient_handles(&self, dir: &Path) -> String {
         let out = self.tool(dir, &["tpm2_getcap", "handles-transient"]);
