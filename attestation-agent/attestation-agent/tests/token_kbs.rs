@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use common::*;
 use kbs_protocol::{
     token::decode_aa_token_reply, KbsClient, KbsClientConfig, ProviderError, ResourceUri,
-    TeeKeyPair, Token, TokenProvider,
+    TeeKeyPair, Token, TokenNeed, TokenProvider,
 };
 use testkit::kbs::{FaultTarget, Faults, KbsConfig, TestKbs};
 
@@ -41,7 +41,7 @@ struct ReplyTokens(Vec<u8>);
 
 #[async_trait]
 impl TokenProvider for ReplyTokens {
-    async fn get_token(&self) -> Result<(Token, TeeKeyPair), ProviderError> {
+    async fn get_token(&self, _need: TokenNeed) -> Result<(Token, TeeKeyPair), ProviderError> {
         Ok(decode_aa_token_reply(&self.0)?)
     }
 }

@@ -5,9 +5,11 @@
 //! - a token and its TEE key are reused until `exp` minus a margin, or until the KBS refuses
 //!   them; concurrent callers share one in-flight attestation (and its failure);
 //! - a 401 with a cached token costs exactly one re-attestation and one retry; a 401 with a
-//!   token obtained during the same call is final (trustee answers 401 both for a policy
-//!   denial and for a missing resource), and is remembered per token so that asking again
-//!   for a denied path does not re-attest;
+//!   token attested for during the same call is final (trustee answers 401 both for a
+//!   policy denial and for a missing resource), and is remembered per token so that asking
+//!   again for a denied path does not re-attest. In passport mode a token counts as attested
+//!   for only when the provider was asked for [`TokenNeed::NewAttestation`] (its answer to
+//!   [`TokenNeed::Valid`] may come from its cache);
 //! - 403 (policy denial in newer trustee) and 404 are final;
 //! - network errors, timeouts and 5xx answers are retried with backoff and jitter.
 
@@ -27,7 +29,7 @@ use crate::jwe::JweOptions;
 use crate::keypair::{TeeKeyAlgorithm, TeeKeyPair};
 use crate::report_data::{device_report_data, primary_report_data};
 use crate::resource_uri::{ResourceUri, DEFAULT_PLUGIN};
-use crate::token::{Token, TokenProvider};
+use crate::token::{Token, TokenNeed, TokenProvider};
 use crate::wire::{
     Attestation, Challenge, CompositeEvidence, InitData, JweResponse, Request, RuntimeData,
     TokenResponse, SESSION_COOKIE,
@@ -103,16 +105,25 @@ struct Credential {
     session_cookie: Option<String>,
     obtained_at: Instant,
     obtained_wall: SystemTime,
+    /// Whether the token comes from an attestation made for this client (a handshake, or
+    /// a provider asked for a new attestation), not from a provider's cache.
+    attested: bool,
     /// Paths the KBS refused with this token while it was brand new.
     denied_paths: StdMutex<HashSet<String>>,
 }
 
 impl Credential {
-    fn new(token: Token, keypair: Arc<TeeKeyPair>, session_cookie: Option<String>) -> Self {
+    fn new(
+        token: Token,
+        keypair: Arc<TeeKeyPair>,
+        session_cookie: Option<String>,
+        attested: bool,
+    ) -> Self {
         Self {
             token,
             keypair,
             session_cookie,
+            attested,
             obtained_at: Instant::now(),
             obtained_wall: SystemTime::now(),
             denied_paths: StdMutex::new(HashSet::new()),
@@ -150,6 +161,8 @@ struct CacheState {
     credential: Option<Arc<Credential>>,
     /// Outcome of the latest attempt if it failed, shared with the callers that waited on it.
     last_failure: Option<Error>,
+    /// The KBS refused the last token: the next one must come from a new attestation.
+    refused: bool,
 }
 
 struct Inner {
@@ -252,9 +265,11 @@ impl KbsClient {
         Ok((credential.token.clone(), credential.keypair.clone()))
     }
 
-    /// Forgets the cached token (the next call attests again).
+    /// Forgets the cached token as refused (the next call attests again).
     pub async fn invalidate_token(&self) {
-        self.inner.cache.lock().await.credential = None;
+        let mut cache = self.inner.cache.lock().await;
+        cache.credential = None;
+        cache.refused = true;
     }
 
     /// Fetches and decrypts a resource: `GET {url}/kbs/v0/<uri.kbs_path()>`.
@@ -263,7 +278,7 @@ impl KbsClient {
         let jwe_required = uri.plugin() == DEFAULT_PLUGIN;
         let started = Instant::now();
         let credential = self.credential().await?;
-        let fresh = credential.obtained_at >= started;
+        let fresh = credential.attested && credential.obtained_at >= started;
         match self.fetch(&path, jwe_required, &credential).await? {
             Fetch::Ok(bytes) => Ok(bytes),
             Fetch::Unauthorized(err) if fresh || credential.was_denied(&path) => {
@@ -312,13 +327,20 @@ impl KbsClient {
             }
         }
         cache.credential = None;
-        let outcome = self.obtain().await;
+        // a caller asking for a token newer than its own had it refused
+        let need = if cache.refused || not_before.is_some() {
+            TokenNeed::NewAttestation
+        } else {
+            TokenNeed::Valid
+        };
+        let outcome = self.obtain(need).await;
         self.inner.attempts_finished.fetch_add(1, Ordering::AcqRel);
         match outcome {
             Ok(credential) => {
                 let credential = Arc::new(credential);
                 cache.credential = Some(credential.clone());
                 cache.last_failure = None;
+                cache.refused = false;
                 Ok(credential)
             }
             Err(err) => {
@@ -337,17 +359,23 @@ impl KbsClient {
             .is_some_and(|current| Arc::ptr_eq(current, stale))
         {
             cache.credential = None;
+            cache.refused = true;
         }
     }
 
-    async fn obtain(&self) -> Result<Credential> {
+    async fn obtain(&self, need: TokenNeed) -> Result<Credential> {
         match &self.inner.source {
             CredentialSource::Passport(tokens) => {
                 let (token, keypair) = tokens
-                    .get_token()
+                    .get_token(need)
                     .await
                     .map_err(|e| Error::TokenProvider(e.to_string()))?;
-                Ok(Credential::new(token, Arc::new(keypair), None))
+                Ok(Credential::new(
+                    token,
+                    Arc::new(keypair),
+                    None,
+                    need == TokenNeed::NewAttestation,
+                ))
             }
             CredentialSource::BackgroundCheck(evidence) => {
                 let algorithm = self.inner.config.tee_key_algorithm;
@@ -460,7 +488,7 @@ impl KbsClient {
             })?;
         let token = Token::parse(&response.token)?;
         debug!(expires_at = ?token.expires_at(), "attested to the KBS");
-        Ok(Credential::new(token, keypair, Some(cookie)))
+        Ok(Credential::new(token, keypair, Some(cookie), true))
     }
 
     /// One resource GET (with transport retries) using `credential`.

@@ -31,4 +31,4 @@ pub use http::RetryPolicy;
 pub use jwe::{JweError, JweOptions};
 pub use keypair::{KeyError, TeeKeyAlgorithm, TeeKeyPair};
 pub use resource_uri::ResourceUri;
-pub use token::{ProviderError, Token, TokenProvider};
+pub use token::{ProviderError, Token, TokenNeed, TokenProvider};

@@ -135,11 +135,22 @@ impl Token {
 /// Error type of the provider traits (evidence, token): whatever the implementation uses.
 pub type ProviderError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
+/// What the client needs from a [`TokenProvider`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenNeed {
+    /// Any valid token: the first one, or one replacing an expired token (a provider may
+    /// answer from its cache).
+    Valid,
+    /// A token from a new attestation: the KBS refused the previous one (AA's forced
+    /// refresh, ttRPC metadata `coco-token-refresh`).
+    NewAttestation,
+}
+
 /// Source of tokens in passport mode: CDH implements it by calling AA's `GetToken("kbs")`.
 #[async_trait]
 pub trait TokenProvider: Send + Sync {
-    /// A valid token and the TEE key pair whose public half the token carries.
-    async fn get_token(&self) -> Result<(Token, TeeKeyPair), ProviderError>;
+    /// A token as `need` says and the TEE key pair whose public half the token carries.
+    async fn get_token(&self, need: TokenNeed) -> Result<(Token, TeeKeyPair), ProviderError>;
 }
 
 /// AA's `GetToken("kbs")` reply: `{"token":"<JWT>","tee_keypair":"<PEM private key>"}`.

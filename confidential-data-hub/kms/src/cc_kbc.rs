@@ -26,7 +26,7 @@ use async_trait::async_trait;
 use kbs_protocol::{
     resource_uri::ResourceUri,
     token::{decode_aa_token_reply, TokenReplyError},
-    KbsClient, KbsClientConfig, ProviderError, TeeKeyPair, Token, TokenProvider,
+    KbsClient, KbsClientConfig, ProviderError, TeeKeyPair, Token, TokenNeed, TokenProvider,
 };
 use protos::{
     attestation_agent::GetTokenRequest, attestation_agent_ttrpc::AttestationAgentServiceClient,
@@ -98,10 +98,9 @@ struct Slot {
 /// The passport-mode [`TokenProvider`]: AA's `GetToken("kbs")` over ttRPC, on a connection
 /// opened on first use and replaced once when it turns out dead.
 ///
-/// `kbs_protocol` asks its provider only when it holds no usable token (the first request,
-/// an expired token, or a token the KBS refused), so every request after the first one that
-/// succeeded asks AA to attest again ([`TOKEN_REFRESH_METADATA`]): AA's cached token is the
-/// one that was just found unusable.
+/// `kbs_protocol` asks for [`TokenNeed::NewAttestation`] after the KBS refused a token;
+/// that request carries [`TOKEN_REFRESH_METADATA`] so that AA attests again instead of
+/// answering from its cache.
 pub struct AaTokenProvider {
     addr: String,
     timeout: Duration,
@@ -228,10 +227,8 @@ impl AaTokenProvider {
 
 #[async_trait]
 impl TokenProvider for AaTokenProvider {
-    async fn get_token(&self) -> Result<(Token, TeeKeyPair), ProviderError> {
-        // kbs_protocol's TokenProvider cannot say why it asks; asking again after a token
-        // was handed out means that token is expired or refused.
-        let refresh = self.tokens_handed_out() > 0;
+    async fn get_token(&self, need: TokenNeed) -> Result<(Token, TeeKeyPair), ProviderError> {
+        let refresh = need == TokenNeed::NewAttestation;
         let reply = self.request_token(refresh).await?;
         let (token, keypair) = decode_aa_token_reply(&reply).map_err(AaTokenError::Reply)?;
         self.tokens_handed_out.fetch_add(1, Ordering::AcqRel);
@@ -244,8 +241,6 @@ impl TokenProvider for AaTokenProvider {
 pub struct CcKbc {
     client: KbsClient,
     tokens: Arc<AaTokenProvider>,
-    /// Serializes the one re-check of AA's first token (see [`Kbc::get_resource`] below).
-    first_token_recheck: Mutex<()>,
 }
 
 impl fmt::Debug for CcKbc {
@@ -276,11 +271,7 @@ impl CcKbc {
         let tokens = Arc::new(tokens);
         let client = KbsClient::passport(config, tokens.clone())
             .map_err(|e| KbcError::Setup(Box::new(e)))?;
-        Ok(Self {
-            client,
-            tokens,
-            first_token_recheck: Mutex::new(()),
-        })
+        Ok(Self { client, tokens })
     }
 
     /// The token provider (its counters show how often AA was asked).
@@ -312,26 +303,9 @@ impl Kbc for CcKbc {
         if let Some(host) = uri.host() {
             debug!(%uri, host, kbs = %self.client.config().url, "the host in a resource URI is ignored; using the configured KBS");
         }
-        match self.client.get_resource(uri).await {
-            Ok(resource) => Ok(resource),
-            // The first token was asked for without a refresh, so AA may have answered from
-            // a cache the KBS no longer honours (tokens revoked, KBS restarted) and
-            // kbs_protocol took the refusal of a "new" token as final. Attest once more
-            // before calling it a denial; every later token is a fresh attestation.
-            Err(kbs_protocol::Error::Unauthorized { .. })
-                if self.tokens.tokens_handed_out() == 1 =>
-            {
-                let _recheck = self.first_token_recheck.lock().await;
-                if self.tokens.tokens_handed_out() == 1 {
-                    info!(%uri, "the KBS refused the attestation agent's first token; asking for a new attestation once");
-                    self.client.invalidate_token().await;
-                }
-                self.client
-                    .get_resource(uri)
-                    .await
-                    .map_err(|e| kbc_error(uri, e))
-            }
-            Err(e) => Err(kbc_error(uri, e)),
-        }
+        self.client
+            .get_resource(uri)
+            .await
+            .map_err(|e| kbc_error(uri, e))
     }
 }

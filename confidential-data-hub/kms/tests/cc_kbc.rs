@@ -228,6 +228,29 @@ async fn the_token_is_reused_and_a_revoked_one_renewed_with_the_refresh_metadata
 }
 
 #[tokio::test]
+async fn an_expired_token_is_replaced_without_forcing_a_new_attestation() {
+    let config = KbsConfig {
+        token_lifetime: Duration::from_secs(2),
+        ..KbsConfig::default()
+    };
+    let fixture = Fixture::start(config, Behaviour::Attest).await;
+    let kbc = fixture.kbc();
+    kbc.get_resource(&uri("kbs:///default/key/1"))
+        .await
+        .unwrap();
+    // past half its lifetime a token counts as expired, for CDH and AA alike
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let got = kbc
+        .get_resource(&uri("kbs:///default/key/1"))
+        .await
+        .unwrap();
+    assert_eq!(got.as_slice(), SECRET);
+    // AA was asked for a valid token (no refresh metadata) and attested on its own
+    assert_eq!(fixture.refresh_flags(), [None, None]);
+    assert_eq!(fixture.attestations(), 2);
+}
+
+#[tokio::test]
 async fn concurrent_first_requests_share_one_token() {
     let fixture = Fixture::start(KbsConfig::default(), Behaviour::Attest).await;
     let kbc = Arc::new(fixture.kbc());

@@ -10,7 +10,7 @@ use attester::{Detected, SampleAttester};
 use kbs_protocol::token::{decode_aa_token_reply, encode_aa_token_reply};
 use kbs_protocol::{
     AttesterEvidenceProvider, EvidenceProvider, KbsClient, KbsClientConfig, ProviderError,
-    ResourceUri, RetryPolicy, TeeKeyAlgorithm, TeeKeyPair, Token, TokenProvider,
+    ResourceUri, RetryPolicy, TeeKeyAlgorithm, TeeKeyPair, Token, TokenNeed, TokenProvider,
 };
 use testkit::kbs::{KbsConfig, TestKbs};
 
@@ -67,9 +67,13 @@ pub struct AaLikeTokenProvider {
 
 #[async_trait]
 impl TokenProvider for AaLikeTokenProvider {
-    async fn get_token(&self) -> Result<(Token, TeeKeyPair), ProviderError> {
+    async fn get_token(&self, need: TokenNeed) -> Result<(Token, TeeKeyPair), ProviderError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
-        let (token, keypair) = self.aa.get_token().await?;
+        // as AA: its cached token, or a new attestation on a forced refresh
+        let (token, keypair) = match need {
+            TokenNeed::Valid => self.aa.get_token().await?,
+            TokenNeed::NewAttestation => self.aa.refresh_token().await?,
+        };
         let reply = encode_aa_token_reply(&token, &keypair)?;
         Ok(decode_aa_token_reply(&reply)?)
     }
