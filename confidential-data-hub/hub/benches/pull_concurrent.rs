@@ -328,6 +328,14 @@ fn measure(
         seconds(serial),
         serial.as_secs_f64() / slowest.as_secs_f64()
     );
+    // The hub's CPU alone sets a floor: the three pulls' CPU spread over every core.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let floor = together.hub_cpu / cores;
+    eprintln!(
+        "  {cores} cores: the hub CPU of all three needs at least {floor:.2} s of wall time, \
+         a ratio of at least {:.2} x before any other process runs",
+        floor / slowest.as_secs_f64()
+    );
     together.wall.as_secs_f64() / slowest.as_secs_f64()
 }
 
