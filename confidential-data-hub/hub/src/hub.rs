@@ -417,7 +417,9 @@ pub fn secure_mount_code(e: &SecureMountError) -> ttrpc::Code {
             ttrpc::Code::ALREADY_EXISTS
         }
         E::Busy(_) => ttrpc::Code::UNAVAILABLE,
-        E::DeviceMapperUnavailable { .. } | E::NotLuks(_) => ttrpc::Code::FAILED_PRECONDITION,
+        E::DeviceMapperUnavailable { .. } | E::NotLuks(_) | E::DeviceInUse { .. } => {
+            ttrpc::Code::FAILED_PRECONDITION
+        }
         E::WrongKey(_) => ttrpc::Code::PERMISSION_DENIED,
         E::KeyUnseal(e) => unseal_code(e),
         E::KeyFetch { source, .. } => kbc_code(source),

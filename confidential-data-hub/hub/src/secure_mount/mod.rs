@@ -21,7 +21,7 @@ pub(crate) mod request;
 use std::{
     collections::HashSet,
     io,
-    os::unix::fs::FileTypeExt as _,
+    os::unix::fs::{FileTypeExt as _, MetadataExt as _},
     path::{Path, PathBuf},
     sync::Mutex,
 };
@@ -57,6 +57,8 @@ pub struct SecureMountPaths {
     /// `/proc/misc`: lists `device-mapper` when the kernel has it (libdevmapper creates
     /// `/dev/mapper/control` even when it does not, so that node proves nothing).
     pub proc_misc: PathBuf,
+    /// `/proc/self/mountinfo`: a device mounted (or with a mounted partition) is in use.
+    pub mountinfo: PathBuf,
     /// Detached LUKS2 headers of `empty` volumes.
     pub header_dir: PathBuf,
     /// The directory `file://` keys must lie in.
@@ -74,6 +76,7 @@ impl Default for SecureMountPaths {
             dev_dir: PathBuf::from("/dev"),
             mapper_dir: PathBuf::from("/dev/mapper"),
             proc_misc: PathBuf::from("/proc/misc"),
+            mountinfo: PathBuf::from("/proc/self/mountinfo"),
             header_dir: PathBuf::from(DEFAULT_LUKS_HEADER_DIR),
             key_file_dir: PathBuf::from(DEFAULT_KEY_FILE_DIR),
             cryptsetup: PathBuf::from("cryptsetup"),
@@ -141,6 +144,14 @@ pub enum SecureMountError {
     BadUevent {
         /// the uevent file
         path: PathBuf,
+    },
+    /// The device (or a partition of it) is mounted or held by another device.
+    #[error("{path} is in use: {reason}")]
+    DeviceInUse {
+        /// the device
+        path: PathBuf,
+        /// how
+        reason: String,
     },
     /// The device is missing or not a block device.
     #[error("{path} is not a block device: {reason}")]
@@ -381,6 +392,44 @@ impl SecureMounter {
         }
     }
 
+    /// How the block device `id` ("MAJ:MIN") is in use, if it is: another device holds it
+    /// (dm, md), or it or one of its partitions is mounted. Formatting or mapping it then
+    /// would pull a file system from under its users.
+    pub fn device_use(&self, id: &str) -> Option<String> {
+        let sys = self.paths.sys_dev_block.join(id);
+        let holders: Vec<String> = std::fs::read_dir(sys.join("holders"))
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !holders.is_empty() {
+            return Some(format!("held by {}", holders.join(", ")));
+        }
+        let mut ids = vec![id.to_string()];
+        if let Ok(entries) = std::fs::read_dir(&sys) {
+            for entry in entries.flatten() {
+                let dir = entry.path();
+                if dir.join("partition").is_file() {
+                    if let Ok(dev) = std::fs::read_to_string(dir.join("dev")) {
+                        ids.push(dev.trim().to_string());
+                    }
+                }
+            }
+        }
+        let mountinfo = std::fs::read_to_string(&self.paths.mountinfo).unwrap_or_default();
+        mountinfo.lines().find_map(|line| {
+            let mut fields = line.split(' ');
+            let source = fields.nth(2)?;
+            let target = fields.nth(1)?;
+            ids.iter()
+                .any(|id| id == source)
+                .then(|| format!("{source} is mounted at {target}"))
+        })
+    }
+
     /// The detached header path of an `empty` `device`:
     /// `<header dir>/<base64url(device path)>.header`.
     pub fn header_path(&self, device: &Path) -> PathBuf {
@@ -404,6 +453,14 @@ impl SecureMounter {
             return Err(SecureMountError::NotABlockDevice {
                 path: device,
                 reason: "it is not a block special file".into(),
+            });
+        }
+        let rdev = metadata.rdev();
+        let id = format!("{}:{}", rustix::fs::major(rdev), rustix::fs::minor(rdev));
+        if let Some(reason) = self.device_use(&id) {
+            return Err(SecureMountError::DeviceInUse {
+                path: device,
+                reason,
             });
         }
         let misc = std::fs::read_to_string(&self.paths.proc_misc).unwrap_or_default();

@@ -210,6 +210,53 @@ fn device_ids_resolve_through_uevent() {
     }
 }
 
+#[test]
+fn a_mounted_or_held_device_is_in_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let sys = dir.path().join("sys");
+    for (path, contents) in [
+        ("252:16/holders/", ""),
+        ("252:16/vdb1/partition", "1"),
+        ("252:16/vdb1/dev", "252:17\n"),
+        ("252:32/holders/dm-0", ""),
+        ("252:48/holders/", ""),
+    ] {
+        let path = sys.join(path);
+        if path.to_string_lossy().ends_with('/') {
+            std::fs::create_dir_all(&path).unwrap();
+        } else {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, contents).unwrap();
+        }
+    }
+    let mountinfo = dir.path().join("mountinfo");
+    std::fs::write(
+        &mountinfo,
+        "22 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n\
+         31 22 252:17 / /data rw,relatime - ext4 /dev/vdb1 rw\n\
+         truncated\n",
+    )
+    .unwrap();
+    let mounter = SecureMounter::new(SecureMountPaths {
+        sys_dev_block: sys,
+        mountinfo,
+        ..SecureMountPaths::default()
+    });
+    assert_eq!(
+        mounter.device_use("252:16").as_deref(),
+        Some("252:17 is mounted at /data")
+    );
+    assert_eq!(
+        mounter.device_use("252:32").as_deref(),
+        Some("held by dm-0")
+    );
+    assert_eq!(
+        mounter.device_use("254:0").as_deref(),
+        Some("254:0 is mounted at /")
+    );
+    assert_eq!(mounter.device_use("252:48"), None);
+}
+
 #[tokio::test]
 async fn key_files_must_lie_in_the_runtime_dir() {
     let dir = tempfile::tempdir().unwrap();
@@ -434,6 +481,34 @@ async fn prepare_checks_the_host_before_any_key_is_fetched() {
     );
     drop(first);
     drop(mounter.prepare(request(&other_name, &mount_point)).unwrap());
+
+    // a mounted device is in use
+    let fs_dir = dir.path().join("mounted");
+    std::fs::create_dir(&fs_dir).unwrap();
+    let mkfs = Command::new("mkfs.ext4")
+        .args(["-q", "-F"])
+        .arg(&disk.device)
+        .output()
+        .unwrap();
+    assert!(mkfs.status.success(), "{mkfs:?}");
+    rustix::mount::mount(
+        &disk.device,
+        &fs_dir,
+        "ext4",
+        rustix::mount::MountFlags::empty(),
+        None,
+    )
+    .unwrap();
+    let e = mounter.prepare(request(&empty, &mount_point)).unwrap_err();
+    rustix::mount::unmount(&fs_dir, rustix::mount::UnmountFlags::empty()).unwrap();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{} is in use: {id} is mounted at {}",
+            disk.device.display(),
+            fs_dir.display()
+        )
+    );
 
     // an occupied mount point for a device link
     std::fs::create_dir(&mount_point).unwrap();
