@@ -13,7 +13,8 @@
 //! Differences from upstream, on purpose (spec §12 item 5): `file://` keys must lie inside
 //! the hub's runtime directory; unknown option names are refused (a misspelt `key` would
 //! otherwise format the device with a random key); a device already formatted by this
-//! boot, a mapper name in use, or an occupied mount point is refused instead of reused.
+//! boot, mounted, or held by another device, a mapper name in use, or an occupied mount
+//! point is refused instead of reused.
 
 mod luks2;
 pub(crate) mod request;
@@ -161,7 +162,7 @@ pub enum SecureMountError {
         /// what it is instead
         reason: String,
     },
-    /// Another request is working on the same device or mapper name right now.
+    /// Another request is working on the same device ("MAJ:MIN") or mapper name right now.
     #[error("{0} is being set up by another SecureMount request")]
     Busy(String),
     /// This boot already formatted the device (its header exists).
@@ -276,6 +277,8 @@ pub struct PreparedMount<'a> {
     mounter: &'a SecureMounter,
     request: BlockDeviceRequest,
     device: PathBuf,
+    /// "MAJ:MIN": the same device under any path
+    device_id: String,
     mapper_name: String,
 }
 
@@ -286,7 +289,7 @@ impl Drop for PreparedMount<'_> {
             .busy
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        busy.remove(&self.device.display().to_string());
+        busy.remove(&self.device_id);
         busy.remove(&self.mapper_name);
     }
 }
@@ -497,19 +500,19 @@ impl SecureMounter {
                 .busy
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let device_key = device.display().to_string();
-            for name in [&device_key, &mapper_name] {
+            for name in [&id, &mapper_name] {
                 if busy.contains(name) {
                     return Err(SecureMountError::Busy(name.clone()));
                 }
             }
-            busy.insert(device_key);
+            busy.insert(id.clone());
             busy.insert(mapper_name.clone());
         }
         Ok(PreparedMount {
             mounter: self,
             request,
             device,
+            device_id: id,
             mapper_name,
         })
     }

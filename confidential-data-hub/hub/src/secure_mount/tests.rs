@@ -472,13 +472,17 @@ async fn prepare_checks_the_host_before_any_key_is_fetched() {
     assert_eq!(first.device(), disk.device);
     let mut other_name = empty;
     other_name[3] = ("mapperName", "cdh-test-other");
-    let e = mounter
-        .prepare(request(&other_name, &mount_point))
-        .unwrap_err();
-    assert!(
-        matches!(&e, SecureMountError::Busy(d) if *d == disk.device.display().to_string()),
-        "{e}"
-    );
+    // the same device by its path
+    let by_path = [
+        ("devicePath", disk.device.to_str().unwrap()),
+        ("sourceType", "empty"),
+        ("encryptionType", "luks2"),
+        ("mapperName", "cdh-test-other"),
+    ];
+    for options in [&other_name, &by_path] {
+        let e = mounter.prepare(request(options, &mount_point)).unwrap_err();
+        assert!(matches!(&e, SecureMountError::Busy(d) if *d == id), "{e}");
+    }
     drop(first);
     drop(mounter.prepare(request(&other_name, &mount_point)).unwrap());
 
