@@ -9,7 +9,7 @@
 //! cert = "-----BEGIN CERTIFICATE-----..."     # extra trusted root, optional
 //! tee_key_algorithm = "ECDH-ES+A256KW-P256"    # or ECDH-ES+A256KW-P521, RSA-OAEP-256
 //! [eventlog_config]
-//! init_pcr = 17
+//! init_pcr = 17                                # default: 17, or 23 on TPM platforms
 //! enable_eventlog = false
 //! [log]
 //! level = "info"
@@ -116,22 +116,15 @@ impl fmt::Display for TeeKeyAlgorithm {
 }
 
 /// `[eventlog_config]`
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default)]
 pub struct EventlogConfig {
-    /// PCR that runtime measurements go to when the request names none.
-    pub init_pcr: u64,
+    /// PCR that runtime measurements go to when the request names none; absent, the
+    /// platform's default (17, or 23 where the registers are TPM PCRs: upstream's fixed 17
+    /// cannot be extended on a TPM).
+    pub init_pcr: Option<u64>,
     /// Whether ExtendRuntimeMeasurement records events at all.
     pub enable_eventlog: bool,
-}
-
-impl Default for EventlogConfig {
-    fn default() -> Self {
-        Self {
-            init_pcr: 17,
-            enable_eventlog: false,
-        }
-    }
 }
 
 /// `[log]`
@@ -318,13 +311,10 @@ impl Config {
                 }
             }
         }
-        if self.eventlog_config.init_pcr > MAX_PCR {
+        if let Some(pcr) = self.eventlog_config.init_pcr.filter(|pcr| *pcr > MAX_PCR) {
             return Err(invalid(
                 "eventlog_config.init_pcr",
-                format!(
-                    "PCR {} does not exist; PCR indexes are 0..={MAX_PCR}",
-                    self.eventlog_config.init_pcr
-                ),
+                format!("PCR {pcr} does not exist; PCR indexes are 0..={MAX_PCR}"),
             ));
         }
         check_log_filter(&self.log.level).map_err(|m| invalid("log.level", m))
@@ -396,7 +386,7 @@ mod tests {
         let c = Config::default();
         assert_eq!(c.token_configs.coco_as, None);
         assert_eq!(c.token_configs.kbs, None);
-        assert_eq!(c.eventlog_config.init_pcr, 17);
+        assert_eq!(c.eventlog_config.init_pcr, None);
         assert!(!c.eventlog_config.enable_eventlog);
         assert_eq!(c.log.level, "info");
         assert!(!c.attester.allow_sample);
@@ -447,7 +437,7 @@ allow_sample = true
         assert_eq!(kbs.url.as_str(), "https://127.0.0.1:8080/");
         assert_eq!(kbs.cert.as_deref(), Some(CERT));
         assert_eq!(kbs.tee_key_algorithm, TeeKeyAlgorithm::RsaOaep256);
-        assert_eq!(c.eventlog_config.init_pcr, 8);
+        assert_eq!(c.eventlog_config.init_pcr, Some(8));
         assert!(c.eventlog_config.enable_eventlog);
         assert_eq!(c.log.level, "debug");
         assert!(c.attester.allow_sample);
@@ -502,7 +492,7 @@ allow_sample = true
             c.token_configs.kbs.unwrap().url.as_str(),
             "http://kbs:8080/"
         );
-        assert_eq!(c.eventlog_config.init_pcr, 16);
+        assert_eq!(c.eventlog_config.init_pcr, Some(16));
         assert!(c.attester.allow_sample);
         let (key, _) = invalid_key(Config::parse(
             br#"{"eventlog_config":{"enable_eventlog":"yes"}}"#,
@@ -617,7 +607,7 @@ allow_sample = true
                 .config
                 .eventlog_config
                 .init_pcr,
-            23
+            Some(23)
         );
         assert_eq!(
             toml("[eventlog_config]\ninit_pcr = 0\n")
@@ -625,7 +615,7 @@ allow_sample = true
                 .config
                 .eventlog_config
                 .init_pcr,
-            0
+            Some(0)
         );
         for good in [
             "info",
@@ -704,13 +694,13 @@ allow_sample = true
         std::fs::write(&path, "[eventlog_config]\ninit_pcr = 9\n").unwrap();
         assert_eq!(
             Config::load(&path).unwrap().config.eventlog_config.init_pcr,
-            9
+            Some(9)
         );
         let json = dir.path().join("aa.json");
         std::fs::write(&json, r#"{"eventlog_config":{"init_pcr":10}}"#).unwrap();
         assert_eq!(
             Config::load(&json).unwrap().config.eventlog_config.init_pcr,
-            10
+            Some(10)
         );
         // TOML content in a .json file is read as JSON and refused
         std::fs::write(&json, "[log]\n").unwrap();

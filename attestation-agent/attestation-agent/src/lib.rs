@@ -325,7 +325,8 @@ impl AttestationAgent {
     }
 
     /// ExtendRuntimeMeasurement: records `<domain> <operation> <content>` in the register
-    /// of PCR `register_index` (absent: `[eventlog_config] init_pcr`). `NotEnabled` when
+    /// of PCR `register_index` (absent: `[eventlog_config] init_pcr`, absent too: the
+    /// platform's default, [`Attester::default_runtime_pcr`]). `NotEnabled` when
     /// the eventlog is off (checked before anything else), `NotSupported` when the platform
     /// has no runtime-measurement registers.
     pub async fn extend_runtime_measurement(
@@ -339,7 +340,9 @@ impl AttestationAgent {
             return Ok(RuntimeMeasurementOutcome::NotEnabled);
         }
         let event = AaelEvent::new(domain, operation, content)?;
-        let pcr = register_index.unwrap_or(self.config.eventlog_config.init_pcr);
+        let pcr = register_index
+            .or(self.config.eventlog_config.init_pcr)
+            .unwrap_or_else(|| self.attesters.primary.default_runtime_pcr());
         if pcr > MAX_PCR {
             return Err(AaError::InvalidRegisterIndex { index: pcr });
         }
@@ -656,7 +659,7 @@ mod tests {
         fn config(enabled: bool, init_pcr: u64) -> Config {
             let mut config = Config::default();
             config.eventlog_config.enable_eventlog = enabled;
-            config.eventlog_config.init_pcr = init_pcr;
+            config.eventlog_config.init_pcr = Some(init_pcr);
             config
         }
 
@@ -699,6 +702,24 @@ mod tests {
                 );
             }
             assert_eq!(tee.extends.load(std::sync::atomic::Ordering::SeqCst), 0);
+        }
+
+        #[tokio::test]
+        async fn without_init_pcr_the_platform_default_register_is_used() {
+            let dir = tempfile::tempdir().unwrap();
+            let mut config = config(true, 0);
+            config.eventlog_config.init_pcr = None;
+            let (mut aa, _tee) = with_tee(config);
+            aa.init_eventlog(dir.path()).await.unwrap();
+            let outcome = aa
+                .extend_runtime_measurement("d", "o", "default", None)
+                .await
+                .unwrap();
+            // the CC default, PCR 17, is CC MR 4 (RTMR 3)
+            let RuntimeMeasurementOutcome::Recorded(register) = outcome else {
+                panic!("{outcome:?}")
+            };
+            assert_eq!(register.register_index, 4);
         }
 
         #[tokio::test]

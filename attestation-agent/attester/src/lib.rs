@@ -241,6 +241,14 @@ pub enum AttesterError {
     },
 }
 
+/// The PCR runtime measurements go to by default on confidential-computing platforms
+/// (the last runtime register, e.g. TDX RTMR 3).
+pub const DEFAULT_RUNTIME_PCR: u64 = 17;
+/// The default on TPM-backed platforms: PCRs 17 to 22 are DRTM registers that locality 0
+/// (the OS) cannot extend, PCR 23 is the application register (what trustee's vTPM
+/// verifiers replay the AA eventlog against).
+pub const TPM_RUNTIME_PCR: u64 = 23;
+
 /// One TEE's evidence producer.
 #[async_trait]
 pub trait Attester: Send + Sync {
@@ -254,6 +262,12 @@ pub trait Attester: Send + Sync {
     /// Checks (or extends) the initdata digest against the platform.
     async fn bind_init_data(&self, _digest: &[u8]) -> Result<InitDataResult, AttesterError> {
         Ok(InitDataResult::Unsupported)
+    }
+
+    /// The PCR runtime measurements go to when neither the request nor the configuration
+    /// names one.
+    fn default_runtime_pcr(&self) -> u64 {
+        DEFAULT_RUNTIME_PCR
     }
 
     /// Hashes `event` (an eventlog event) with the platform algorithm and extends it into

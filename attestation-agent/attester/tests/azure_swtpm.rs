@@ -345,6 +345,8 @@ async fn initdata_and_measurements_use_the_vtpm_pcrs() {
         Some(&hcl_report(4, &[0x81; 1024], None)),
     );
     let attester = AzTdxVtpmAttester::new(TpmLocation::from_tcti(swtpm.tcti()), recorded_imds());
+    // runtime measurements default to the application PCR, as trustee's vTPM verifiers expect
+    assert_eq!(attester.default_runtime_pcr(), 23);
     let digest: [u8; 32] = Sha256::digest(b"initdata").into();
     assert_eq!(
         attester.bind_init_data(&digest).await.unwrap(),

@@ -224,6 +224,8 @@ async fn initdata_extends_pcr8_once_and_measurements_extend_their_pcr() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("locality"), "{err}");
+    // so the TPM's default register is the application PCR 23
+    assert_eq!(attester.default_runtime_pcr(), 23);
     let before = attester.read_register(23).await.unwrap().unwrap();
     assert_eq!(hex::encode(&before.value), swtpm.pcrread(work.path(), 23));
     let outcome = attester

@@ -391,6 +391,10 @@ impl Attester for AzSnpVtpmAttester {
         bind_init_data_pcr(&self.core.tpm, self.core.tee, digest).await
     }
 
+    fn default_runtime_pcr(&self) -> u64 {
+        crate::TPM_RUNTIME_PCR
+    }
+
     async fn extend_runtime_measurement(
         &self,
         event: &[u8],
@@ -437,6 +441,10 @@ impl Attester for AzTdxVtpmAttester {
 
     async fn bind_init_data(&self, digest: &[u8]) -> Result<InitDataResult, AttesterError> {
         bind_init_data_pcr(&self.core.tpm, self.core.tee, digest).await
+    }
+
+    fn default_runtime_pcr(&self) -> u64 {
+        crate::TPM_RUNTIME_PCR
     }
 
     async fn extend_runtime_measurement(

@@ -101,6 +101,10 @@ impl Attester for TpmAttester {
         bind_init_data_pcr(&self.tpm, TEE, digest).await
     }
 
+    fn default_runtime_pcr(&self) -> u64 {
+        crate::TPM_RUNTIME_PCR
+    }
+
     async fn extend_runtime_measurement(
         &self,
         event: &[u8],
