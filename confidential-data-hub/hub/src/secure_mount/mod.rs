@@ -14,7 +14,8 @@
 //! the hub's runtime directory; unknown option names are refused (a misspelt `key` would
 //! otherwise format the device with a random key); a device already formatted by this
 //! boot, mounted, or held by another device, a mapper name in use, or an occupied mount
-//! point is refused instead of reused.
+//! point is refused instead of reused; a mount point inside a system directory or reached
+//! through a symbolic link is refused.
 
 mod luks2;
 pub(crate) mod request;
@@ -474,6 +475,15 @@ impl SecureMounter {
             return Err(SecureMountError::DeviceMapperUnavailable {
                 detail: format!("{} lists no device-mapper", self.paths.proc_misc.display()),
             });
+        }
+        // a symbolic link on the way would put the volume somewhere the path does not say
+        for ancestor in request.mount_point.ancestors().skip(1) {
+            if std::fs::symlink_metadata(ancestor).is_ok_and(|m| m.file_type().is_symlink()) {
+                return Err(SecureMountError::InvalidMountPoint {
+                    path: request.mount_point.clone(),
+                    reason: format!("passes through the symbolic link {}", ancestor.display()),
+                });
+            }
         }
         let mapper_name = match &request.mapper_name {
             Some(name) => name.clone(),

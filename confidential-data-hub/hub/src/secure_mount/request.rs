@@ -11,6 +11,11 @@ use kbs_protocol::resource_uri::ResourceUri;
 
 use super::SecureMountError;
 
+/// Directories of the guest's own system a volume must never cover or link into.
+const SYSTEM_DIRS: &[&str] = &[
+    "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/proc", "/sbin", "/sys", "/usr",
+];
+
 /// Longest device-mapper name the kernel takes (`DM_NAME_LEN` less the NUL).
 const MAX_MAPPER_NAME: usize = 127;
 
@@ -330,12 +335,17 @@ impl BlockDeviceRequest {
         };
 
         let mount_point = PathBuf::from(mount_point);
-        check_absolute_path(&mount_point).map_err(|reason| {
-            SecureMountError::InvalidMountPoint {
+        check_absolute_path(&mount_point)
+            .and_then(
+                |()| match SYSTEM_DIRS.iter().find(|dir| mount_point.starts_with(dir)) {
+                    Some(dir) => Err(format!("is inside the system directory {dir}")),
+                    None => Ok(()),
+                },
+            )
+            .map_err(|reason| SecureMountError::InvalidMountPoint {
                 path: mount_point.clone(),
                 reason,
-            }
-        })?;
+            })?;
 
         Ok(Self {
             device,
@@ -558,6 +568,9 @@ mod tests {
             ("/run/../etc", "contains a `.` or `..` segment"),
             ("/run/./x", "contains a `.` or `..` segment"),
             ("/run/a\0b", "contains a NUL byte"),
+            ("/etc", "is inside the system directory /etc"),
+            ("/usr/lib/x", "is inside the system directory /usr"),
+            ("/dev/mapper/x", "is inside the system directory /dev"),
         ] {
             let e = BlockDeviceRequest::parse(&with(&[]), path).unwrap_err();
             assert!(

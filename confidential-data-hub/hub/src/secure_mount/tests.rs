@@ -514,6 +514,19 @@ async fn prepare_checks_the_host_before_any_key_is_fetched() {
         )
     );
 
+    // a mount point reached through a symbolic link
+    std::os::unix::fs::symlink("/tmp", dir.path().join("link")).unwrap();
+    let through_link = dir.path().join("link/volume");
+    let e = mounter.prepare(request(&empty, &through_link)).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "mount_point `{}` passes through the symbolic link {}",
+            through_link.display(),
+            dir.path().join("link").display()
+        )
+    );
+
     // an occupied mount point for a device link
     std::fs::create_dir(&mount_point).unwrap();
     let e = mounter.prepare(request(&empty, &mount_point)).unwrap_err();
