@@ -709,17 +709,26 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let mut config = config(true, 0);
             config.eventlog_config.init_pcr = None;
-            let (mut aa, _tee) = with_tee(config);
+            // a platform whose default is PCR 8 (CC MR 3), not the usual 17 (CC MR 4)
+            let mut tee = MemoryTee::new(HashAlgorithm::Sha384, true);
+            tee.default_pcr = 8;
+            let mut aa = AttestationAgent::new(
+                config,
+                Detected {
+                    primary: Box::new(SharedTee(Arc::new(tee))),
+                    additional: vec![],
+                },
+            );
             aa.init_eventlog(dir.path()).await.unwrap();
             let outcome = aa
                 .extend_runtime_measurement("d", "o", "default", None)
                 .await
                 .unwrap();
-            // the CC default, PCR 17, is CC MR 4 (RTMR 3)
             let RuntimeMeasurementOutcome::Recorded(register) = outcome else {
                 panic!("{outcome:?}")
             };
-            assert_eq!(register.register_index, 4);
+            assert_eq!(register.register_index, 3);
+            assert_eq!(logged(dir.path()), [(3, "d o default".to_string())]);
         }
 
         #[tokio::test]

@@ -29,6 +29,8 @@ pub(crate) struct MemoryTee {
     pub extends: AtomicUsize,
     /// Digest length reported (a buggy attester), when set.
     pub bad_digest_len: Option<usize>,
+    /// What `default_runtime_pcr` answers.
+    pub default_pcr: u64,
 }
 
 impl MemoryTee {
@@ -40,6 +42,7 @@ impl MemoryTee {
             failing: AtomicBool::new(false),
             extends: AtomicUsize::new(0),
             bad_digest_len: None,
+            default_pcr: attester::DEFAULT_RUNTIME_PCR,
         }
     }
 
@@ -71,6 +74,10 @@ impl MemoryTee {
 
 #[async_trait]
 impl Attester for MemoryTee {
+    fn default_runtime_pcr(&self) -> u64 {
+        self.default_pcr
+    }
+
     fn tee(&self) -> Tee {
         Tee::Tdx
     }
@@ -125,6 +132,10 @@ pub(crate) struct SharedTee(pub std::sync::Arc<MemoryTee>);
 impl Attester for SharedTee {
     fn tee(&self) -> Tee {
         self.0.tee()
+    }
+
+    fn default_runtime_pcr(&self) -> u64 {
+        self.0.default_runtime_pcr()
     }
 
     async fn get_evidence(&self, data: &[u8]) -> Result<serde_json::Value, AttesterError> {
