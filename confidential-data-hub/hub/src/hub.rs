@@ -81,7 +81,7 @@ pub struct Hub {
     unsealer: Unsealer,
     key_unwrapper: Arc<LayerKeyUnwrapper>,
     puller: ImagePuller,
-    mounter: SecureMounter,
+    mounter: Arc<SecureMounter>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -149,13 +149,13 @@ impl Hub {
             unsealer,
             key_unwrapper,
             puller,
-            mounter: SecureMounter::default(),
+            mounter: Arc::default(),
         }
     }
 
     /// The hub with SecureMount on other host paths and tools (tests, unusual guests).
     pub fn with_secure_mount_paths(mut self, paths: SecureMountPaths) -> Self {
-        self.mounter = SecureMounter::new(paths);
+        self.mounter = Arc::new(SecureMounter::new(paths));
         self
     }
 
@@ -222,7 +222,8 @@ impl Hub {
         }
         let request = BlockDeviceRequest::parse(options, mount_point)?;
         // every local check passes before a key is fetched or unsealed
-        let prepared = self.mounter.prepare(request)?;
+        let mounter = self.mounter.clone();
+        let prepared = tokio::task::spawn_blocking(move || mounter.prepare(request)).await??;
         let key =
             match &prepared.request().key {
                 KeySpec::Sealed(secret) => self

@@ -25,7 +25,7 @@ use std::{
     io,
     os::unix::fs::{FileTypeExt as _, MetadataExt as _},
     path::{Path, PathBuf},
-    sync::Mutex,
+    sync::{Arc, Mutex},
 };
 
 use kms::KbcError;
@@ -274,8 +274,8 @@ pub(crate) fn io_error<'a>(
 /// A request whose host checks passed: the device, the mapper name and (for `empty`) the
 /// header path are known and reserved; dropping it releases the reservation.
 #[derive(Debug)]
-pub struct PreparedMount<'a> {
-    mounter: &'a SecureMounter,
+pub struct PreparedMount {
+    mounter: Arc<SecureMounter>,
     request: BlockDeviceRequest,
     device: PathBuf,
     /// "MAJ:MIN": the same device under any path
@@ -283,7 +283,7 @@ pub struct PreparedMount<'a> {
     mapper_name: String,
 }
 
-impl Drop for PreparedMount<'_> {
+impl Drop for PreparedMount {
     fn drop(&mut self) {
         let mut busy = self
             .mounter
@@ -295,7 +295,7 @@ impl Drop for PreparedMount<'_> {
     }
 }
 
-impl PreparedMount<'_> {
+impl PreparedMount {
     /// The resolved device.
     pub fn device(&self) -> &Path {
         &self.device
@@ -443,10 +443,11 @@ impl SecureMounter {
     /// Checks everything that needs no key: the device is a block device, device-mapper
     /// is there, the mapper name and mount point are free, the device is not being set
     /// up by another request, and an `empty` one was not formatted before.
+    /// Blocking (sysfs, procfs and the device node are read).
     pub fn prepare(
-        &self,
+        self: &Arc<Self>,
         request: BlockDeviceRequest,
-    ) -> Result<PreparedMount<'_>, SecureMountError> {
+    ) -> Result<PreparedMount, SecureMountError> {
         let device = self.resolve_device(&request.device)?;
         let metadata =
             std::fs::metadata(&device).map_err(|e| SecureMountError::NotABlockDevice {
@@ -519,7 +520,7 @@ impl SecureMounter {
             busy.insert(mapper_name.clone());
         }
         Ok(PreparedMount {
-            mounter: self,
+            mounter: self.clone(),
             request,
             device,
             device_id: id,

@@ -6,6 +6,7 @@ use std::{
     os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
     process::Command,
+    sync::Arc,
 };
 
 use sha2::{Digest as _, Sha256};
@@ -423,7 +424,7 @@ async fn prepare_checks_the_host_before_any_key_is_fetched() {
     let mount_point = dir.path().join("volume");
 
     // a regular file is not a block device
-    let mounter = SecureMounter::new(paths_in(dir.path()));
+    let mounter = Arc::new(SecureMounter::new(paths_in(dir.path())));
     let file = dir.path().join("plain-file");
     std::fs::write(&file, b"x").unwrap();
     let e = mounter
@@ -452,10 +453,10 @@ async fn prepare_checks_the_host_before_any_key_is_fetched() {
 
     // no device-mapper
     std::fs::write(dir.path().join("no-misc"), " 1 psaux\n237 loop-control\n").unwrap();
-    let no_dm = SecureMounter::new(SecureMountPaths {
+    let no_dm = Arc::new(SecureMounter::new(SecureMountPaths {
         proc_misc: dir.path().join("no-misc"),
         ..paths_in(dir.path())
-    });
+    }));
     let e = no_dm.prepare(request(&empty, &mount_point)).unwrap_err();
     assert_eq!(
         e.to_string(),
@@ -466,7 +467,7 @@ async fn prepare_checks_the_host_before_any_key_is_fetched() {
     );
 
     let paths = paths_in(dir.path());
-    let mounter = SecureMounter::new(paths.clone());
+    let mounter = Arc::new(SecureMounter::new(paths.clone()));
     // one request per device at a time
     let first = mounter.prepare(request(&empty, &mount_point)).unwrap();
     assert_eq!(first.device(), disk.device);
@@ -567,7 +568,7 @@ async fn an_empty_device_is_formatted_opened_and_linked_or_fully_undone() {
     let before = digest(&disk.file);
     let mount_point = dir.path().join("volumes/data");
     let paths = paths_in(dir.path());
-    let mounter = SecureMounter::new(paths.clone());
+    let mounter = Arc::new(SecureMounter::new(paths.clone()));
     let id = disk.id().unwrap();
     let prepared = mounter
         .prepare(request(
@@ -620,7 +621,7 @@ async fn an_encrypted_device_is_checked_and_opened_with_its_key() {
     let disk = LoopDevice::new(dir.path(), 24).unwrap();
     let paths = paths_in(dir.path());
     std::fs::write(paths.key_file_dir.join("disk.key"), b"right key").unwrap();
-    let mounter = SecureMounter::new(paths.clone());
+    let mounter = Arc::new(SecureMounter::new(paths.clone()));
     let id = disk.id().unwrap();
     let key_uri = format!("file://{}", paths.key_file_dir.join("disk.key").display());
     let options = [
