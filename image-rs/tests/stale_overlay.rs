@@ -29,9 +29,18 @@ fn an_overlay_mounted_but_never_recorded_is_detached_at_the_next_start() {
             .any(|l| l.split(' ').nth(4) == Some(path.to_str().unwrap()))
     };
 
+    /// Detaches the overlay should the test fail before the store does.
+    struct Detach<'a>(&'a std::path::Path);
+    impl Drop for Detach<'_> {
+        fn drop(&mut self) {
+            let _ = rustix::mount::unmount(self.0, rustix::mount::UnmountFlags::DETACH);
+        }
+    }
+
     let store = LayerStore::open(&work).unwrap();
     let scratch = store.new_snapshot_dir();
     snapshot::mount_overlay(std::slice::from_ref(&lower), &rootfs, &scratch).unwrap();
+    let _detach = Detach(&rootfs);
     assert_eq!(
         std::fs::read(rootfs.join("file")).unwrap(),
         b"from the layer"

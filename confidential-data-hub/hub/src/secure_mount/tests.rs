@@ -504,8 +504,9 @@ async fn prepare_checks_the_host_before_any_key_is_fetched() {
         None,
     )
     .unwrap();
-    let e = mounter.prepare(request(&empty, &mount_point)).unwrap_err();
+    let result = mounter.prepare(request(&empty, &mount_point));
     rustix::mount::unmount(&fs_dir, rustix::mount::UnmountFlags::empty()).unwrap();
+    let e = result.unwrap_err();
     assert_eq!(
         e.to_string(),
         format!(
