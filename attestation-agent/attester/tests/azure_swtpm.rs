@@ -110,22 +110,7 @@ fn checkquote(swtpm: &Swtpm, dir: &Path, quote: &azure::AzTpmQuote, nonce: &[u8]
     signature.extend_from_slice(&quote.signature);
     std::fs::write(dir.join("quote.sig"), signature).unwrap();
     std::fs::write(dir.join("quote.msg"), &quote.message).unwrap();
-    swtpm.tool(
-        dir,
-        &[
-            "tpm2_checkquote",
-            "-u",
-            "ak.pem",
-            "-m",
-            "quote.msg",
-            "-s",
-            "quote.sig",
-            "-g",
-            "sha256",
-            "-q",
-            &hex::encode(nonce),
-        ],
-    );
+    swtpm.checkquote(dir, nonce);
     let attest = Attest::unmarshall(&quote.message).unwrap();
     assert_eq!(
         attest.extra_data().value(),

@@ -43,22 +43,7 @@ fn checkquote(swtpm: &Swtpm, dir: &std::path::Path, evidence: &TpmEvidence, nonc
         STANDARD.decode(&evidence.tpm_quote.signature).unwrap(),
     )
     .unwrap();
-    swtpm.tool(
-        dir,
-        &[
-            "tpm2_checkquote",
-            "-u",
-            "ak.pem",
-            "-m",
-            "quote.msg",
-            "-s",
-            "quote.sig",
-            "-g",
-            "sha256",
-            "-q",
-            &hex::encode(nonce),
-        ],
-    );
+    swtpm.checkquote(dir, nonce);
 }
 
 /// The nonce and PCR digest inside a quote message.

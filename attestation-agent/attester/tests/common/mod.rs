@@ -124,6 +124,27 @@ impl Swtpm {
         self.flush(dir);
     }
 
+    /// `tpm2_checkquote` of `<dir>/quote.msg` and `<dir>/quote.sig` (a TPMT_SIGNATURE)
+    /// against the AK in `<dir>/ak.pem` and `nonce`; panics when it does not verify.
+    pub fn checkquote(&self, dir: &Path, nonce: &[u8]) {
+        self.tool(
+            dir,
+            &[
+                "tpm2_checkquote",
+                "-u",
+                "ak.pem",
+                "-m",
+                "quote.msg",
+                "-s",
+                "quote.sig",
+                "-g",
+                "sha256",
+                "-q",
+                &hex::encode(nonce),
+            ],
+        );
+    }
+
     /// The transient handles loaded in the TPM.
     pub fn transient_handles(&self, dir: &Path) -> String {
         let out = self.tool(dir, &["tpm2_getcap", "handles-transient"]);
