@@ -1,6 +1,7 @@
-//! The keyprovider key wrapper end to end: CoCo annotation packets written by the shared
-//! provider-encrypt tool (v1, v2), and wrap/unwrap through our own cmd, ttRPC and gRPC
-//! transports and the in-process hook.
+//! The keyprovider key wrapper end to end: CoCo annotation packets written by an
+//! independent implementation (`tests/tools/provider_encrypt.py`, python `cryptography`,
+//! v1 and v2 packets), and wrap/unwrap through our own cmd, ttRPC and gRPC transports and
+//! the in-process hook.
 #![cfg(feature = "cli")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -76,9 +77,9 @@ fn digests(layout: &Path) -> Vec<String> {
         .collect()
 }
 
-fn shared_tool() -> PathBuf {
-    let tool = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/tools/ocicrypt-provider-encrypt.py");
+/// The independent encryptor: python `cryptography`, no code shared with this crate.
+fn provider_encrypt_tool() -> PathBuf {
+    let tool = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/provider_encrypt.py");
     assert!(
         tool.is_file(),
         "{} is required by this test and is missing",
@@ -107,7 +108,7 @@ fn cmd_transport(f: &Fixture) -> KeyProviderTransport {
 #[tokio::test]
 async fn coco_packets_v1_and_v2_unwrap_in_process_and_through_cmd() {
     let f = fixture();
-    let tool = shared_tool();
+    let tool = provider_encrypt_tool();
     for version in ["v1", "v2"] {
         let enc = f.dir.path().join(format!("enc-{version}"));
         run(std::process::Command::new("python3")
@@ -130,7 +131,9 @@ async fn coco_packets_v1_and_v2_unwrap_in_process_and_through_cmd() {
             )
             .unwrap()
         };
+        assert_eq!(packet.kid, KID);
         assert_eq!(packet.version.is_some(), version == "v2");
+        assert_eq!(packet.provider.as_deref() == Some("kbs"), version == "v2");
         let src = LayoutReference::parse(&format!("oci:{}", enc.display())).unwrap();
         let transports = [
             (

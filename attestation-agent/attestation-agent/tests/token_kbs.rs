@@ -19,7 +19,7 @@ use testkit::kbs::{FaultTarget, Faults, KbsConfig, TestKbs};
 
 const SECRET: &[u8] = b"resource for the agent's token \x00\xff";
 const INITDATA: &str = "algorithm = \"sha256\"\nversion = \"0.1.0\"\n\n[data]\n\"policy.rego\" = '''\npackage agent_policy\n'''\n";
-const CAPTURED_REPLY: &str = include_str!("../../../../shared/spec/wire/aa-token-response.json");
+const CAPTURED_REPLY: &str = include_str!("../../../testdata/wire/aa-token-response.json");
 
 async fn start_kbs(config: KbsConfig) -> TestKbs {
     let kbs = TestKbs::start(config).await.unwrap();

@@ -337,7 +337,7 @@ mod tests {
 
     fn captured_jwe() -> JweResponse {
         serde_json::from_str(include_str!(
-            "../../../../shared/spec/wire/05-resource-response-jwe.json"
+            "../../../testdata/wire/05-resource-response-jwe.json"
         ))
         .unwrap()
     }

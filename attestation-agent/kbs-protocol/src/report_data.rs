@@ -76,7 +76,7 @@ mod tests {
 
     const CAPTURED_NONCE: &str = "U2On241pWsR3LHIR/LG6hjEkdF+40HwP8Gp0Qh+/L4c=";
 
-    /// The vector from the trustee capture (shared/spec/wire/README.md).
+    /// The vector from the trustee capture (testdata/wire/, see testdata/README.md).
     #[test]
     fn reproduces_the_captured_trustee_binding() {
         let canonical =

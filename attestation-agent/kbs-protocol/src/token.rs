@@ -217,8 +217,7 @@ pub fn decode_aa_token_reply(bytes: &[u8]) -> Result<(Token, TeeKeyPair), TokenR
 mod tests {
     use super::*;
 
-    const CAPTURED_AA_REPLY: &str =
-        include_str!("../../../../shared/spec/wire/aa-token-response.json");
+    const CAPTURED_AA_REPLY: &str = include_str!("../../../testdata/wire/aa-token-response.json");
 
     #[test]
     fn decodes_the_upstream_aa_token_reply_and_reencodes_it_identically() {

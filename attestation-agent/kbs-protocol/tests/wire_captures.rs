@@ -1,5 +1,5 @@
 //! The wire types against bodies captured between upstream guest components and a running
-//! trustee KBS (shared/spec/wire/): each parses and re-serializes with the same members.
+//! trustee KBS (testdata/wire/): each parses and re-serializes with the same members.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, UNIX_EPOCH};
@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-const WIRE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/spec/wire");
+const WIRE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/wire");
 
 fn capture(name: &str) -> Value {
     let text = std::fs::read_to_string(format!("{WIRE}/{name}")).unwrap();

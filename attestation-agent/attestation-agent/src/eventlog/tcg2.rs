@@ -459,10 +459,7 @@ mod tests {
     use super::*;
     use base64::{engine::general_purpose::STANDARD, Engine};
 
-    const VECTORS: &str = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/vectors/eventlog"
-    );
+    const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/eventlog");
 
     fn vector(name: &str) -> Vec<u8> {
         std::fs::read(format!("{VECTORS}/{name}")).unwrap()
