@@ -6,7 +6,7 @@
 //! url = "http://127.0.0.1:8000"
 //! [token_configs.kbs]
 //! url = "https://127.0.0.1:8080"
-//! cert = "-----BEGIN CERTIFICATE-----..."     # extra trusted root, optional
+//! cert = "-----BEGIN CERTIFICATE-----..."     # extra trusted root, optional ("" = none)
 //! tee_key_algorithm = "ECDH-ES+A256KW-P256"    # or ECDH-ES+A256KW-P521, RSA-OAEP-256
 //! [eventlog_config]
 //! init_pcr = 17                                # default: 17, or 23 on TPM platforms
@@ -14,7 +14,7 @@
 //! [log]
 //! level = "info"
 //! [attester]
-//! allow_sample = false                         # tests and demos only
+//! allow_sample = false                         # strict mode; absent: fall back as upstream
 //! ```
 //!
 //! A value of the wrong type or out of range is an error naming its key; an unknown key is
@@ -75,7 +75,8 @@ pub struct CocoAsConfig {
 pub struct KbsConfig {
     /// KBS URL.
     pub url: Url,
-    /// Extra trusted root certificate (PEM) for the KBS's HTTPS.
+    /// Extra trusted root certificate (PEM) for the KBS's HTTPS; `""` means none, as
+    /// upstream's own example writes it.
     #[serde(default)]
     pub cert: Option<String>,
     /// Algorithm of the TEE key the KBS wraps responses for.
@@ -148,8 +149,10 @@ impl Default for LogConfig {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default)]
 pub struct AttesterConfig {
-    /// Use the sample attester (evidence that proves nothing) when no TEE is found.
-    pub allow_sample: bool,
+    /// Whether the sample attester (evidence that proves nothing) may stand in when no TEE
+    /// is found: `false` is strict mode, `true` an explicit allow; absent, the kernel
+    /// parameter `aa.allow_sample`, `AA_SAMPLE_ATTESTER`, then upstream's fallback decide.
+    pub allow_sample: Option<bool>,
 }
 
 /// File format of a config file, chosen by extension.
@@ -259,9 +262,19 @@ impl Config {
             DocumentError::Syntax(message) => ConfigError::Syntax { format, message },
             DocumentError::Value { key, message } => ConfigError::InvalidValue { key, message },
         })?;
-        parsed.value.check()?;
+        let mut config = parsed.value;
+        if let Some(kbs) = &mut config.token_configs.kbs {
+            if kbs
+                .cert
+                .as_deref()
+                .is_some_and(|cert| cert.trim().is_empty())
+            {
+                kbs.cert = None;
+            }
+        }
+        config.check()?;
         Ok(LoadedConfig {
-            config: parsed.value,
+            config,
             unknown_keys: parsed.unknown_keys,
         })
     }
@@ -389,7 +402,7 @@ mod tests {
         assert_eq!(c.eventlog_config.init_pcr, None);
         assert!(!c.eventlog_config.enable_eventlog);
         assert_eq!(c.log.level, "info");
-        assert!(!c.attester.allow_sample);
+        assert_eq!(c.attester.allow_sample, None);
         // an empty file is all defaults
         let loaded = toml("").unwrap();
         assert_eq!(loaded.config, c);
@@ -440,7 +453,7 @@ allow_sample = true
         assert_eq!(c.eventlog_config.init_pcr, Some(8));
         assert!(c.eventlog_config.enable_eventlog);
         assert_eq!(c.log.level, "debug");
-        assert!(c.attester.allow_sample);
+        assert_eq!(c.attester.allow_sample, Some(true));
     }
 
     #[test]
@@ -493,7 +506,7 @@ allow_sample = true
             "http://kbs:8080/"
         );
         assert_eq!(c.eventlog_config.init_pcr, Some(16));
-        assert!(c.attester.allow_sample);
+        assert_eq!(c.attester.allow_sample, Some(true));
         let (key, _) = invalid_key(Config::parse(
             br#"{"eventlog_config":{"enable_eventlog":"yes"}}"#,
             ConfigFormat::Json,
@@ -583,10 +596,6 @@ allow_sample = true
             (
                 "[token_configs.kbs]\nurl = \"http://kbs:8080/#frag\"\n",
                 "token_configs.kbs.url",
-            ),
-            (
-                "[token_configs.kbs]\nurl = \"http://k\"\ncert = \"\"\n",
-                "token_configs.kbs.cert",
             ),
             (
                 "[token_configs.kbs]\nurl = \"http://k\"\ncert = \"MIIB\"\n",
@@ -746,5 +755,32 @@ allow_sample = true
             Config::from_kbc_params(&params("cc_kbc::")),
             Err(ConfigError::KbcParams(KbcParamsError::BadKbsUri { .. }))
         ));
+    }
+
+    /// The shape of upstream's example config and of the aa.toml kata writes into
+    /// initdata: an empty or blank `cert` means no extra certificate.
+    #[test]
+    fn upstream_shaped_configs_with_empty_certificates_load() {
+        for cert in [
+            "cert = \"\"",
+            "cert = ''",
+            "cert = \"\"\"\n\"\"\"",
+            "cert = \"  \"",
+        ] {
+            let text = format!(
+                "[token_configs]\n\n[token_configs.coco_as]\nurl = \"http://127.0.0.1:8000\"\n\n\
+                 [token_configs.kbs]\nurl = \"https://127.0.0.1:8080\"\n{cert}\n\n\
+                 [eventlog_config]\n\ninit_pcr = 17\nenable_eventlog = false\n\n[log]\nlevel = \"info\"\n"
+            );
+            let loaded = Config::parse(text.as_bytes(), ConfigFormat::Toml).unwrap();
+            assert!(loaded.unknown_keys.is_empty(), "{:?}", loaded.unknown_keys);
+            let kbs = loaded.config.token_configs.kbs.unwrap();
+            assert_eq!(kbs.cert, None, "{cert}");
+            assert_eq!(kbs.url.as_str(), "https://127.0.0.1:8080/");
+            assert_eq!(loaded.config.eventlog_config.init_pcr, Some(17));
+        }
+        let json = br#"{"token_configs":{"kbs":{"url":"http://kbs:8080","cert":""}}}"#;
+        let loaded = Config::parse(json, ConfigFormat::Json).unwrap();
+        assert_eq!(loaded.config.token_configs.kbs.unwrap().cert, None);
     }
 }

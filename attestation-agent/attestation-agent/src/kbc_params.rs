@@ -1,8 +1,13 @@
 //! `aa_kbc_params` (`<kbc>::<uri>`): where the agent finds its KBS when started without a
 //! config file. Taken from env `AA_KBC_PARAMS`, else from the kernel command line
-//! parameter `agent.aa_kbc_params=`, else `offline_fs_kbc::`.
+//! parameter `agent.aa_kbc_params=` (the first one, as upstream), else `offline_fs_kbc::`.
 
-use std::{ffi::OsString, fmt, io::Read, path::PathBuf};
+use std::{
+    ffi::OsString,
+    fmt,
+    io::Read,
+    path::{Path, PathBuf},
+};
 
 /// Environment variable holding `<kbc>::<uri>`.
 pub const AA_KBC_PARAMS_ENV: &str = "AA_KBC_PARAMS";
@@ -120,7 +125,7 @@ impl AaKbcParams {
     }
 
     /// Finds aa_kbc_params: `env_value` (the value of `AA_KBC_PARAMS`, if set) wins; else
-    /// the last `agent.aa_kbc_params=` on the kernel command line in `cmdline_path`; else
+    /// the first `agent.aa_kbc_params=` on the kernel command line in `cmdline_path`; else
     /// `offline_fs_kbc::`.
     pub fn resolve(
         env_value: Option<OsString>,
@@ -133,12 +138,11 @@ impl AaKbcParams {
             return Self::parse(&value, KbcParamsOrigin::Env);
         }
         let path = cmdline_path.into();
-        let cmdline = read_cmdline(&path)?;
-        match cmdline
-            .split_ascii_whitespace()
-            .filter_map(|word| word.strip_prefix(CMDLINE_PARAM))
-            .next_back()
-        {
+        let cmdline = read_cmdline(&path).map_err(|source| KbcParamsError::Cmdline {
+            path: path.clone(),
+            source,
+        })?;
+        match cmdline_param(&cmdline, CMDLINE_PARAM) {
             Some(value) => Self::parse(value, KbcParamsOrigin::KernelCmdline(path)),
             None => Self::parse(DEFAULT_AA_KBC_PARAMS, KbcParamsOrigin::Default),
         }
@@ -161,17 +165,22 @@ impl AaKbcParams {
     }
 }
 
-fn read_cmdline(path: &PathBuf) -> Result<String, KbcParamsError> {
-    let err = |source| KbcParamsError::Cmdline {
-        path: path.clone(),
-        source,
-    };
+/// Reads a kernel command line file (at most 64 KiB of it).
+pub fn read_cmdline(path: &Path) -> std::io::Result<String> {
     let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(CMDLINE_LIMIT).read_to_end(&mut bytes))
-        .map_err(err)?;
+    std::fs::File::open(path)?
+        .take(CMDLINE_LIMIT)
+        .read_to_end(&mut bytes)?;
     // The command line is ASCII in practice; stray bytes must not hide the parameter.
     Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// The value of the first `prefix<value>` word of `cmdline` (`prefix` ends in `=`): a
+/// repeated parameter takes its first value, as kata-agent and upstream read it.
+pub fn cmdline_param<'a>(cmdline: &'a str, prefix: &str) -> Option<&'a str> {
+    cmdline
+        .split_ascii_whitespace()
+        .find_map(|word| word.strip_prefix(prefix))
 }
 
 #[cfg(test)]
@@ -233,10 +242,10 @@ mod tests {
     }
 
     #[test]
-    fn cmdline_last_parameter_wins() {
+    fn cmdline_first_parameter_wins_as_upstream() {
         let (_d, path) = cmdline(
-            b"console=ttyS0 agent.aa_kbc_params=cc_kbc::http://first quiet \
-              agent.aa_kbc_params=cc_kbc::http://10.0.0.1:8080\n",
+            b"console=ttyS0 agent.aa_kbc_params=cc_kbc::http://10.0.0.1:8080 quiet \
+              agent.aa_kbc_params=cc_kbc::http://second\n",
         );
         let p = AaKbcParams::resolve(None, &path).unwrap();
         assert_eq!(p.uri, "http://10.0.0.1:8080");

@@ -506,6 +506,7 @@ mod tests {
         async fn get_evidence(&self, _: &[u8]) -> Result<serde_json::Value, AttesterError> {
             Err(AttesterError::NoTeeDetected {
                 compiled: "test".into(),
+                refused_by: "test".into(),
             })
         }
         async fn bind_init_data(&self, digest: &[u8]) -> Result<InitDataResult, AttesterError> {

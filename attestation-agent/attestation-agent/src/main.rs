@@ -10,10 +10,12 @@ use attestation_agent::{
     config::{Config, LoadedConfig},
     eventlog::DEFAULT_EVENTLOG_DIR,
     initdata::InitDataRequest,
-    kbc_params::{AaKbcParams, AA_KBC_PARAMS_ENV, DEFAULT_CMDLINE_PATH},
+    kbc_params::{
+        cmdline_param, read_cmdline, AaKbcParams, AA_KBC_PARAMS_ENV, DEFAULT_CMDLINE_PATH,
+    },
     service, version_text, AttestationAgent, DEFAULT_SOCKET,
 };
-use attester::{DetectOptions, Env, Platform};
+use attester::{parse_flag, DetectOptions, Env, Platform, SamplePolicy};
 use clap::{CommandFactory, FromArgMatches, Parser};
 use futures::FutureExt;
 use tracing::{info, warn};
@@ -39,7 +41,8 @@ struct Args {
     #[arg(short = 't', long = "initdata-toml")]
     initdata_toml: Option<PathBuf>,
 
-    /// Kernel command line to read agent.aa_kbc_params from (tests point it at a fake)
+    /// Kernel command line to read agent.aa_kbc_params and aa.allow_sample from (tests
+    /// point it at a fake)
     #[arg(long = "kernel-cmdline", hide = true, default_value = DEFAULT_CMDLINE_PATH)]
     kernel_cmdline: PathBuf,
 
@@ -85,21 +88,73 @@ fn error_text(error: &anyhow::Error) -> String {
     text
 }
 
-fn load_config(args: &Args) -> Result<LoadedConfig> {
+/// The configuration, and why aa_kbc_params was dropped if it was.
+fn load_config(args: &Args) -> Result<(LoadedConfig, Option<String>)> {
     match &args.config_file {
-        Some(path) => {
-            Config::load(path).with_context(|| format!("loading config file {}", path.display()))
-        }
+        Some(path) => Config::load(path)
+            .map(|loaded| (loaded, None))
+            .with_context(|| format!("loading config file {}", path.display())),
         None => {
-            let params = AaKbcParams::resolve(
+            // Upstream drops an unusable aa_kbc_params and starts without a KBS; so do we,
+            // but say so (the warning is logged once logging is up).
+            let from_params = AaKbcParams::resolve(
                 std::env::var_os(AA_KBC_PARAMS_ENV),
                 args.kernel_cmdline.clone(),
-            )?;
-            Ok(LoadedConfig {
-                config: Config::from_kbc_params(&params)?,
-                unknown_keys: Vec::new(),
-            })
+            )
+            .map_err(Into::into)
+            .and_then(|params| Config::from_kbc_params(&params));
+            let (config, dropped) = match from_params {
+                Ok(config) => (config, None),
+                Err(e) => (Config::default(), Some(e.to_string())),
+            };
+            Ok((
+                LoadedConfig {
+                    config,
+                    unknown_keys: Vec::new(),
+                },
+                dropped,
+            ))
         }
+    }
+}
+
+/// Kernel parameter that sets strict mode (`false`) or allows the sample attester (`true`).
+const ALLOW_SAMPLE_PARAM: &str = "aa.allow_sample=";
+
+/// Who decides whether the sample attester may stand in: the config file's
+/// `[attester] allow_sample`, else the kernel parameter `aa.allow_sample`, else
+/// `AA_SAMPLE_ATTESTER` and upstream's fallback (decided in detection).
+fn sample_policy(config: &Config, kernel_cmdline: &std::path::Path) -> Result<SamplePolicy> {
+    let decided = |allowed: bool, by: String| {
+        if allowed {
+            SamplePolicy::Allowed(by)
+        } else {
+            SamplePolicy::Refused(by)
+        }
+    };
+    if let Some(allowed) = config.attester.allow_sample {
+        return Ok(decided(
+            allowed,
+            format!("`[attester] allow_sample = {allowed}` in the config file"),
+        ));
+    }
+    // A guest without a readable command line has no parameter to honour.
+    let Ok(cmdline) = read_cmdline(kernel_cmdline) else {
+        return Ok(SamplePolicy::FallBack);
+    };
+    match cmdline_param(&cmdline, ALLOW_SAMPLE_PARAM) {
+        None => Ok(SamplePolicy::FallBack),
+        // A strict-mode switch that cannot be read must not fall back silently.
+        Some(value) => match parse_flag(value) {
+            Some(allowed) => Ok(decided(
+                allowed,
+                format!("kernel parameter {ALLOW_SAMPLE_PARAM}{value}"),
+            )),
+            None => anyhow::bail!(
+                "kernel parameter {ALLOW_SAMPLE_PARAM}{value} is not a boolean: use \
+                 true/1/yes/on or false/0/no/off"
+            ),
+        },
     }
 }
 
@@ -119,18 +174,24 @@ fn init_tracing(level: &str) -> Result<()> {
 }
 
 fn run(args: Args) -> Result<()> {
-    let LoadedConfig {
-        config,
-        unknown_keys,
-    } = load_config(&args)?;
+    let (
+        LoadedConfig {
+            config,
+            unknown_keys,
+        },
+        dropped_kbc_params,
+    ) = load_config(&args)?;
     init_tracing(&config.log.level)?;
     if !unknown_keys.is_empty() {
         warn!(keys = ?unknown_keys, "ignoring unknown config keys");
     }
+    if let Some(reason) = dropped_kbc_params {
+        warn!("ignoring aa_kbc_params, no KBS configured: {reason}");
+    }
     info!(version = %version_text(), "attestation-agent starting");
 
     let options = DetectOptions {
-        allow_sample: config.attester.allow_sample,
+        sample: sample_policy(&config, &args.kernel_cmdline)?,
         env: Env::from_process(),
     };
     let detected = attester::detect(&Platform::default(), &options)?;

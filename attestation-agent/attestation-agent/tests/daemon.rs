@@ -323,20 +323,88 @@ fn fails(cmd: &mut Command, socket: &Path) -> String {
     stderr
 }
 
-#[test]
-fn no_tee_and_no_opt_in_fails_with_advice() {
+#[tokio::test]
+async fn no_tee_falls_back_to_the_sample_attester_and_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("aa.sock");
-    let stderr = fails(&mut agent(dir.path()), &socket);
+    let mut child = agent(dir.path())
+        .arg("--attestation_sock")
+        .arg(format!("unix://{}", socket.display()))
+        .spawn()
+        .unwrap();
+    wait_for_socket(&mut child, &socket).await;
+    let tee = client(&socket)
+        .await
+        .get_tee_type(ctx(), &aa::GetTeeTypeRequest::new())
+        .await
+        .unwrap();
+    assert_eq!(tee.tee, "sample");
+    sigterm(&child);
+    let (status, stderr) = wait_exit(child);
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stderr.contains("no TEE found: falling back to the sample attester"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("the default (as upstream)"), "{stderr}");
+    assert!(stderr.contains("aa.allow_sample=false"), "{stderr}");
+}
+
+#[test]
+fn strict_mode_refuses_the_sample_attester_with_advice() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("aa.sock");
+    let config = dir.path().join("aa.toml");
+    std::fs::write(&config, "[attester]\nallow_sample = false\n").unwrap();
+    // by the config file, even with the environment's opt-in
+    let stderr = fails(
+        agent(dir.path())
+            .env("AA_SAMPLE_ATTESTER", "1")
+            .arg("-c")
+            .arg(&config),
+        &socket,
+    );
     assert!(stderr.contains("no TEE found"), "{stderr}");
-    assert!(stderr.contains("AA_SAMPLE_ATTESTER=1"), "{stderr}");
+    assert!(
+        stderr.contains("refused by `[attester] allow_sample = false` in the config file"),
+        "{stderr}"
+    );
     assert!(stderr.contains("allow_sample = true"), "{stderr}");
-    // an opt-in with a value that is not a boolean is refused, not guessed
+    assert!(stderr.contains("AA_SAMPLE_ATTESTER=1"), "{stderr}");
+    // by the kernel parameter (the first one, as kata reads repeated parameters): the
+    // agent's fake kernel command line, overwritten
+    let cmdline = dir.path().join("cmdline");
+    let mut cmd = agent(dir.path());
+    std::fs::write(
+        &cmdline,
+        "quiet aa.allow_sample=false aa.allow_sample=true\n",
+    )
+    .unwrap();
+    let stderr = fails(&mut cmd, &socket);
+    assert!(
+        stderr.contains("refused by kernel parameter aa.allow_sample=false"),
+        "{stderr}"
+    );
+    // by the environment
+    let mut cmd = agent(dir.path());
+    let stderr = fails(cmd.env("AA_SAMPLE_ATTESTER", "0"), &socket);
+    assert!(
+        stderr.contains("refused by AA_SAMPLE_ATTESTER=0"),
+        "{stderr}"
+    );
+    // a switch that is not a boolean is refused, not guessed
     let stderr = fails(
         agent(dir.path()).env("AA_SAMPLE_ATTESTER", "maybe"),
         &socket,
     );
     assert!(stderr.contains("AA_SAMPLE_ATTESTER"), "{stderr}");
+    let mut cmd = agent(dir.path());
+    std::fs::write(&cmdline, "aa.allow_sample=strict\n").unwrap();
+    let stderr = fails(&mut cmd, &socket);
+    assert!(
+        stderr.contains("kernel parameter aa.allow_sample=strict is not a boolean"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -374,16 +442,49 @@ fn malformed_config_names_the_key() {
     assert!(stderr.contains("missing.toml"), "{stderr}");
 }
 
-#[test]
-fn malformed_aa_kbc_params_fail_clearly() {
+/// Starts `cmd` on `socket`, asks for a KBS token, stops the agent; returns the token
+/// call's error message and the agent's stderr.
+async fn kbs_token_error(cmd: &mut Command, socket: &Path) -> (String, String) {
+    let mut child = cmd
+        .arg("-a")
+        .arg(format!("unix://{}", socket.display()))
+        .spawn()
+        .unwrap();
+    wait_for_socket(&mut child, socket).await;
+    let result = client(socket)
+        .await
+        .get_token(
+            ctx(),
+            &aa::GetTokenRequest {
+                TokenType: "kbs".into(),
+                ..Default::default()
+            },
+        )
+        .await;
+    let message = status_message(result, ttrpc::Code::INTERNAL);
+    sigterm(&child);
+    let (status, stderr) = wait_exit(child);
+    assert!(status.success(), "{stderr}");
+    (message, stderr)
+}
+
+/// What GetToken("kbs") says without a KBS.
+const NO_KBS: &str = if cfg!(feature = "kbs") {
+    "no [token_configs.kbs] section"
+} else {
+    "cargo feature `kbs`"
+};
+
+/// Upstream drops an unusable aa_kbc_params and starts without a KBS; the agent does too,
+/// with one warning that names the value and its source.
+#[tokio::test]
+async fn malformed_aa_kbc_params_are_dropped_with_a_warning() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("aa.sock");
-    let stderr = fails(
-        agent(dir.path())
-            .env("AA_SAMPLE_ATTESTER", "1")
-            .env("AA_KBC_PARAMS", "cc_kbc"),
-        &socket,
-    );
+    let (message, stderr) =
+        kbs_token_error(agent(dir.path()).env("AA_KBC_PARAMS", "cc_kbc"), &socket).await;
+    assert!(message.contains(NO_KBS), "{message}");
+    assert!(stderr.contains("ignoring aa_kbc_params"), "{stderr}");
     assert!(stderr.contains("AA_KBC_PARAMS"), "{stderr}");
     assert!(stderr.contains("<kbc>::<uri>"), "{stderr}");
 
@@ -394,7 +495,8 @@ fn malformed_aa_kbc_params_fail_clearly() {
         "quiet agent.aa_kbc_params=cc_kbc::kbs-without-scheme\n",
     )
     .unwrap();
-    let stderr = fails(cmd.env("AA_SAMPLE_ATTESTER", "1"), &socket);
+    let (message, stderr) = kbs_token_error(&mut cmd, &socket).await;
+    assert!(message.contains(NO_KBS), "{message}");
     assert!(stderr.contains("kernel command line"), "{stderr}");
     assert!(stderr.contains("kbs-without-scheme"), "{stderr}");
 }

@@ -2,8 +2,10 @@
 //!
 //! Hardware attesters are compiled in by cargo features and probed in the documented order
 //! tdx → sgx → az-tdx-vtpm → az-snp-vtpm → snp → csv → cca → se → tpm. When none matches,
-//! the sample attester is used only if it was explicitly allowed; otherwise detection fails
-//! with [`AttesterError::NoTeeDetected`] (upstream silently fell back to it).
+//! the [`SamplePolicy`] decides: the agent falls back to the sample attester as upstream
+//! does (kata's `qemu-coco-dev` guests have no TEE), with a warning that names the
+//! fallback, unless strict mode refuses it; then detection fails with
+//! [`AttesterError::NoTeeDetected`], naming the setting that refused it.
 
 use std::collections::BTreeMap;
 
@@ -52,17 +54,30 @@ impl Env {
     /// A boolean variable: unset, empty, `0`, `false`, `no`, `off` are false; `1`, `true`,
     /// `yes`, `on` are true (case-insensitive); anything else is an error rather than a guess.
     pub fn flag(&self, name: &'static str) -> Result<bool, AttesterError> {
+        Ok(self.optional_flag(name)?.unwrap_or(false))
+    }
+
+    /// A boolean variable as [`Env::flag`] reads it, `None` when unset.
+    pub fn optional_flag(&self, name: &'static str) -> Result<Option<bool>, AttesterError> {
         let Some(value) = self.get(name) else {
-            return Ok(false);
+            return Ok(None);
         };
-        match value.trim().to_ascii_lowercase().as_str() {
-            "1" | "true" | "yes" | "on" => Ok(true),
-            "" | "0" | "false" | "no" | "off" => Ok(false),
-            _ => Err(AttesterError::InvalidEnvFlag {
+        parse_flag(value)
+            .map(Some)
+            .ok_or_else(|| AttesterError::InvalidEnvFlag {
                 name,
                 value: value.to_string(),
-            }),
-        }
+            })
+    }
+}
+
+/// A boolean setting as the agent reads it everywhere (environment, kernel parameters):
+/// `1`/`true`/`yes`/`on` and empty/`0`/`false`/`no`/`off`, case-insensitive.
+pub fn parse_flag(value: &str) -> Option<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "" | "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
     }
 }
 
@@ -77,13 +92,53 @@ impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Env {
     }
 }
 
+/// Whether the sample attester may stand in when no TEE is found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SamplePolicy {
+    /// Fall back to it unless `AA_SAMPLE_ATTESTER` says no: upstream's behaviour, the
+    /// agent's default.
+    FallBack,
+    /// Use it only when `AA_SAMPLE_ATTESTER` says yes: the operator tools' default.
+    OptIn,
+    /// Allowed by an explicit setting, named here for the log.
+    Allowed(String),
+    /// Refused by an explicit setting (strict mode), named here for the error.
+    Refused(String),
+}
+
 /// What detection may use besides the hardware.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct DetectOptions {
-    /// `[attester] allow_sample` of the agent config.
-    pub allow_sample: bool,
+    /// When the sample attester may stand in.
+    pub sample: SamplePolicy,
     /// The environment (`AA_SAMPLE_ATTESTER`, `ENABLE_SAMPLE_DEVICE`, attester settings).
     pub env: Env,
+}
+
+impl SamplePolicy {
+    /// The explicit decision: `Ok(setting)` when allowed, `Err(setting)` when refused.
+    fn decide(&self, env: &Env) -> Result<Result<String, String>, AttesterError> {
+        let from_env = env.optional_flag(SAMPLE_ATTESTER_ENV)?.map(|allowed| {
+            let setting = format!(
+                "{SAMPLE_ATTESTER_ENV}={}",
+                env.get(SAMPLE_ATTESTER_ENV).unwrap_or_default()
+            );
+            if allowed {
+                Ok(setting)
+            } else {
+                Err(setting)
+            }
+        });
+        Ok(match self {
+            SamplePolicy::Allowed(setting) => Ok(setting.clone()),
+            SamplePolicy::Refused(setting) => Err(setting.clone()),
+            SamplePolicy::FallBack => {
+                from_env.unwrap_or_else(|| Ok("the default (as upstream)".to_string()))
+            }
+            SamplePolicy::OptIn => from_env
+                .unwrap_or_else(|| Err(format!("the default ({SAMPLE_ATTESTER_ENV} unset)"))),
+        })
+    }
 }
 
 /// The attesters of this platform.
@@ -207,8 +262,8 @@ fn detect_with(
     primary_probes: &[(Tee, Probe)],
     device_probes: &[(Tee, Probe)],
 ) -> Result<Detected, AttesterError> {
-    // Read the opt-in first, so a malformed value is reported even on real hardware.
-    let sample_from_env = options.env.flag(SAMPLE_ATTESTER_ENV)?;
+    // Decide first, so a malformed value is reported even on real hardware.
+    let sample = options.sample.decide(&options.env)?;
     let mut primary = None;
     for (tee, probe) in primary_probes {
         if let Some(attester) = probe(platform, &options.env)? {
@@ -219,28 +274,28 @@ fn detect_with(
     }
     let primary = match primary {
         Some(attester) => attester,
-        None if options.allow_sample || sample_from_env => {
-            let by = if sample_from_env {
-                format!("{SAMPLE_ATTESTER_ENV}=1")
-            } else {
-                "[attester] allow_sample = true".to_string()
-            };
-            warn!(
-                allowed_by = %by,
-                "no TEE found: using the sample attester, whose evidence proves nothing"
-            );
-            Box::new(SampleAttester)
-        }
-        None => {
-            let hardware: Vec<&str> = primary_probes.iter().map(|(t, _)| t.as_str()).collect();
-            return Err(AttesterError::NoTeeDetected {
-                compiled: if hardware.is_empty() {
-                    "none".to_string()
-                } else {
-                    hardware.join(", ")
-                },
-            });
-        }
+        None => match sample {
+            Ok(allowed_by) => {
+                warn!(
+                    allowed_by = %allowed_by,
+                    "no TEE found: falling back to the sample attester, whose evidence proves \
+                     nothing (the KBS decides whether to trust it); for strict mode set \
+                     `[attester] allow_sample = false` or the kernel parameter aa.allow_sample=false"
+                );
+                Box::new(SampleAttester)
+            }
+            Err(refused_by) => {
+                let hardware: Vec<&str> = primary_probes.iter().map(|(t, _)| t.as_str()).collect();
+                return Err(AttesterError::NoTeeDetected {
+                    compiled: if hardware.is_empty() {
+                        "none".to_string()
+                    } else {
+                        hardware.join(", ")
+                    },
+                    refused_by,
+                });
+            }
+        },
     };
     let mut additional = Vec::new();
     for (tee, probe) in device_probes {
@@ -263,9 +318,21 @@ fn detect_with(
 mod tests {
     use super::*;
 
+    /// `true`: allowed by the config; `false`: the tools' opt-in default.
     fn options(allow_sample: bool, env: &[(&str, &str)]) -> DetectOptions {
         DetectOptions {
-            allow_sample,
+            sample: if allow_sample {
+                SamplePolicy::Allowed("config".into())
+            } else {
+                SamplePolicy::OptIn
+            },
+            env: env.iter().copied().collect(),
+        }
+    }
+
+    fn policy(sample: SamplePolicy, env: &[(&str, &str)]) -> DetectOptions {
+        DetectOptions {
+            sample,
             env: env.iter().copied().collect(),
         }
     }
@@ -298,12 +365,14 @@ mod tests {
         let (_dir, root) = empty();
         let err = detect(&root, &options(false, &[])).unwrap_err();
         assert!(
-            matches!(err, AttesterError::NoTeeDetected { ref compiled } if *compiled == compiled_hardware())
+            matches!(err, AttesterError::NoTeeDetected { ref compiled, ref refused_by }
+                if *compiled == compiled_hardware() && refused_by.contains("AA_SAMPLE_ATTESTER unset"))
         );
         let text = err.to_string();
         assert!(text.contains("no TEE found"), "{text}");
         assert!(text.contains("AA_SAMPLE_ATTESTER=1"), "{text}");
         assert!(text.contains("[attester] allow_sample = true"), "{text}");
+        assert!(text.contains("aa.allow_sample=true"), "{text}");
         // an explicit "off" is not an opt-in either
         for off in ["0", "false", "", "no", "OFF"] {
             assert!(matches!(
@@ -311,6 +380,47 @@ mod tests {
                 Err(AttesterError::NoTeeDetected { .. })
             ));
         }
+    }
+
+    #[test]
+    fn the_agent_default_falls_back_unless_refused() {
+        let (_dir, root) = empty();
+        let d = detect(&root, &policy(SamplePolicy::FallBack, &[])).unwrap();
+        assert_eq!(tees(&d), (Tee::Sample, vec![]));
+        // AA_SAMPLE_ATTESTER=0 is an explicit refusal under the fallback default
+        let err = detect(
+            &root,
+            &policy(SamplePolicy::FallBack, &[(SAMPLE_ATTESTER_ENV, "0")]),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, AttesterError::NoTeeDetected { ref refused_by, .. } if refused_by == "AA_SAMPLE_ATTESTER=0"),
+            "{err}"
+        );
+        // strict mode wins over the environment's opt-in
+        let err = detect(
+            &root,
+            &policy(
+                SamplePolicy::Refused("kernel parameter aa.allow_sample=false".into()),
+                &[(SAMPLE_ATTESTER_ENV, "1")],
+            ),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("refused by kernel parameter aa.allow_sample=false"),
+            "{err}"
+        );
+        // and an explicit allow wins over the environment's refusal
+        let d = detect(
+            &root,
+            &policy(
+                SamplePolicy::Allowed("config".into()),
+                &[(SAMPLE_ATTESTER_ENV, "0")],
+            ),
+        )
+        .unwrap();
+        assert_eq!(d.primary.tee(), Tee::Sample);
     }
 
     #[test]

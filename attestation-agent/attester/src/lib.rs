@@ -56,7 +56,10 @@ pub mod tpm;
 
 use async_trait::async_trait;
 
-pub use detect::{compiled_attesters, detect, DetectOptions, Detected, DeviceEvidenceError, Env};
+pub use detect::{
+    compiled_attesters, detect, parse_flag, DetectOptions, Detected, DeviceEvidenceError, Env,
+    SamplePolicy,
+};
 pub use platform::{ConfigFs, KernelConfigFs, Platform};
 pub use sample::{SampleAttester, SampleDeviceAttester};
 pub use tee::{Tee, UnknownTee};
@@ -126,16 +129,20 @@ pub struct RegisterValue {
 /// Why an attester or detection failed. The text says what went wrong and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum AttesterError {
-    /// No TEE was found and the sample attester was not allowed.
+    /// No TEE was found and the sample attester was refused.
     #[error(
-        "no TEE found on this platform (hardware attesters compiled in: {compiled}). \
-         Run inside a supported TEE with the matching attester compiled in; for tests and \
-         demos only, allow the sample attester (its evidence proves nothing) with \
-         {SAMPLE_ATTESTER_ENV}=1 or `[attester] allow_sample = true` in the attestation-agent config"
+        "no TEE found on this platform (hardware attesters compiled in: {compiled}) and the \
+         sample attester is refused by {refused_by}. Run inside a supported TEE with the \
+         matching attester compiled in; to let the sample attester stand in (its evidence \
+         proves nothing; the KBS decides whether to trust it), set \
+         `[attester] allow_sample = true` in the attestation-agent config, the kernel \
+         parameter aa.allow_sample=true or {SAMPLE_ATTESTER_ENV}=1"
     )]
     NoTeeDetected {
         /// comma-separated hardware attesters of this build, or `none`
         compiled: String,
+        /// the setting that refused the sample attester
+        refused_by: String,
     },
     /// A boolean environment variable holds something else.
     #[error("environment variable {name}={value:?} is not a boolean: use 1/true/yes/on or 0/false/no/off")]

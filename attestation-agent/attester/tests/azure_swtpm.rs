@@ -281,7 +281,7 @@ async fn detection_reads_the_hcl_report_type_from_nv() {
         let detected = attester::detect(
             &platform,
             &attester::DetectOptions {
-                allow_sample: false,
+                sample: attester::SamplePolicy::Refused("test".into()),
                 env: env.clone(),
             },
         )
@@ -298,7 +298,7 @@ async fn detection_reads_the_hcl_report_type_from_nv() {
     let detected = attester::detect(
         &platform,
         &attester::DetectOptions {
-            allow_sample: false,
+            sample: attester::SamplePolicy::Refused("test".into()),
             env: env.clone(),
         },
     )

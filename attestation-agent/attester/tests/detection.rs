@@ -49,7 +49,7 @@ fn remove(root: &Path, path: &str) {
 
 fn primary(platform: &Platform, env: &Env) -> Result<Tee, AttesterError> {
     let options = DetectOptions {
-        allow_sample: false,
+        sample: attester::SamplePolicy::Refused("test".into()),
         env: env.clone(),
     };
     detect(platform, &options).map(|d| d.primary.tee())
@@ -93,7 +93,7 @@ fn the_first_tee_in_the_documented_order_wins() {
     let sample = detect(
         &platform,
         &DetectOptions {
-            allow_sample: true,
+            sample: attester::SamplePolicy::Allowed("test".into()),
             env: Env::default(),
         },
     )
@@ -145,7 +145,7 @@ fn azure_vtpm_comes_before_snp_and_devices_are_added() {
     let detected = detect(
         &platform,
         &DetectOptions {
-            allow_sample: false,
+            sample: attester::SamplePolicy::Refused("test".into()),
             env,
         },
     )

@@ -120,6 +120,7 @@ mod tests {
         async fn get_evidence(&self, _: &[u8]) -> Result<serde_json::Value, AttesterError> {
             Err(AttesterError::NoTeeDetected {
                 compiled: "tdx".into(),
+                refused_by: "test".into(),
             })
         }
     }

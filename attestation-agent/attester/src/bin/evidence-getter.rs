@@ -4,7 +4,7 @@
 //! Output: one line per TEE, `<tee>: <evidence JSON>`, the primary TEE first.
 
 use anyhow::{bail, Context};
-use attester::{DetectOptions, Env, Platform};
+use attester::{DetectOptions, Env, Platform, SamplePolicy};
 use clap::Parser;
 
 /// Prints the attestation evidence of this platform.
@@ -46,7 +46,11 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let data = report_data(cli.report_data.as_deref())?;
     let options = DetectOptions {
-        allow_sample: cli.allow_sample,
+        sample: if cli.allow_sample {
+            SamplePolicy::Allowed("--allow-sample".to_string())
+        } else {
+            SamplePolicy::OptIn
+        },
         env: Env::from_process(),
     };
     let detected = attester::detect(&Platform::default(), &options)?;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use attester::{DetectOptions, Env, Platform};
+use attester::{DetectOptions, Env, Platform, SamplePolicy};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use clap::{Parser, Subcommand};
@@ -66,7 +66,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     // The same detection as the attestation agent: hardware first, the sample attester
     // only when asked for.
     let options = DetectOptions {
-        allow_sample: cli.allow_sample,
+        sample: if cli.allow_sample {
+            SamplePolicy::Allowed("--allow-sample".to_string())
+        } else {
+            SamplePolicy::OptIn
+        },
         env: Env::from_process(),
     };
     let attesters = attester::detect(&Platform::default(), &options)
