@@ -6,9 +6,9 @@
 //! `/cdh/resource`): `POST` for `/aa/aael`, `GET` for the others; resource paths are exactly `<repository>/<type>/<tag>` with every segment decoded and
 //! checked for traversal before the CDH is asked, error bodies are short fixed texts (the
 //! detail is logged), an attestation agent failure during `/info` answers 500 instead of
-//! dropping the connection, and `/aa/token?token_type=kbs` answers `{"token":...}` without
-//! the TEE private key unless the operator asks for upstream's shape
-//! ([`Router::expose_tee_key`], `--expose-tee-key`). `POST /aa/aael` checks its JSON
+//! dropping the connection, and `/aa/token?token_type=kbs` answers upstream's
+//! `{"token","tee_keypair"}` unless the operator keeps the key from the pod
+//! ([`Router::withhold_tee_key`], `--withhold-tee-key`). `POST /aa/aael` checks its JSON
 //! body (content type, exact members and types, at most 64 KiB) before the attestation
 //! agent is called, answers 400 rather than 500 for a bad body or an event the agent
 //! refuses, and never sends a measurement twice.

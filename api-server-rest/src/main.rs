@@ -27,11 +27,11 @@ struct Cli {
     /// ttRPC address of the attestation agent.
     #[arg(short = 'a', long = "aa_addr", default_value = DEFAULT_AA_ADDR)]
     aa_addr: String,
-    /// Let /aa/token?token_type=kbs return the TEE private key (`tee_keypair`) with the
-    /// token, as upstream did. Off by default: with the key, any process in the pod could
-    /// decrypt KBS replies meant for this guest; without it only `{"token":...}` is returned.
-    #[arg(long = "expose-tee-key")]
-    expose_tee_key: bool,
+    /// Keep the TEE private key (`tee_keypair`) out of /aa/token?token_type=kbs: only
+    /// `{"token":...}` is returned. Off by default, as upstream: the workload gets the key
+    /// that goes with the token, and so can any process in the pod.
+    #[arg(long = "withhold-tee-key")]
+    withhold_tee_key: bool,
 }
 
 #[tokio::main]
@@ -58,7 +58,7 @@ async fn main() -> anyhow::Result<()> {
         features = %cli.features,
         cdh = %cli.cdh_addr,
         aa = %cli.aa_addr,
-        expose_tee_key = cli.expose_tee_key,
+        withhold_tee_key = cli.withhold_tee_key,
         "api-server-rest {} listening",
         env!("CARGO_PKG_VERSION")
     );
@@ -67,7 +67,8 @@ async fn main() -> anyhow::Result<()> {
         cdh_addr: cli.cdh_addr,
         timeout: DEFAULT_TIMEOUT,
     });
-    let router = Arc::new(Router::new(cli.features, backends).expose_tee_key(cli.expose_tee_key));
+    let router =
+        Arc::new(Router::new(cli.features, backends).withhold_tee_key(cli.withhold_tee_key));
     serve(listener, router, async {
         match protos::server::shutdown_signal().await {
             Ok(signal) => tracing::info!("{signal} received; stopping"),

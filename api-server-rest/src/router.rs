@@ -155,24 +155,24 @@ struct Info {
 pub struct Router {
     features: Features,
     backends: Backends,
-    expose_tee_key: bool,
+    withhold_tee_key: bool,
 }
 
 impl Router {
     /// A router that serves the endpoints of `features` through `backends`; `/aa/token`
-    /// keeps the TEE private key out of `kbs` token replies.
+    /// answers the agent's reply as upstream does, TEE key pair included.
     pub fn new(features: Features, backends: Backends) -> Self {
         Self {
             features,
             backends,
-            expose_tee_key: false,
+            withhold_tee_key: false,
         }
     }
 
-    /// With `true`, `/aa/token?token_type=kbs` answers AA's reply unchanged, TEE private
-    /// key (`tee_keypair`) included, as upstream did (`--expose-tee-key`).
-    pub fn expose_tee_key(mut self, expose: bool) -> Self {
-        self.expose_tee_key = expose;
+    /// With `true`, `/aa/token?token_type=kbs` answers only `{"token":...}`, keeping the
+    /// TEE private key (`tee_keypair`) from the pod (`--withhold-tee-key`).
+    pub fn withhold_tee_key(mut self, withhold: bool) -> Self {
+        self.withhold_tee_key = withhold;
         self
     }
 
@@ -269,7 +269,7 @@ impl Router {
             Ok(reply) => reply,
             Err(e) => return backend_failure(&e, "token"),
         };
-        if token_type != KBS_TOKEN_TYPE || self.expose_tee_key {
+        if token_type != KBS_TOKEN_TYPE || !self.withhold_tee_key {
             return octets(reply.to_vec());
         }
         match without_tee_key(&reply) {

@@ -1,9 +1,10 @@
 //! What `/aa/token` hands out.
 //!
-//! AA's `GetToken("kbs")` answers `{"token":"<JWT>","tee_keypair":"<PEM private key>"}`.
-//! Upstream's shim passed that on, so any process in the pod network namespace could take
-//! the TEE private key, decrypt KBS replies meant for this guest and present its token. By
-//! default the shim keeps only the token; `--expose-tee-key` restores upstream's shape.
+//! AA's `GetToken("kbs")` answers `{"token":"<JWT>","tee_keypair":"<PEM private key>"}`,
+//! and the shim passes that on as upstream does: a pod owner enables the `attestation`
+//! features so that the workload can use the passport token with its key. With the key,
+//! any process in the pod network namespace can decrypt KBS replies meant for this guest,
+//! so `--withhold-tee-key` keeps only the token.
 
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;

@@ -47,7 +47,7 @@ fn version_and_help() {
         "--features",
         "--cdh_addr",
         "--aa_addr",
-        "--expose-tee-key",
+        "--withhold-tee-key",
         "tee_keypair",
         "127.0.0.1:8006",
         "unix:///run/confidential-containers/cdh.sock",
@@ -124,15 +124,19 @@ fn serves_and_stops_on_sigterm() {
     assert!(get(port, "/info").is_none());
 }
 
-/// The binary hands out the TEE private key of a `kbs` token only with --expose-tee-key.
+/// The binary hands out the TEE key pair of a `kbs` token as upstream does, except with
+/// --withhold-tee-key.
 #[tokio::test]
-async fn expose_tee_key_flag() {
+async fn withhold_tee_key_flag() {
     let daemons = common::Daemons::start().await;
     for (flag, expected) in [
-        (None, serde_json::json!({ "token": common::KBS_TOKEN })),
         (
-            Some("--expose-tee-key"),
+            None,
             serde_json::json!({ "token": common::KBS_TOKEN, "tee_keypair": common::TEE_KEY_PEM }),
+        ),
+        (
+            Some("--withhold-tee-key"),
+            serde_json::json!({ "token": common::KBS_TOKEN }),
         ),
     ] {
         let port = TcpListener::bind("127.0.0.1:0")

@@ -193,9 +193,11 @@ async fn bad_runtime_data_is_refused_before_the_agent() {
 }
 
 #[tokio::test]
-async fn kbs_token_is_answered_without_the_tee_key_by_default() {
+async fn kbs_token_is_answered_without_the_tee_key_when_withheld() {
     let daemons = Daemons::start().await;
-    let shim = Shim::start(Features::Attestation, daemons.config()).await;
+    let router =
+        Router::new(Features::Attestation, Backends::new(daemons.config())).withhold_tee_key(true);
+    let shim = Shim::start_router(router).await;
 
     let resp = shim.get("/aa/token?token_type=kbs").await;
     assert_eq!(resp.status, 200, "{}", resp.text());
@@ -219,10 +221,9 @@ async fn kbs_token_is_answered_without_the_tee_key_by_default() {
 }
 
 #[tokio::test]
-async fn kbs_token_with_the_tee_key_only_when_exposed() {
+async fn kbs_token_with_the_tee_key_as_upstream() {
     let daemons = Daemons::start().await;
-    let router = Router::new(Features::All, Backends::new(daemons.config())).expose_tee_key(true);
-    let shim = Shim::start_router(router).await;
+    let shim = Shim::start(Features::All, daemons.config()).await;
     let resp = shim.get("/aa/token?token_type=kbs").await;
     assert_eq!(resp.status, 200);
     assert_eq!(resp.header("content-type"), Some(OCTETS));
@@ -245,7 +246,9 @@ async fn a_kbs_reply_that_cannot_be_stripped_is_not_passed_on() {
             ..Default::default()
         })
         .await;
-        let shim = Shim::start(Features::Attestation, daemons.config()).await;
+        let router = Router::new(Features::Attestation, Backends::new(daemons.config()))
+            .withhold_tee_key(true);
+        let shim = Shim::start_router(router).await;
         let resp = shim.get("/aa/token?token_type=kbs").await;
         assert_short_opaque_error(&resp, &daemons);
         assert_eq!(resp.text(), "Failed to get token");

@@ -115,11 +115,11 @@ fn parameters_and_status_codes_are_documented() {
         token_type["schema"]["maxLength"],
         api_server_rest::request::MAX_TOKEN_TYPE_LEN
     );
-    // the key is documented as withheld unless --expose-tee-key
+    // the key is documented as returned unless --withhold-tee-key
     let token_doc = doc["paths"]["/aa/token"]["get"]["description"]
         .as_str()
         .unwrap();
-    assert!(token_doc.contains("--expose-tee-key"), "{token_doc}");
+    assert!(token_doc.contains("--withhold-tee-key"), "{token_doc}");
     assert!(token_doc.contains("tee_keypair"), "{token_doc}");
     assert_eq!(params("/aa/additional-evidence"), evidence_params);
     let resource = "/cdh/resource/{repository}/{type}/{tag}";
