@@ -4,8 +4,12 @@
 use std::{io, path::Path};
 
 /// The `key=value` parameters of a kernel command line. Parameters without `=` carry no
-/// setting for us and are skipped; quoting is not interpreted (as upstream). When a key
-/// repeats, the last occurrence wins, as the kernel does for its own parameters.
+/// setting for us and are skipped; quoting is not interpreted (as upstream).
+///
+/// A repeated key is resolved the way upstream resolves that parameter: [`Self::first`]
+/// for the CDH's own (`agent.aa_kbc_params`, `cdh.kbs_resources`: upstream stops at the
+/// first match), [`Self::last`] for image-rs's `agent.*` image parameters (upstream
+/// collects them into a map, so a later one replaces an earlier one).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct KernelCmdline {
     params: Vec<(String, String)>,
@@ -30,12 +34,26 @@ impl KernelCmdline {
         }
     }
 
-    pub(crate) fn get(&self, key: &str) -> Option<&str> {
+    /// The value of the first `key=` parameter.
+    pub(crate) fn first(&self, key: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The value of the last `key=` parameter.
+    pub(crate) fn last(&self, key: &str) -> Option<&str> {
         self.params
             .iter()
             .rev()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
+    }
+
+    /// How many `key=` parameters there are.
+    pub(crate) fn count(&self, key: &str) -> usize {
+        self.params.iter().filter(|(k, _)| k == key).count()
     }
 }
 
@@ -50,22 +68,27 @@ mod tests {
              agent.https_proxy=http://p:3128 console=ttyS0,115200n8 flag agent.empty=",
         );
         assert_eq!(
-            cmdline.get("agent.aa_kbc_params"),
+            cmdline.first("agent.aa_kbc_params"),
             Some("cc_kbc::http://1.2.3.4:8080")
         );
-        assert_eq!(cmdline.get("agent.https_proxy"), Some("http://p:3128"));
-        assert_eq!(cmdline.get("agent.empty"), Some(""));
-        assert_eq!(cmdline.get("flag"), None);
-        assert_eq!(cmdline.get("ro"), None);
-        assert_eq!(cmdline.get("agent"), None);
+        assert_eq!(cmdline.first("agent.https_proxy"), Some("http://p:3128"));
+        assert_eq!(cmdline.first("agent.empty"), Some(""));
+        assert_eq!(cmdline.first("flag"), None);
+        assert_eq!(cmdline.first("ro"), None);
+        assert_eq!(cmdline.first("agent"), None);
+        assert_eq!(cmdline.last("agent"), None);
         // values may contain '='
-        assert_eq!(KernelCmdline::parse("a=b=c").get("a"), Some("b=c"));
+        assert_eq!(KernelCmdline::parse("a=b=c").first("a"), Some("b=c"));
     }
 
     #[test]
-    fn last_occurrence_wins() {
-        let cmdline = KernelCmdline::parse("k=1 k=2");
-        assert_eq!(cmdline.get("k"), Some("2"));
+    fn repeated_keys_keep_every_occurrence() {
+        let cmdline = KernelCmdline::parse("k=1 other=x k=2\nk=3");
+        assert_eq!(cmdline.first("k"), Some("1"));
+        assert_eq!(cmdline.last("k"), Some("3"));
+        assert_eq!(cmdline.count("k"), 3);
+        assert_eq!(cmdline.count("other"), 1);
+        assert_eq!(cmdline.count("absent"), 0);
     }
 
     #[test]
@@ -80,7 +103,7 @@ mod tests {
         assert_eq!(
             KernelCmdline::read(&dir.path().join("cmdline"))
                 .unwrap()
-                .get("a"),
+                .first("a"),
             Some("1")
         );
     }

@@ -1,23 +1,42 @@
-//! The CDH configuration: the config file (`-c`, TOML, or JSON when the name ends in
-//! `.json`), with fallbacks to the environment and the kernel command line.
+//! The CDH configuration: the config file (`-c`, else `CDH_CONFIG_PATH`; TOML, or JSON when
+//! the name ends in `.json`), the environment and the kernel command line, combined the way
+//! upstream's CDH combines them.
 //!
-//! # Precedence
+//! # Where each setting comes from
 //!
-//! Highest first; a lower source is consulted only for a setting the higher ones leave unset:
+//! Highest first; a lower source is consulted only for a setting the higher ones leave unset.
 //!
-//! 1. the config file;
-//! 2. the environment ([`Environment`]: `AA_KBC_PARAMS`, `AA_SOCKET`, `KBS_CERT`,
-//!    `SKIP_SEALED_SECRET_VERIFICATION`, `CDH_DEFAULT_IMAGE_AUTHENTICATED_REGISTRY_CREDENTIALS`);
-//! 3. the kernel command line (`agent.aa_kbc_params`, and the `agent.*` image parameters
-//!    when the file has no `[image]` section);
-//! 4. built-in defaults.
+//! | setting | sources |
+//! |---|---|
+//! | the config file | `-c`; `CDH_CONFIG_PATH` |
+//! | `[kbc] name`, `url` | `AA_KBC_PARAMS`; the file's `[kbc]`; without a file the first `agent.aa_kbc_params`; `offline_fs_kbc` |
+//! | `[kbc] kbs_cert` | the file (empty or blank = none); `KBS_CERT` |
+//! | `[aa] aa_socket` | `AA_SOCKET`; the file; the default |
+//! | `[image] authenticated_registry_credentials_uri` | `CDH_DEFAULT_IMAGE_AUTHENTICATED_REGISTRY_CREDENTIALS`; `[image]` |
+//! | `[image]` | the file's section; without one, the last of each `agent.*` image parameter |
+//! | `services_dir` | the file; `CDH_SERVICES_DIR` |
+//! | `skip_sealed_secret_verification` | the file; `SKIP_SEALED_SECRET_VERIFICATION` |
+//! | `[[credentials]]` | the file's, then the entries of the first `cdh.kbs_resources` appended |
+//! | layer-key providers | `attestation-agent` always in process; others from the file named by `OCICRYPT_KEYPROVIDER_CONFIG` |
+//! | AWS credential directory | `AWS_IN_GUEST_KEY_PATH`; `<kms credential dir>/aws` |
 //!
-//! An environment value that loses to the file is reported in [`LoadedConfig::warnings`].
-//! Upstream let a pre-set `AA_KBC_PARAMS`/`AA_SOCKET` silently override the file; here the
-//! file the operator wrote always wins. The one additive source is the kernel parameter
-//! `cdh.kbs_resources=<uri>::<path>,…`, whose entries are appended to `[[credentials]]`.
+//! The environment overriding the file for `AA_KBC_PARAMS`, `AA_SOCKET` and
+//! `CDH_DEFAULT_IMAGE_AUTHENTICATED_REGISTRY_CREDENTIALS` is upstream's rule; when both are
+//! set, [`LoadedConfig::notes`] says which one won. A repeated kernel parameter resolves as
+//! upstream resolves it: the first `agent.aa_kbc_params` and `cdh.kbs_resources`, the last
+//! `agent.*` image parameter.
+//!
+//! A bad value that can be set aside without doing anything unasked is dropped with one
+//! line in [`LoadedConfig::warnings`]: a malformed `cdh.kbs_resources` entry or one whose
+//! path leaves the credentials directory (the other entries are kept; upstream drops the
+//! former silently and refuses to start on the latter), an unreadable
+//! `OCICRYPT_KEYPROVIDER_CONFIG` file, a keyprovider this build cannot reach, a kernel
+//! parameter upstream ignores. Values that would make the hub do something else than the
+//! operator asked for (a malformed file, `AA_KBC_PARAMS` or `AA_SOCKET`, a
+//! `[[credentials]]` path outside the credentials directory) stop the start.
 
 use std::{
+    collections::BTreeMap,
     io::{self, Read},
     path::{Path, PathBuf},
 };
@@ -25,11 +44,16 @@ use std::{
 pub use image_rs::config::{ImageConfig, MirrorConfig, ProxyConfig, RegistryConfig, RegistryEntry};
 use kbs_protocol::resource_uri::ResourceUri;
 use kms::{offline_fs::OfflineFsSources, KbcParams};
+pub use ocicrypt_rs::keywrap::keyprovider::OcicryptConfig;
 use serde::Deserialize;
 
 use config_document::{DocumentError, Parsed};
 
-use crate::{cmdline::KernelCmdline, credentials::check_credential_path};
+use crate::{
+    cmdline::KernelCmdline,
+    credentials::check_credential_path,
+    pull::{hub_transport, KEY_PROVIDER_NAME},
+};
 
 /// Where the CDH serves ttRPC unless `socket` says otherwise.
 pub const DEFAULT_SOCKET: &str = "unix:///run/confidential-containers/cdh.sock";
@@ -46,6 +70,13 @@ pub const DEFAULT_KERNEL_CMDLINE: &str = "/proc/cmdline";
 pub const FALLBACK_KBC: &str = kms::OFFLINE_FS_KBC;
 /// Largest config file accepted, in bytes (inline policies and certificates included).
 pub const MAX_CONFIG_FILE_SIZE: u64 = 4 * 1024 * 1024;
+/// The per-service sockets served in `services_dir`, by file name (upstream's names).
+pub const SERVICE_SOCKETS: [&str; 4] = [
+    "imagepull.sock",
+    "sealedsecrets.sock",
+    "securemount.sock",
+    "getresource.sock",
+];
 
 const KBS_RESOURCES_PARAM: &str = "cdh.kbs_resources";
 const AA_KBC_PARAMS_PARAM: &str = "agent.aa_kbc_params";
@@ -66,6 +97,14 @@ pub struct Environment {
     pub default_image_authenticated_registry_credentials: Option<String>,
     /// `OFFLINE_FS_KBC_EXTRA_FILE_PATH` (comma-separated files)
     pub offline_fs_kbc_extra_file_path: Option<String>,
+    /// `CDH_CONFIG_PATH`: the config file when `-c` is not given
+    pub config_path: Option<PathBuf>,
+    /// `CDH_SERVICES_DIR`: `services_dir` when the file has none
+    pub services_dir: Option<String>,
+    /// `OCICRYPT_KEYPROVIDER_CONFIG`: the ocicrypt keyprovider config file
+    pub ocicrypt_keyprovider_config: Option<PathBuf>,
+    /// `AWS_IN_GUEST_KEY_PATH`: the directory of the AWS `credential.json`
+    pub aws_in_guest_key_path: Option<PathBuf>,
 }
 
 impl Environment {
@@ -82,6 +121,13 @@ impl Environment {
                 "CDH_DEFAULT_IMAGE_AUTHENTICATED_REGISTRY_CREDENTIALS",
             ),
             offline_fs_kbc_extra_file_path: var(kms::offline_fs::EXTRA_FILES_ENV),
+            config_path: var("CDH_CONFIG_PATH").map(PathBuf::from),
+            services_dir: var("CDH_SERVICES_DIR"),
+            ocicrypt_keyprovider_config: var(
+                ocicrypt_rs::keywrap::keyprovider::OCICRYPT_KEYPROVIDER_CONFIG,
+            )
+            .map(PathBuf::from),
+            aws_in_guest_key_path: var("AWS_IN_GUEST_KEY_PATH").map(PathBuf::from),
         }
     }
 }
@@ -89,7 +135,8 @@ impl Environment {
 /// Everything [`Config::load`] reads besides the file itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadOptions {
-    /// The `-c` file; `None` means configure from the environment and kernel command line.
+    /// The `-c` file; `None` means `CDH_CONFIG_PATH`, else configure from the environment
+    /// and kernel command line.
     pub config_file: Option<PathBuf>,
     /// The kernel command line file (`/proc/cmdline`).
     pub kernel_cmdline: PathBuf,
@@ -216,18 +263,58 @@ pub struct LogConfig {
 
 /// `[image]` when the config file has none: image-rs defaults plus the `agent.*` kernel
 /// parameters kata-agent understands (spec 6.8): proxies, `agent.image_registry_auth`, and
-/// `agent.image_policy_file` when `agent.enable_signature_verification=true`.
-fn image_config_from_kernel_cmdline(cmdline: &KernelCmdline) -> ImageConfig {
-    let param = |key: &str| cmdline.get(key).map(str::to_string);
+/// `agent.image_policy_file` when `agent.enable_signature_verification=true`. Like
+/// upstream's image-rs, the last occurrence of a repeated parameter counts.
+fn image_config_from_kernel_cmdline(
+    cmdline: &KernelCmdline,
+    origin: &Origin<'_>,
+    warnings: &mut Vec<String>,
+) -> ImageConfig {
+    const IMAGE_PARAMS: [&str; 6] = [
+        "agent.https_proxy",
+        "agent.http_proxy",
+        "agent.no_proxy",
+        "agent.image_registry_auth",
+        "agent.image_policy_file",
+        "agent.enable_signature_verification",
+    ];
+    for key in IMAGE_PARAMS {
+        let count = cmdline.count(key);
+        if count > 1 {
+            warnings.push(format!(
+                "{} is given {count} times: the last one counts (as upstream)",
+                origin.setting(key)
+            ));
+        }
+    }
+    let param = |key: &str| cmdline.last(key).map(str::to_string);
     let proxy = ProxyConfig {
         https_proxy: param("agent.https_proxy"),
         http_proxy: param("agent.http_proxy"),
         no_proxy: param("agent.no_proxy"),
     };
-    let verify = cmdline.get("agent.enable_signature_verification") == Some("true");
+    // upstream parses the value as a Rust bool and treats anything else as false
+    let verify = match cmdline.last("agent.enable_signature_verification") {
+        Some("true") => true,
+        Some("false") | None => false,
+        Some(other) => {
+            warnings.push(format!(
+                "{}: `{other}` is neither true nor false; signature verification stays off",
+                origin.setting("agent.enable_signature_verification")
+            ));
+            false
+        }
+    };
+    let policy = param("agent.image_policy_file");
+    if policy.is_some() && !verify {
+        warnings.push(format!(
+            "{} is ignored: agent.enable_signature_verification is not true",
+            origin.setting("agent.image_policy_file")
+        ));
+    }
     ImageConfig {
         authenticated_registry_credentials_uri: param("agent.image_registry_auth"),
-        image_security_policy_uri: param("agent.image_policy_file").filter(|_| verify),
+        image_security_policy_uri: policy.filter(|_| verify),
         image_pull_proxy: (proxy != ProxyConfig::default()).then_some(proxy),
         ..ImageConfig::default()
     }
@@ -238,6 +325,9 @@ fn image_config_from_kernel_cmdline(cmdline: &KernelCmdline) -> ImageConfig {
 pub struct Config {
     /// `socket`: the ttRPC address served.
     pub socket: String,
+    /// `services_dir`: a directory with one socket per service besides `socket`
+    /// ([`SERVICE_SOCKETS`]), or `CDH_SERVICES_DIR`.
+    pub services_dir: Option<PathBuf>,
     /// `[aa]`
     pub aa: AaConfig,
     /// `[kbc]`
@@ -255,23 +345,34 @@ pub struct Config {
     pub credentials_dir: PathBuf,
     /// Not a file key: the offline_fs_kbc stores.
     pub offline_fs: OfflineFsSources,
+    /// Not a file key: the `OCICRYPT_KEYPROVIDER_CONFIG` file, when it names one that
+    /// could be read. Its providers other than `attestation-agent` (always the hub's own,
+    /// in process) unwrap the layers annotated for them.
+    pub ocicrypt_keyprovider_config: Option<OcicryptConfig>,
+    /// Not a file key: `AWS_IN_GUEST_KEY_PATH`, the directory holding the AWS provider's
+    /// `credential.json` instead of `<kms credential dir>/aws`.
+    pub aws_credential_dir: Option<PathBuf>,
 }
 
-/// A loaded configuration and what the operator should know about it (unknown keys,
-/// environment values that lost to the file). The binary logs the warnings once logging
-/// is set up from the configuration itself.
+/// A loaded configuration and what the operator should know about it. The binary logs
+/// both once logging is set up from the configuration itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadedConfig {
     /// the configuration
     pub config: Config,
-    /// one message per questionable setting
+    /// one message per questionable setting (unknown keys, values that were dropped or
+    /// ignored), for `warn`
     pub warnings: Vec<String>,
+    /// one message per setting whose source is worth knowing (an environment variable
+    /// that overrode the file, the config file from `CDH_CONFIG_PATH`), for `info`
+    pub notes: Vec<String>,
 }
 
 /// The file as written: `None` means "not given", so lower sources can fill it in.
 #[derive(Debug, Default, Deserialize)]
 struct FileConfig {
     socket: Option<String>,
+    services_dir: Option<String>,
     aa: Option<FileAa>,
     kbc: Option<FileKbc>,
     #[serde(default)]
@@ -298,7 +399,94 @@ struct FileLog {
     level: Option<String>,
 }
 
-fn read_config_file(path: &Path) -> Result<Parsed<FileConfig>, ConfigError> {
+/// Rewrites the legacy `[image]` proxy keys of older upstream releases into the current
+/// form: `image_pull_proxy = "<url>"` (one proxy for every registry) becomes
+/// `[image.image_pull_proxy] https_proxy` and `http_proxy`, and `skip_proxy_ips` becomes its
+/// `no_proxy`. Returns whether anything changed, with one warning per rewritten key.
+fn upgrade_legacy_image_keys(
+    image: &mut serde_json::Map<String, serde_json::Value>,
+    shown: &Path,
+    warnings: &mut Vec<String>,
+) -> bool {
+    use serde_json::Value;
+    let legacy_proxy = matches!(image.get("image_pull_proxy"), Some(Value::String(_)));
+    let skip = matches!(image.get("skip_proxy_ips"), Some(Value::String(_)));
+    if !legacy_proxy && !skip {
+        return false;
+    }
+    let skip = match image.remove("skip_proxy_ips") {
+        Some(Value::String(skip)) => Some(skip),
+        Some(other) => {
+            // not a string: put it back, the typed parse ignores it
+            image.insert("skip_proxy_ips".into(), other);
+            None
+        }
+        None => None,
+    };
+    if let Some(Value::String(proxy)) = image.get("image_pull_proxy").cloned() {
+        let mut table = serde_json::Map::new();
+        table.insert("https_proxy".into(), Value::String(proxy.clone()));
+        table.insert("http_proxy".into(), Value::String(proxy));
+        image.insert("image_pull_proxy".into(), Value::Object(table));
+        warnings.push(format!(
+            "config file {}: key `image.image_pull_proxy` is a string (the form of older releases): \
+             read as [image.image_pull_proxy] https_proxy and http_proxy",
+            shown.display()
+        ));
+    }
+    if let Some(skip) = skip {
+        match image.get_mut("image_pull_proxy") {
+            Some(Value::Object(table)) if !table.contains_key("no_proxy") => {
+                table.insert("no_proxy".into(), Value::String(skip));
+                warnings.push(format!(
+                    "config file {}: key `image.skip_proxy_ips` (older releases) read as \
+                     [image.image_pull_proxy] no_proxy",
+                    shown.display()
+                ));
+            }
+            Some(Value::Object(_)) => warnings.push(format!(
+                "config file {}: key `image.skip_proxy_ips` ignored: \
+                 [image.image_pull_proxy] no_proxy is set",
+                shown.display()
+            )),
+            _ => warnings.push(format!(
+                "config file {}: key `image.skip_proxy_ips` ignored: no image_pull_proxy is set",
+                shown.display()
+            )),
+        }
+    }
+    true
+}
+
+/// `[image]` keys of upstream that this build reads but does not implement.
+#[derive(Debug, Default, Deserialize)]
+struct UnimplementedKeys {
+    image: Option<UnimplementedImageKeys>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct UnimplementedImageKeys {
+    anonymous_fallback_on_unauthorized: Option<bool>,
+}
+
+impl UnimplementedKeys {
+    fn warn(self, shown: &Path, warnings: &mut Vec<String>) {
+        let image = self.image.unwrap_or_default();
+        if image.anonymous_fallback_on_unauthorized == Some(true) {
+            warnings.push(format!(
+                "config file {}: key `image.anonymous_fallback_on_unauthorized` = true is not \
+                 supported by this image-rs: a registry that refuses the configured \
+                 credentials fails the pull",
+                shown.display()
+            ));
+        }
+    }
+}
+
+fn read_config_file(
+    path: &Path,
+    warnings: &mut Vec<String>,
+) -> Result<Parsed<FileConfig>, ConfigError> {
     let read_err = |source| ConfigError::ReadFile {
         path: path.to_path_buf(),
         source,
@@ -316,11 +504,47 @@ fn read_config_file(path: &Path) -> Result<Parsed<FileConfig>, ConfigError> {
     }
     let is_json = path.extension().is_some_and(|ext| ext == "json");
     let format = if is_json { "JSON" } else { "TOML" };
+    let unimplemented = if is_json {
+        serde_json::from_slice::<UnimplementedKeys>(&bytes).ok()
+    } else {
+        std::str::from_utf8(&bytes)
+            .ok()
+            .and_then(|text| toml::from_str::<UnimplementedKeys>(text).ok())
+    };
+    if let Some(unimplemented) = unimplemented {
+        unimplemented.warn(path, warnings);
+    }
     let parsed = if is_json {
-        config_document::from_json(&bytes)
+        let upgraded = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|mut document| {
+                let image = document.get_mut("image")?.as_object_mut()?;
+                upgrade_legacy_image_keys(image, path, warnings)
+                    .then(|| serde_json::to_vec(&document).ok())
+                    .flatten()
+            });
+        config_document::from_json(upgraded.as_deref().unwrap_or(&bytes))
     } else {
         match std::str::from_utf8(&bytes) {
-            Ok(text) => config_document::from_toml(text),
+            Ok(text) => {
+                let upgraded = toml::from_str::<toml::Table>(text)
+                    .ok()
+                    .and_then(|mut document| {
+                        let toml_image = document.get("image")?.as_table()?;
+                        let serde_json::Value::Object(mut image) =
+                            serde_json::to_value(toml_image).ok()?
+                        else {
+                            return None;
+                        };
+                        if !upgrade_legacy_image_keys(&mut image, path, warnings) {
+                            return None;
+                        }
+                        let image = toml::Value::try_from(image).ok()?;
+                        document.insert("image".into(), image);
+                        toml::to_string(&document).ok()
+                    });
+                config_document::from_toml(upgraded.as_deref().unwrap_or(text))
+            }
             Err(e) => Err(DocumentError::Syntax(format!("not UTF-8: {e}"))),
         }
     };
@@ -390,6 +614,84 @@ fn parse_aa_kbc_params(
     }
 }
 
+/// A PEM value that says something: upstream's own example config writes
+/// `kbs_cert = ""` for "no certificate".
+fn non_blank(value: Option<String>) -> Option<String> {
+    value.filter(|v| !v.trim().is_empty())
+}
+
+/// The entries of `cdh.kbs_resources=<uri>::<path>,…`: a malformed entry, or one whose
+/// path leaves `credentials_dir`, is skipped with a warning naming it; the others are kept.
+fn credentials_from_kernel_cmdline(
+    list: &str,
+    credentials_dir: &Path,
+    origin: &Origin<'_>,
+    warnings: &mut Vec<String>,
+) -> Vec<Credential> {
+    let mut credentials = Vec::new();
+    for entry in list.split(',').filter(|entry| !entry.is_empty()) {
+        let parsed = entry
+            .split_once("::")
+            .ok_or_else(|| "it is not of the form <resource uri>::<path>".to_string())
+            .and_then(|(uri, path)| {
+                let resource_uri = ResourceUri::parse(uri).map_err(|e| e.to_string())?;
+                let path = PathBuf::from(path);
+                check_credential_path(&path, credentials_dir)?;
+                Ok(Credential { resource_uri, path })
+            });
+        match parsed {
+            Ok(credential) => credentials.push(credential),
+            Err(why) => warnings.push(format!(
+                "{}: entry `{entry}` skipped: {why}",
+                origin.setting(KBS_RESOURCES_PARAM)
+            )),
+        }
+    }
+    credentials
+}
+
+/// The `OCICRYPT_KEYPROVIDER_CONFIG` file, checked provider by provider. An unreadable or
+/// malformed file, and a provider this build cannot reach, are warnings: the hub's own
+/// provider `attestation-agent` is served in process whatever the file says.
+fn load_keyprovider_config(
+    path: &Path,
+    warnings: &mut Vec<String>,
+    notes: &mut Vec<String>,
+) -> Option<OcicryptConfig> {
+    let config = match OcicryptConfig::from_file(path) {
+        Ok(config) => config,
+        Err(e) => {
+            warnings.push(format!(
+                "environment variable OCICRYPT_KEYPROVIDER_CONFIG: {e}; ignored: layers for key \
+                 provider `{KEY_PROVIDER_NAME}` are unwrapped in process, no other key provider is used"
+            ));
+            return None;
+        }
+    };
+    for (name, attrs) in &config.key_providers {
+        if name == KEY_PROVIDER_NAME {
+            notes.push(format!(
+                "OCICRYPT_KEYPROVIDER_CONFIG {}: key provider `{name}` is this hub's own: \
+                 its layer keys are unwrapped in process",
+                path.display()
+            ));
+            continue;
+        }
+        match hub_transport(name, attrs) {
+            Ok(_) => notes.push(format!(
+                "OCICRYPT_KEYPROVIDER_CONFIG {}: key provider `{name}` unwraps layers annotated \
+                 org.opencontainers.image.enc.keys.provider.{name}",
+                path.display()
+            )),
+            Err(e) => warnings.push(format!(
+                "OCICRYPT_KEYPROVIDER_CONFIG {}: key provider `{name}` is not used: {e}",
+                path.display()
+            )),
+        }
+    }
+    Some(config)
+}
+
 impl Config {
     /// Loads the configuration; see the module documentation for where each setting comes
     /// from and in which order.
@@ -403,14 +705,24 @@ impl Config {
             }
         })?;
         let mut warnings = Vec::new();
+        let mut notes = Vec::new();
 
-        let file_origin = options
-            .config_file
-            .as_deref()
-            .map_or(Origin::Default, Origin::File);
-        let file = match &options.config_file {
+        // the file: -c, else CDH_CONFIG_PATH
+        let config_file = match (&options.config_file, &env.config_path) {
+            (Some(path), _) => Some(path.clone()),
+            (None, Some(path)) => {
+                notes.push(format!(
+                    "using config file {} from CDH_CONFIG_PATH",
+                    path.display()
+                ));
+                Some(path.clone())
+            }
+            (None, None) => None,
+        };
+        let file_origin = config_file.as_deref().map_or(Origin::Default, Origin::File);
+        let file = match &config_file {
             Some(path) => {
-                let parsed = read_config_file(path)?;
+                let parsed = read_config_file(path, &mut warnings)?;
                 warnings.extend(
                     parsed
                         .unknown_keys
@@ -435,26 +747,49 @@ impl Config {
         };
         check_ttrpc_address(&socket, &origin, "socket")?;
 
-        // [aa]
-        let (aa_socket, origin) = match (file.aa.and_then(|aa| aa.aa_socket), &env.aa_socket) {
-            (Some(socket), env_socket) => {
-                if env_socket.is_some() {
-                    warnings.push(env_ignored("AA_SOCKET", "aa.aa_socket"));
-                }
-                (socket, file_origin)
-            }
-            (None, Some(socket)) => (socket.clone(), Origin::Env),
-            (None, None) => (DEFAULT_AA_SOCKET.to_string(), Origin::Default),
+        // services_dir: the file, else CDH_SERVICES_DIR
+        let services_dir = match (file.services_dir, &env.services_dir) {
+            (Some(dir), _) => Some((PathBuf::from(dir), file_origin, "services_dir")),
+            (None, Some(dir)) => Some((PathBuf::from(dir), Origin::Env, "CDH_SERVICES_DIR")),
+            (None, None) => None,
         };
-        let aa_key = if matches!(origin, Origin::Env) {
-            "AA_SOCKET"
-        } else {
-            "aa.aa_socket"
+        let services_dir = match services_dir {
+            Some((dir, origin, key)) => {
+                if !dir.is_absolute() {
+                    return Err(
+                        origin.invalid(key, format!("`{}` is not an absolute path", dir.display()))
+                    );
+                }
+                Some(dir)
+            }
+            None => None,
+        };
+
+        // [aa]: AA_SOCKET, else the file
+        let file_aa_socket = file.aa.and_then(|aa| aa.aa_socket);
+        let (aa_socket, origin, aa_key) = match (&env.aa_socket, file_aa_socket) {
+            (Some(socket), file_socket) => {
+                if let Some(file_socket) = file_socket {
+                    notes.push(env_wins("AA_SOCKET", socket, "aa.aa_socket", &file_socket));
+                }
+                (socket.clone(), Origin::Env, "AA_SOCKET")
+            }
+            (None, Some(socket)) => (socket, file_origin, "aa.aa_socket"),
+            (None, None) => (
+                DEFAULT_AA_SOCKET.to_string(),
+                Origin::Default,
+                "aa.aa_socket",
+            ),
         };
         check_ttrpc_address(&aa_socket, &origin, aa_key)?;
 
-        // [kbc]
-        let kbc = match (&options.config_file, file.kbc) {
+        // [kbc]: AA_KBC_PARAMS, else the file's [kbc], else agent.aa_kbc_params
+        let env_kbc = env
+            .aa_kbc_params
+            .as_deref()
+            .map(|value| parse_aa_kbc_params(value, &Origin::Env, "AA_KBC_PARAMS"))
+            .transpose()?;
+        let kbc = match (&config_file, file.kbc) {
             (
                 Some(_),
                 Some(FileKbc {
@@ -463,16 +798,27 @@ impl Config {
                     kbs_cert,
                 }),
             ) => {
-                if env.aa_kbc_params.is_some() {
-                    warnings.push(env_ignored("AA_KBC_PARAMS", "kbc"));
-                }
-                if kbs_cert.is_some() && env.kbs_cert.is_some() {
+                let url = url.unwrap_or_default();
+                let (name, url) = match env_kbc {
+                    Some(env_kbc) => {
+                        notes.push(env_wins(
+                            "AA_KBC_PARAMS",
+                            &format!("{}::{}", env_kbc.name, env_kbc.url),
+                            "kbc.name/kbc.url",
+                            &format!("{name}::{url}"),
+                        ));
+                        (env_kbc.name, env_kbc.url)
+                    }
+                    None => (name, url),
+                };
+                let file_cert = non_blank(kbs_cert);
+                if file_cert.is_some() && env.kbs_cert.is_some() {
                     warnings.push(env_ignored("KBS_CERT", "kbc.kbs_cert"));
                 }
                 KbcConfig {
                     name,
-                    url: url.unwrap_or_default(),
-                    kbs_cert: kbs_cert.or_else(|| env.kbs_cert.clone()),
+                    url,
+                    kbs_cert: file_cert.or_else(|| non_blank(env.kbs_cert.clone())),
                 }
             }
             (Some(path), _) => {
@@ -482,10 +828,15 @@ impl Config {
                 })
             }
             (None, _) => {
-                let from_params = match (&env.aa_kbc_params, cmdline.get(AA_KBC_PARAMS_PARAM)) {
-                    (Some(value), _) => {
-                        Some(parse_aa_kbc_params(value, &Origin::Env, "AA_KBC_PARAMS")?)
-                    }
+                let count = cmdline.count(AA_KBC_PARAMS_PARAM);
+                if count > 1 {
+                    warnings.push(format!(
+                        "{} is given {count} times: the first one counts (as upstream)",
+                        cmdline_origin.setting(AA_KBC_PARAMS_PARAM)
+                    ));
+                }
+                let from_params = match (env_kbc, cmdline.first(AA_KBC_PARAMS_PARAM)) {
+                    (Some(kbc), _) => Some(kbc),
                     (None, Some(value)) => Some(parse_aa_kbc_params(
                         value,
                         &cmdline_origin,
@@ -503,7 +854,7 @@ impl Config {
                         kbs_cert: None,
                     }
                 });
-                kbc.kbs_cert = env.kbs_cert.clone();
+                kbc.kbs_cert = non_blank(env.kbs_cert.clone());
                 kbc
             }
         };
@@ -516,25 +867,24 @@ impl Config {
             )?;
             credentials.push(credential);
         }
-        if let Some(list) = cmdline.get(KBS_RESOURCES_PARAM) {
-            for entry in list.split(',').filter(|entry| !entry.is_empty()) {
-                let invalid =
-                    |message: String| cmdline_origin.invalid(KBS_RESOURCES_PARAM, message);
-                let (uri, path) = entry.split_once("::").ok_or_else(|| {
-                    invalid(format!(
-                        "entry `{entry}` is not of the form <resource uri>::<path>"
-                    ))
-                })?;
-                let resource_uri = ResourceUri::parse(uri)
-                    .map_err(|e| invalid(format!("entry `{entry}`: {e}")))?;
-                let path = PathBuf::from(path);
-                check_credential_path(&path, &options.credentials_dir)
-                    .map_err(|message| invalid(format!("entry `{entry}`: {message}")))?;
-                credentials.push(Credential { resource_uri, path });
-            }
+        let count = cmdline.count(KBS_RESOURCES_PARAM);
+        if count > 1 {
+            warnings.push(format!(
+                "{} is given {count} times: the first one counts (as upstream)",
+                cmdline_origin.setting(KBS_RESOURCES_PARAM)
+            ));
+        }
+        if let Some(list) = cmdline.first(KBS_RESOURCES_PARAM) {
+            credentials.extend(credentials_from_kernel_cmdline(
+                list,
+                &options.credentials_dir,
+                &cmdline_origin,
+                &mut warnings,
+            ));
         }
 
-        // skip_sealed_secret_verification
+        // skip_sealed_secret_verification: the file, else the environment. A file that
+        // says `false` keeps verification on, whatever the environment says.
         let skip_sealed_secret_verification = match (
             file.skip_sealed_secret_verification,
             &env.skip_sealed_secret_verification,
@@ -561,20 +911,21 @@ impl Config {
             file_origin.invalid("log.level", format!("`{level}` is not a log filter: {e}"))
         })?;
 
-        // [image]
-        let image_from_file = file.image.is_some();
-        let mut image = file
-            .image
-            .unwrap_or_else(|| image_config_from_kernel_cmdline(&cmdline));
+        // [image], then CDH_DEFAULT_IMAGE_AUTHENTICATED_REGISTRY_CREDENTIALS over it
+        let mut image = match file.image {
+            Some(image) => image,
+            None => image_config_from_kernel_cmdline(&cmdline, &cmdline_origin, &mut warnings),
+        };
         if let Some(uri) = &env.default_image_authenticated_registry_credentials {
-            if image_from_file && image.authenticated_registry_credentials_uri.is_some() {
-                warnings.push(env_ignored(
+            if let Some(previous) = &image.authenticated_registry_credentials_uri {
+                notes.push(env_wins(
                     "CDH_DEFAULT_IMAGE_AUTHENTICATED_REGISTRY_CREDENTIALS",
+                    uri,
                     "image.authenticated_registry_credentials_uri",
+                    previous,
                 ));
-            } else {
-                image.authenticated_registry_credentials_uri = Some(uri.clone());
             }
+            image.authenticated_registry_credentials_uri = Some(uri.clone());
         }
         // image-rs reads 0 as 1; an operator who wrote 0 made a mistake worth reporting.
         if image.max_concurrent_layer_downloads_per_image == 0 {
@@ -595,9 +946,31 @@ impl Config {
                 .extend(OfflineFsSources::parse_extra_file_list(list));
         }
 
+        let ocicrypt_keyprovider_config = env
+            .ocicrypt_keyprovider_config
+            .as_deref()
+            .and_then(|path| load_keyprovider_config(path, &mut warnings, &mut notes));
+
+        let aws_credential_dir = env.aws_in_guest_key_path.clone();
+        if let Some(dir) = &aws_credential_dir {
+            if cfg!(feature = "aws") {
+                notes.push(format!(
+                    "AWS_IN_GUEST_KEY_PATH: the aws KMS provider reads {}",
+                    dir.join("credential.json").display()
+                ));
+            } else {
+                warnings.push(
+                    "environment variable AWS_IN_GUEST_KEY_PATH ignored: the aws KMS provider \
+                     is not built in (cargo feature aws)"
+                        .to_string(),
+                );
+            }
+        }
+
         Ok(LoadedConfig {
             config: Config {
                 socket,
+                services_dir,
                 aa: AaConfig { aa_socket },
                 kbc,
                 credentials,
@@ -606,8 +979,11 @@ impl Config {
                 image,
                 credentials_dir: options.credentials_dir.clone(),
                 offline_fs,
+                ocicrypt_keyprovider_config,
+                aws_credential_dir,
             },
             warnings,
+            notes,
         })
     }
 
@@ -620,11 +996,30 @@ impl Config {
             aa_socket: self.aa.aa_socket.clone(),
         }
     }
+
+    /// The per-service socket addresses (`unix://<services_dir>/<name>`), by socket file
+    /// name, when `services_dir` is set.
+    pub fn service_sockets(&self) -> BTreeMap<&'static str, String> {
+        match &self.services_dir {
+            Some(dir) => SERVICE_SOCKETS
+                .iter()
+                .map(|name| (*name, format!("unix://{}", dir.join(name).display())))
+                .collect(),
+            None => BTreeMap::new(),
+        }
+    }
 }
 
 fn env_ignored(var: &str, key: &str) -> String {
     format!(
         "environment variable {var} ignored: the config file sets `{key}`, which takes precedence"
+    )
+}
+
+fn env_wins(var: &str, value: &str, key: &str, file_value: &str) -> String {
+    format!(
+        "environment variable {var}=`{value}` overrides `{key}`=`{file_value}` (the environment \
+         wins, as upstream)"
     )
 }
 
@@ -781,9 +1176,91 @@ location = "example-mirror-0.local/mirror-for-foo"
   }
 }"#;
 
+    /// The keys and values of upstream's `confidential-data-hub/example.config.toml` (comments
+    /// left out, `kbs_cert` empty as in upstream's own config tests, a short certificate,
+    /// credential paths under the test's credentials directory).
+    const UPSTREAM_EXAMPLE: &str = r#"
+socket = "unix:///run/confidential-containers/cdh.sock"
+services_dir = "/run/guest-services"
+
+[aa]
+aa_socket = "unix:///run/confidential-containers/attestation-agent/attestation-agent.sock"
+
+[kbc]
+name = "cc_kbc"
+url = "http://example.io:8080"
+kbs_cert = ""
+
+[[credentials]]
+path = "@KBS@/kms-credential/aliyun/ecsRamRole.json"
+resource_uri = "kbs:///default/aliyun/ecs_ram_role"
+
+[[credentials]]
+path = "@KBS@/test/file"
+resource_uri = "kbs:///default/test/file"
+
+[image]
+max_concurrent_layer_downloads_per_image = 3
+sigstore_config_uri = "kbs:///default/sigstore-config/test"
+image_security_policy_uri = "kbs:///default/security-policy/test"
+authenticated_registry_credentials_uri = "kbs:///default/credential/test"
+anonymous_fallback_on_unauthorized = false
+registry_configuration_uri = "kbs:///default/registry-configuration/test"
+extra_root_certificates = ["""
+-----BEGIN CERTIFICATE-----
+MIIB
+-----END CERTIFICATE-----
+"""]
+work_dir = "/run/image-rs"
+
+[image.registry_config]
+unqualified-search-registries = ["docker.io", "example1.com"]
+
+[[image.registry_config.registry]]
+prefix = "example.com/banned"
+blocked = true
+
+[[image.registry_config.registry]]
+prefix = "example.com/foo"
+insecure = false
+blocked = false
+location = "internal-registry-for-example.com/bar"
+
+[[image.registry_config.registry.mirror]]
+location = "example-mirror-0.local/mirror-for-foo"
+
+[[image.registry_config.registry.mirror]]
+location = "example-mirror-1.local/mirrors/foo"
+insecure = true
+
+[[image.registry_config.registry]]
+location = "docker.io"
+
+[[image.registry_config.registry.mirror]]
+location = "123456.mirror.aliyuncs.com"
+
+[image.image_pull_proxy]
+https_proxy = "http://127.0.0.1:5432"
+http_proxy = "http://127.0.0.1:5432"
+no_proxy = "192.168.0.1,localhost"
+
+[log]
+level = "info"
+"#;
+
+    /// A JSON config in upstream's shape, `kbs_cert` empty.
+    const UPSTREAM_EXAMPLE_JSON: &str = r#"{
+  "socket": "unix:///run/confidential-containers/cdh.sock",
+  "kbc": {"name": "offline_fs_kbc", "url": "", "kbs_cert": ""},
+  "credentials": [],
+  "image": {"max_concurrent_layer_downloads_per_image": 3,
+            "anonymous_fallback_on_unauthorized": false}
+}"#;
+
     fn full_expected(f: &Fixture) -> Config {
         Config {
             socket: "unix:///run/cdh/other.sock".into(),
+            services_dir: None,
             aa: AaConfig {
                 aa_socket: "unix:///run/aa/other.sock".into(),
             },
@@ -848,6 +1325,8 @@ location = "example-mirror-0.local/mirror-for-foo"
                 resources_file: f.dir.path().join("resources.json"),
                 extra_files: Vec::new(),
             },
+            ocicrypt_keyprovider_config: None,
+            aws_credential_dir: None,
         }
     }
 
@@ -857,6 +1336,7 @@ location = "example-mirror-0.local/mirror-for-foo"
         let loaded = f.load_toml(FULL_TOML).unwrap();
         assert_eq!(loaded.config, full_expected(&f));
         assert_eq!(loaded.warnings, Vec::<String>::new());
+        assert_eq!(loaded.notes, Vec::<String>::new());
     }
 
     #[test]
@@ -877,6 +1357,7 @@ location = "example-mirror-0.local/mirror-for-foo"
         let loaded = f.load_json(FULL_JSON).unwrap();
         assert_eq!(loaded.config, full_expected(&f));
         assert_eq!(loaded.warnings, Vec::<String>::new());
+        assert_eq!(loaded.notes, Vec::<String>::new());
     }
 
     #[test]
@@ -944,6 +1425,7 @@ location = "example-mirror-0.local/mirror-for-foo"
                 r#"
 colour = "blue"
 services_dir = "/run/x"
+service_dir = "/run/typo"
 [aa]
 aa_sockets = "typo"
 [kbc]
@@ -982,7 +1464,7 @@ a = 1
                 "extra",
                 "kbc.nmae",
                 "log.format",
-                "services_dir",
+                "service_dir",
             ]
         );
     }
@@ -1350,10 +1832,12 @@ a = 1
         );
     }
 
-    /// Precedence: the config file wins over the environment, which wins over the kernel
-    /// command line, which wins over the defaults. Ignored environment values are reported.
+    /// Upstream's precedence: `AA_KBC_PARAMS`, `AA_SOCKET` and
+    /// `CDH_DEFAULT_IMAGE_AUTHENTICATED_REGISTRY_CREDENTIALS` win over the file (a note at
+    /// info says so); `KBS_CERT` and `SKIP_SEALED_SECRET_VERIFICATION` only fill what the
+    /// file leaves out.
     #[test]
-    fn the_config_file_wins_over_the_environment() {
+    fn the_environment_wins_over_the_file_as_upstream() {
         let mut f = fixture();
         f.cmdline = "agent.aa_kbc_params=cc_kbc::http://cmdline".into();
         f.env = Environment {
@@ -1362,7 +1846,7 @@ a = 1
             kbs_cert: Some("ENV CERT".into()),
             skip_sealed_secret_verification: Some("true".into()),
             default_image_authenticated_registry_credentials: Some("kbs:///env/cred/x".into()),
-            offline_fs_kbc_extra_file_path: None,
+            ..Environment::default()
         };
         let loaded = f
             .load_toml(
@@ -1379,26 +1863,44 @@ authenticated_registry_credentials_uri = "kbs:///file/cred/x"
 "#,
             )
             .unwrap();
-        let config = loaded.config;
-        assert_eq!(config.kbc.name, "offline_fs_kbc");
-        assert_eq!(config.kbc.url, "http://file");
-        assert_eq!(config.kbc.kbs_cert.as_deref(), Some("FILE CERT"));
-        assert_eq!(config.aa.aa_socket, "unix:///file/aa.sock");
-        assert!(!config.skip_sealed_secret_verification);
+        let config = &loaded.config;
+        assert_eq!(config.kbc.name, "cc_kbc");
+        assert_eq!(config.kbc.url, "http://env");
+        assert_eq!(config.aa.aa_socket, "unix:///env/aa.sock");
         assert_eq!(
             config
                 .image
                 .authenticated_registry_credentials_uri
                 .as_deref(),
-            Some("kbs:///file/cred/x")
+            Some("kbs:///env/cred/x")
         );
-        for var in [
-            "AA_KBC_PARAMS",
-            "AA_SOCKET",
-            "KBS_CERT",
-            "SKIP_SEALED_SECRET_VERIFICATION",
-            "CDH_DEFAULT_IMAGE_AUTHENTICATED_REGISTRY_CREDENTIALS",
+        // the certificate and the verification switch stay the file's
+        assert_eq!(config.kbc.kbs_cert.as_deref(), Some("FILE CERT"));
+        assert!(!config.skip_sealed_secret_verification);
+        // one note per override, naming both values
+        for (var, env_value, file_value) in [
+            (
+                "AA_KBC_PARAMS",
+                "cc_kbc::http://env",
+                "offline_fs_kbc::http://file",
+            ),
+            ("AA_SOCKET", "unix:///env/aa.sock", "unix:///file/aa.sock"),
+            (
+                "CDH_DEFAULT_IMAGE_AUTHENTICATED_REGISTRY_CREDENTIALS",
+                "kbs:///env/cred/x",
+                "kbs:///file/cred/x",
+            ),
         ] {
+            assert!(
+                loaded.notes.iter().any(|n| n.starts_with(&format!(
+                    "environment variable {var}=`{env_value}` overrides"
+                )) && n.contains(file_value)),
+                "{var}: {:?}",
+                loaded.notes
+            );
+        }
+        assert_eq!(loaded.notes.len(), 3, "{:?}", loaded.notes);
+        for var in ["KBS_CERT", "SKIP_SEALED_SECRET_VERIFICATION"] {
             assert!(
                 loaded
                     .warnings
@@ -1408,11 +1910,15 @@ authenticated_registry_credentials_uri = "kbs:///file/cred/x"
                 loaded.warnings
             );
         }
+        assert_eq!(loaded.warnings.len(), 2, "{:?}", loaded.warnings);
 
-        // keys the file leaves out are taken from the environment
+        // keys the file leaves out are taken from the environment, without a note
         let loaded = f.load_toml(&format!("{MINIMAL}[image]\n")).unwrap();
         let config = loaded.config;
-        assert_eq!(config.kbc.url, "");
+        assert_eq!(
+            (config.kbc.name.as_str(), config.kbc.url.as_str()),
+            ("cc_kbc", "http://env")
+        );
         assert_eq!(config.kbc.kbs_cert.as_deref(), Some("ENV CERT"));
         assert_eq!(config.aa.aa_socket, "unix:///env/aa.sock");
         assert!(config.skip_sealed_secret_verification);
@@ -1423,9 +1929,131 @@ authenticated_registry_credentials_uri = "kbs:///file/cred/x"
                 .as_deref(),
             Some("kbs:///env/cred/x")
         );
-        // only AA_KBC_PARAMS lost to the file's [kbc]
-        assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
-        assert!(loaded.warnings[0].contains("AA_KBC_PARAMS"));
+        // only [kbc] name was in the file
+        assert_eq!(loaded.notes.len(), 1, "{:?}", loaded.notes);
+        assert!(
+            loaded.notes[0].contains("AA_KBC_PARAMS"),
+            "{:?}",
+            loaded.notes
+        );
+        assert_eq!(loaded.warnings, Vec::<String>::new());
+
+        // without the environment, the file
+        f.env = Environment::default();
+        let loaded = f
+            .load_toml("[aa]\naa_socket = \"unix:///file/aa.sock\"\n[kbc]\nname = \"offline_fs_kbc\"\nurl = \"http://file\"\n")
+            .unwrap();
+        assert_eq!(loaded.config.aa.aa_socket, "unix:///file/aa.sock");
+        assert_eq!(loaded.config.kbc.url, "http://file");
+        assert_eq!(loaded.notes, Vec::<String>::new());
+
+        // a malformed AA_KBC_PARAMS stops the start even with a file (it would win)
+        f.env.aa_kbc_params = Some("cc_kbc:http://env".into());
+        assert_invalid(
+            f.load_toml(MINIMAL),
+            "environment variable AA_KBC_PARAMS",
+            "<kbc name>::<kbs url>",
+        );
+    }
+
+    /// Upstream's own example config writes `kbs_cert = ""`: no certificate. So do blank
+    /// values, in the file and in `KBS_CERT`.
+    #[test]
+    fn an_empty_kbs_cert_means_none() {
+        let mut f = fixture();
+        for cert in ["\"\"", "\"   \"", "\"\"\"\n\n\"\"\""] {
+            let loaded = f
+                .load_toml(&format!(
+                    "[kbc]\nname = \"cc_kbc\"\nurl = \"https://kbs\"\nkbs_cert = {cert}\n"
+                ))
+                .unwrap();
+            assert_eq!(loaded.config.kbc.kbs_cert, None, "{cert}");
+            assert_eq!(loaded.config.kbc_params().kbs_cert, None, "{cert}");
+            assert_eq!(loaded.warnings, Vec::<String>::new());
+        }
+        // an empty file value does not hide KBS_CERT
+        f.env.kbs_cert = Some("ENV CERT".into());
+        let config = f
+            .load_toml("[kbc]\nname = \"cc_kbc\"\nkbs_cert = \"\"\n")
+            .unwrap()
+            .config;
+        assert_eq!(config.kbc.kbs_cert.as_deref(), Some("ENV CERT"));
+        f.env.kbs_cert = Some(" \n".into());
+        assert_eq!(f.load_toml(MINIMAL).unwrap().config.kbc.kbs_cert, None);
+        assert_eq!(f.load_without_file().unwrap().config.kbc.kbs_cert, None);
+    }
+
+    /// Every key of upstream's example config (`confidential-data-hub/example.config.toml`),
+    /// with its empty `kbs_cert`, loads, and the KBC it names can be built.
+    #[test]
+    fn upstreams_example_config_loads() {
+        let f = fixture();
+        // as written, its credential paths are under the production credentials directory
+        let err = f
+            .load_toml(&UPSTREAM_EXAMPLE.replace("@KBS@", DEFAULT_CREDENTIALS_DIR))
+            .unwrap_err();
+        assert!(err.to_string().contains("credentials[0].path"), "{err}");
+
+        let loaded = f.load_toml(UPSTREAM_EXAMPLE).unwrap();
+        let config = &loaded.config;
+        assert_eq!(config.socket, DEFAULT_SOCKET);
+        assert_eq!(
+            config.services_dir,
+            Some(PathBuf::from("/run/guest-services"))
+        );
+        assert_eq!(config.aa.aa_socket, DEFAULT_AA_SOCKET);
+        assert_eq!(
+            config.kbc,
+            KbcConfig {
+                name: "cc_kbc".into(),
+                url: "http://example.io:8080".into(),
+                kbs_cert: None,
+            }
+        );
+        assert_eq!(config.credentials.len(), 2);
+        assert_eq!(
+            config.credentials[0].path,
+            f.kbs_dir().join("kms-credential/aliyun/ecsRamRole.json")
+        );
+        let image = &config.image;
+        assert_eq!(image.max_concurrent_layer_downloads_per_image, 3);
+        assert_eq!(
+            image.sigstore_config_uri.as_deref(),
+            Some("kbs:///default/sigstore-config/test")
+        );
+        assert_eq!(
+            image.image_security_policy_uri.as_deref(),
+            Some("kbs:///default/security-policy/test")
+        );
+        assert_eq!(
+            image.registry_configuration_uri.as_deref(),
+            Some("kbs:///default/registry-configuration/test")
+        );
+        let registries = image.registry_config.as_ref().unwrap();
+        assert_eq!(registries.registry.len(), 3);
+        assert!(registries.registry[0].blocked);
+        assert_eq!(registries.registry[1].mirror.len(), 2);
+        assert_eq!(image.extra_root_certificates.len(), 1);
+        assert_eq!(image.work_dir, PathBuf::from("/run/image-rs"));
+        assert_eq!(
+            image.image_pull_proxy,
+            Some(ProxyConfig {
+                https_proxy: Some("http://127.0.0.1:5432".into()),
+                http_proxy: Some("http://127.0.0.1:5432".into()),
+                no_proxy: Some("192.168.0.1,localhost".into()),
+            })
+        );
+        assert_eq!(config.log.level, "info");
+        assert_eq!(loaded.warnings, Vec::<String>::new());
+        // the KBC it names is built (nothing is contacted), the empty certificate included
+        #[cfg(feature = "kbs")]
+        assert!(kms::new_kbc(&config.kbc.name, &config.kbc_params()).is_ok());
+
+        // the same in JSON
+        let loaded = f.load_json(UPSTREAM_EXAMPLE_JSON).unwrap();
+        assert_eq!(loaded.config.kbc.kbs_cert, None);
+        assert_eq!(loaded.config.kbc.name, "offline_fs_kbc");
+        assert_eq!(loaded.warnings, Vec::<String>::new());
     }
 
     #[test]
@@ -1544,23 +2172,495 @@ authenticated_registry_credentials_uri = "kbs:///file/cred/x"
         assert_eq!(f.load_without_file().unwrap().config.credentials.len(), 2);
     }
 
+    /// A malformed `cdh.kbs_resources` entry, or one writing outside the credentials
+    /// directory, is skipped with one warning naming it; the good entries are kept.
     #[test]
-    fn bad_kernel_command_line_credentials_are_refused() {
+    fn bad_kernel_command_line_credentials_are_skipped() {
         let mut f = fixture();
         let kbs = f.kbs_dir().display().to_string();
-        for (entry, says) in [
+        let bad = [
             (format!("kbs:///a/b/c:{kbs}/x"), "<resource uri>::<path>"),
             (format!("kbs:///a/../c::{kbs}/x"), "dot segment"),
+            (
+                "https://kbs/a/b/c::@KBS@/x".replace("@KBS@", &kbs),
+                "`https`",
+            ),
             ("kbs:///a/b/c::/etc/shadow".to_string(), "not inside"),
             (format!("kbs:///a/b/c::{kbs}/../x"), "`..`"),
+            (format!("kbs:///a/b/c::{kbs}"), "not inside"),
+            ("kbs:///a/b/c::relative/x".to_string(), "absolute"),
+        ];
+        for (entry, says) in &bad {
+            f.cmdline = format!(
+                "quiet cdh.kbs_resources=kbs:///default/key/1::{kbs}/one,{entry},kbs:///default/key/2::{kbs}/two"
+            );
+            for loaded in [
+                f.load_without_file().unwrap(),
+                f.load_toml(MINIMAL).unwrap(),
+            ] {
+                assert_eq!(
+                    loaded.config.credentials,
+                    [
+                        Credential {
+                            resource_uri: uri("kbs:///default/key/1"),
+                            path: f.kbs_dir().join("one"),
+                        },
+                        Credential {
+                            resource_uri: uri("kbs:///default/key/2"),
+                            path: f.kbs_dir().join("two"),
+                        },
+                    ],
+                    "{entry}"
+                );
+                let skipped: Vec<_> = loaded
+                    .warnings
+                    .iter()
+                    .filter(|w| w.contains("`cdh.kbs_resources`"))
+                    .collect();
+                assert_eq!(skipped.len(), 1, "{entry}: {:?}", loaded.warnings);
+                assert!(
+                    skipped[0].contains(&format!("entry `{entry}` skipped: ")),
+                    "{}",
+                    skipped[0]
+                );
+                assert!(skipped[0].contains(says), "{}", skipped[0]);
+            }
+        }
+        // only bad entries: nothing provisioned, the hub still starts
+        f.cmdline = format!("cdh.kbs_resources={},{}", bad[0].0, bad[3].0);
+        let loaded = f.load_without_file().unwrap();
+        assert!(loaded.config.credentials.is_empty());
+        assert_eq!(
+            loaded
+                .warnings
+                .iter()
+                .filter(|w| w.contains("skipped"))
+                .count(),
+            2,
+            "{:?}",
+            loaded.warnings
+        );
+        // a [[credentials]] path outside the directory in the file still stops the start
+        assert_invalid(
+            f.load_toml(&format!(
+                "{MINIMAL}[[credentials]]\nresource_uri = \"kbs:///a/b/c\"\npath = \"/etc/x\"\n"
+            )),
+            "key `credentials[0].path`",
+            "not inside",
+        );
+    }
+
+    /// A repeated parameter counts as upstream counts it: the first `agent.aa_kbc_params`
+    /// and `cdh.kbs_resources` (upstream stops at the first match), the last `agent.*`
+    /// image parameter (upstream's image-rs collects them into a map). Each repetition is
+    /// reported.
+    #[test]
+    fn repeated_kernel_parameters_count_as_upstream() {
+        let mut f = fixture();
+        let kbs = f.kbs_dir().display().to_string();
+        f.cmdline = format!(
+            "agent.aa_kbc_params=cc_kbc::http://first:8080 ro \
+             cdh.kbs_resources=kbs:///default/key/1::{kbs}/first \
+             agent.https_proxy=http://proxy-1:3128 agent.image_registry_auth=kbs:///a/auth/1 \
+             agent.aa_kbc_params=offline_fs_kbc::http://second \
+             cdh.kbs_resources=kbs:///default/key/2::{kbs}/second \
+             agent.https_proxy=http://proxy-2:3128 agent.image_registry_auth=kbs:///a/auth/2"
+        );
+        let loaded = f.load_without_file().unwrap();
+        let config = &loaded.config;
+        assert_eq!(
+            (config.kbc.name.as_str(), config.kbc.url.as_str()),
+            ("cc_kbc", "http://first:8080")
+        );
+        assert_eq!(
+            config.credentials,
+            [Credential {
+                resource_uri: uri("kbs:///default/key/1"),
+                path: f.kbs_dir().join("first"),
+            }]
+        );
+        assert_eq!(
+            config
+                .image
+                .image_pull_proxy
+                .as_ref()
+                .and_then(|p| p.https_proxy.as_deref()),
+            Some("http://proxy-2:3128")
+        );
+        assert_eq!(
+            config
+                .image
+                .authenticated_registry_credentials_uri
+                .as_deref(),
+            Some("kbs:///a/auth/2")
+        );
+        for (key, which) in [
+            ("agent.aa_kbc_params", "first"),
+            ("cdh.kbs_resources", "first"),
+            ("agent.https_proxy", "last"),
+            ("agent.image_registry_auth", "last"),
         ] {
-            f.cmdline = format!("cdh.kbs_resources={entry}");
-            assert_invalid(
-                f.load_without_file(),
-                "kernel parameter `cdh.kbs_resources`",
-                says,
+            assert!(
+                loaded
+                    .warnings
+                    .iter()
+                    .any(|w| w.contains(&format!("`{key}`"))
+                        && w.contains(&format!("is given 2 times: the {which} one counts"))),
+                "{key}: {:?}",
+                loaded.warnings
             );
         }
+        assert_eq!(loaded.warnings.len(), 4, "{:?}", loaded.warnings);
+        // with a file, cdh.kbs_resources still counts its first occurrence
+        let credentials = f.load_toml(MINIMAL).unwrap().config.credentials;
+        assert_eq!(credentials.len(), 1);
+        assert_eq!(credentials[0].path, f.kbs_dir().join("first"));
+    }
+
+    #[test]
+    fn signature_verification_parameters_say_what_they_dropped() {
+        let mut f = fixture();
+        f.cmdline =
+            "agent.image_policy_file=kbs:///p/o/l agent.enable_signature_verification=yes".into();
+        let loaded = f.load_without_file().unwrap();
+        assert_eq!(loaded.config.image.image_security_policy_uri, None);
+        assert!(
+            loaded
+                .warnings
+                .iter()
+                .any(|w| w.contains("`yes` is neither true nor false")),
+            "{:?}",
+            loaded.warnings
+        );
+        assert!(
+            loaded
+                .warnings
+                .iter()
+                .any(|w| w.contains("`agent.image_policy_file`")
+                    && w.contains("ignored: agent.enable_signature_verification is not true")),
+            "{:?}",
+            loaded.warnings
+        );
+        f.cmdline =
+            "agent.image_policy_file=kbs:///p/o/l agent.enable_signature_verification=true".into();
+        let loaded = f.load_without_file().unwrap();
+        assert_eq!(
+            loaded.config.image.image_security_policy_uri.as_deref(),
+            Some("kbs:///p/o/l")
+        );
+        assert!(
+            !loaded
+                .warnings
+                .iter()
+                .any(|w| w.contains("signature_verification") || w.contains("image_policy")),
+            "{:?}",
+            loaded.warnings
+        );
+    }
+
+    /// `services_dir` (file) or `CDH_SERVICES_DIR` (only when the file has none): one
+    /// socket per service there, with upstream's names.
+    #[test]
+    fn services_dir_from_the_file_or_the_environment() {
+        let mut f = fixture();
+        let config = f.load_toml(MINIMAL).unwrap().config;
+        assert_eq!(config.services_dir, None);
+        assert!(config.service_sockets().is_empty());
+
+        f.env.services_dir = Some("/run/from-env".into());
+        let config = f.load_toml(MINIMAL).unwrap().config;
+        assert_eq!(config.services_dir, Some(PathBuf::from("/run/from-env")));
+        assert_eq!(
+            f.load_without_file().unwrap().config.services_dir,
+            Some(PathBuf::from("/run/from-env"))
+        );
+        let config = f
+            .load_toml(&format!("services_dir = \"/run/from-file\"\n{MINIMAL}"))
+            .unwrap()
+            .config;
+        assert_eq!(config.services_dir, Some(PathBuf::from("/run/from-file")));
+        assert_eq!(
+            config.service_sockets().into_iter().collect::<Vec<_>>(),
+            [
+                (
+                    "getresource.sock",
+                    "unix:///run/from-file/getresource.sock".to_string()
+                ),
+                (
+                    "imagepull.sock",
+                    "unix:///run/from-file/imagepull.sock".to_string()
+                ),
+                (
+                    "sealedsecrets.sock",
+                    "unix:///run/from-file/sealedsecrets.sock".to_string()
+                ),
+                (
+                    "securemount.sock",
+                    "unix:///run/from-file/securemount.sock".to_string()
+                ),
+            ]
+        );
+        // a relative directory cannot be served
+        assert_invalid(
+            f.load_toml(&format!("services_dir = \"run/x\"\n{MINIMAL}")),
+            "key `services_dir`",
+            "not an absolute path",
+        );
+        f.env.services_dir = Some("relative".into());
+        assert_invalid(
+            f.load_toml(MINIMAL),
+            "environment variable CDH_SERVICES_DIR",
+            "not an absolute path",
+        );
+        assert_bad_key(
+            &f,
+            &format!("services_dir = 1\n{MINIMAL}"),
+            "services_dir",
+            "invalid",
+        );
+    }
+
+    /// `-c` wins over `CDH_CONFIG_PATH`, which names the file when `-c` is absent.
+    #[test]
+    fn cdh_config_path_names_the_file_without_dash_c() {
+        let mut f = fixture();
+        let env_file = f.file(
+            "env.toml",
+            "[kbc]\nname = \"cc_kbc\"\nurl = \"http://env-file\"\n",
+        );
+        f.env.config_path = Some(env_file.clone());
+        let loaded = f.load_without_file().unwrap();
+        assert_eq!(loaded.config.kbc.url, "http://env-file");
+        assert!(
+            loaded
+                .notes
+                .iter()
+                .any(|n| n.contains("CDH_CONFIG_PATH") && n.contains("env.toml")),
+            "{:?}",
+            loaded.notes
+        );
+        let loaded = f.load_toml(MINIMAL).unwrap();
+        assert_eq!(loaded.config.kbc.name, "offline_fs_kbc");
+        assert!(!loaded.notes.iter().any(|n| n.contains("CDH_CONFIG_PATH")));
+        // a missing file is an error, as for -c
+        f.env.config_path = Some(f.dir.path().join("absent.toml"));
+        assert!(matches!(
+            f.load_without_file(),
+            Err(ConfigError::ReadFile { path, .. }) if path.ends_with("absent.toml")
+        ));
+    }
+
+    #[test]
+    fn aws_in_guest_key_path_names_the_aws_credential_dir() {
+        let mut f = fixture();
+        assert_eq!(
+            f.load_toml(MINIMAL).unwrap().config.aws_credential_dir,
+            None
+        );
+        f.env.aws_in_guest_key_path = Some(PathBuf::from("/run/aws-keys"));
+        let loaded = f.load_toml(MINIMAL).unwrap();
+        assert_eq!(
+            loaded.config.aws_credential_dir,
+            Some(PathBuf::from("/run/aws-keys"))
+        );
+        #[cfg(feature = "aws")]
+        assert!(
+            loaded
+                .notes
+                .iter()
+                .any(|n| n.contains("/run/aws-keys/credential.json")),
+            "{:?}",
+            loaded.notes
+        );
+        #[cfg(not(feature = "aws"))]
+        assert!(
+            loaded
+                .warnings
+                .iter()
+                .any(|w| w.contains("AWS_IN_GUEST_KEY_PATH ignored")),
+            "{:?}",
+            loaded.warnings
+        );
+    }
+
+    /// `OCICRYPT_KEYPROVIDER_CONFIG`: read once at start; the hub's own provider is noted,
+    /// others are checked; a missing or malformed file, or a provider this build cannot
+    /// reach, is a warning naming it, never a refusal.
+    #[test]
+    fn the_ocicrypt_keyprovider_config_is_read_and_checked() {
+        let mut f = fixture();
+        let kata = f.file(
+            "ocicrypt_config.json",
+            r#"{"key-providers":{"attestation-agent":{"ttrpc":"unix:///run/confidential-containers/cdh.sock"}}}"#,
+        );
+        f.env.ocicrypt_keyprovider_config = Some(kata);
+        let loaded = f.load_toml(MINIMAL).unwrap();
+        let providers = &loaded
+            .config
+            .ocicrypt_keyprovider_config
+            .as_ref()
+            .unwrap()
+            .key_providers;
+        assert_eq!(providers.keys().collect::<Vec<_>>(), ["attestation-agent"]);
+        assert_eq!(loaded.warnings, Vec::<String>::new());
+        assert!(
+            loaded
+                .notes
+                .iter()
+                .any(|n| n.contains("`attestation-agent` is this hub's own")),
+            "{:?}",
+            loaded.notes
+        );
+
+        let mixed = f.file(
+            "mixed.json",
+            r#"{"key-providers":{
+                "attestation-agent":{"ttrpc":"unix:///run/confidential-containers/cdh.sock"},
+                "by-cmd":{"cmd":{"path":"/usr/bin/kp","args":["-d"]}},
+                "by-ttrpc":{"ttrpc":"unix:///run/kp.sock"},
+                "by-grpc":{"grpc":"127.0.0.1:50000"},
+                "by-native":{"native":"attestation-agent"}}}"#,
+        );
+        f.env.ocicrypt_keyprovider_config = Some(mixed);
+        let loaded = f.load_toml(MINIMAL).unwrap();
+        assert_eq!(
+            loaded
+                .config
+                .ocicrypt_keyprovider_config
+                .as_ref()
+                .unwrap()
+                .key_providers
+                .len(),
+            5
+        );
+        for name in ["by-grpc", "by-native"] {
+            assert!(
+                loaded
+                    .warnings
+                    .iter()
+                    .any(|w| w.contains(&format!("key provider `{name}` is not used"))),
+                "{name}: {:?}",
+                loaded.warnings
+            );
+        }
+        assert!(
+            loaded
+                .warnings
+                .iter()
+                .any(|w| w.contains("gRPC key providers are not built into the hub")),
+            "{:?}",
+            loaded.warnings
+        );
+        assert_eq!(loaded.warnings.len(), 2, "{:?}", loaded.warnings);
+        for name in ["by-cmd", "by-ttrpc"] {
+            assert!(
+                loaded
+                    .notes
+                    .iter()
+                    .any(|n| n.contains(&format!("key provider `{name}` unwraps layers"))),
+                "{name}: {:?}",
+                loaded.notes
+            );
+        }
+
+        for (name, contents) in [
+            ("absent.json", None),
+            ("broken.json", Some("{\"key-providers\":")),
+            ("wrong.json", Some("{\"key-providers\":{\"x\":{}}}")),
+        ] {
+            let path = match contents {
+                Some(contents) => f.file(name, contents),
+                None => f.dir.path().join(name),
+            };
+            f.env.ocicrypt_keyprovider_config = Some(path);
+            let loaded = f.load_toml(MINIMAL).unwrap();
+            assert_eq!(loaded.config.ocicrypt_keyprovider_config, None, "{name}");
+            assert_eq!(loaded.warnings.len(), 1, "{name}: {:?}", loaded.warnings);
+            let warning = &loaded.warnings[0];
+            assert!(
+                warning.starts_with("environment variable OCICRYPT_KEYPROVIDER_CONFIG: "),
+                "{warning}"
+            );
+            assert!(warning.contains(name), "{warning}");
+            assert!(warning.contains("unwrapped in process"), "{warning}");
+        }
+    }
+
+    /// `[image] image_pull_proxy = "<url>"` and `skip_proxy_ips` of older releases.
+    #[test]
+    fn legacy_image_proxy_keys_are_read() {
+        let f = fixture();
+        for load in [
+            f.load_toml(&format!(
+                "{MINIMAL}[image]\nimage_pull_proxy = \"http://p:3128\"\nskip_proxy_ips = \"10.0.0.1,localhost\"\nwork_dir = \"/w\"\n"
+            )),
+            f.load_json(
+                r#"{"kbc":{"name":"offline_fs_kbc"},"image":{"image_pull_proxy":"http://p:3128","skip_proxy_ips":"10.0.0.1,localhost","work_dir":"/w"}}"#,
+            ),
+        ] {
+            let loaded = load.unwrap();
+            assert_eq!(
+                loaded.config.image.image_pull_proxy,
+                Some(ProxyConfig {
+                    https_proxy: Some("http://p:3128".into()),
+                    http_proxy: Some("http://p:3128".into()),
+                    no_proxy: Some("10.0.0.1,localhost".into()),
+                })
+            );
+            assert_eq!(loaded.config.image.work_dir, PathBuf::from("/w"));
+            assert_eq!(loaded.warnings.len(), 2, "{:?}", loaded.warnings);
+            assert!(loaded.warnings[0].contains("`image.image_pull_proxy` is a string"));
+            assert!(loaded.warnings[1].contains("`image.skip_proxy_ips`"));
+        }
+        // skip_proxy_ips without a proxy does nothing, and says so
+        let loaded = f
+            .load_toml(&format!(
+                "{MINIMAL}[image]\nskip_proxy_ips = \"10.0.0.1\"\n"
+            ))
+            .unwrap();
+        assert_eq!(loaded.config.image.image_pull_proxy, None);
+        assert!(
+            loaded.warnings[0].contains("ignored: no image_pull_proxy is set"),
+            "{:?}",
+            loaded.warnings
+        );
+        // the current form is untouched, and a wrong type is still refused by key
+        let loaded = f
+            .load_toml(&format!(
+                "{MINIMAL}[image.image_pull_proxy]\nhttps_proxy = \"http://p:1\"\n"
+            ))
+            .unwrap();
+        assert_eq!(loaded.warnings, Vec::<String>::new());
+        assert_bad_key(
+            &f,
+            &format!("{MINIMAL}[image]\nimage_pull_proxy = 5\n"),
+            "image.image_pull_proxy",
+            "invalid",
+        );
+    }
+
+    /// upstream's `anonymous_fallback_on_unauthorized` is not implemented by this image-rs:
+    /// `true` is reported, `false` (the default) is what happens anyway.
+    #[test]
+    fn anonymous_fallback_is_reported_when_asked_for() {
+        let f = fixture();
+        let loaded = f
+            .load_toml(&format!(
+                "{MINIMAL}[image]\nanonymous_fallback_on_unauthorized = false\n"
+            ))
+            .unwrap();
+        assert_eq!(loaded.warnings, Vec::<String>::new());
+        let loaded = f
+            .load_toml(&format!(
+                "{MINIMAL}[image]\nanonymous_fallback_on_unauthorized = true\n"
+            ))
+            .unwrap();
+        assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
+        assert!(
+            loaded.warnings[0].contains("`image.anonymous_fallback_on_unauthorized`"),
+            "{:?}",
+            loaded.warnings
+        );
     }
 
     #[test]

@@ -122,6 +122,11 @@ impl Hub {
     ) -> Self {
         let kbc: Arc<dyn Kbc> = Arc::from(kbc);
         let kms = kms.with_kbc(kbc.clone());
+        #[cfg(feature = "aws")]
+        let kms = match &config.aws_credential_dir {
+            Some(dir) => kms.with_aws_credential_dir(dir),
+            None => kms,
+        };
         let verification = if config.skip_sealed_secret_verification {
             warn!(
                 "SEALED SECRET SIGNATURES ARE NOT VERIFIED (skip_sealed_secret_verification): \
@@ -141,7 +146,8 @@ impl Hub {
             config.aa.aa_socket.clone(),
             kbc.clone(),
             key_unwrapper.clone(),
-        );
+        )
+        .with_keyproviders(config.ocicrypt_keyprovider_config.clone());
         Self {
             config,
             kbc,
@@ -308,6 +314,31 @@ impl Hub {
             api_ttrpc::create_secure_mount_service(self.clone()),
             api_ttrpc::create_image_pull_service(self.clone()),
             keyprovider_ttrpc::create_key_provider_service(self.clone()),
+        ]
+    }
+
+    /// The services of the per-service sockets in `services_dir`, by socket file name
+    /// ([`crate::config::SERVICE_SOCKETS`]): one service each, as upstream serves them.
+    pub fn per_service_ttrpc_services(
+        self: &Arc<Self>,
+    ) -> Vec<(&'static str, HashMap<String, Service>)> {
+        vec![
+            (
+                "imagepull.sock",
+                api_ttrpc::create_image_pull_service(self.clone()),
+            ),
+            (
+                "sealedsecrets.sock",
+                api_ttrpc::create_sealed_secret_service(self.clone()),
+            ),
+            (
+                "securemount.sock",
+                api_ttrpc::create_secure_mount_service(self.clone()),
+            ),
+            (
+                "getresource.sock",
+                api_ttrpc::create_get_resource_service(self.clone()),
+            ),
         ]
     }
 }

@@ -25,8 +25,9 @@ use tracing_subscriber::EnvFilter;
 #[derive(Debug, Parser)]
 #[command(name = "confidential-data-hub", version, about)]
 struct Cli {
-    /// Config file (TOML; JSON if the name ends in `.json`). Without it, the KBC comes
-    /// from AA_KBC_PARAMS or the kernel parameter agent.aa_kbc_params.
+    /// Config file (TOML; JSON if the name ends in `.json`); default: CDH_CONFIG_PATH.
+    /// Without either, the KBC comes from AA_KBC_PARAMS or the kernel parameter
+    /// agent.aa_kbc_params.
     #[arg(short = 'c', long = "config", value_name = "FILE")]
     config: Option<PathBuf>,
 
@@ -99,9 +100,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         },
         env: Environment::from_process(),
     };
-    let LoadedConfig { config, warnings } =
-        Config::load(&options).context("loading the configuration")?;
+    let LoadedConfig {
+        config,
+        warnings,
+        notes,
+    } = Config::load(&options).context("loading the configuration")?;
     init_logging(&config.log.level);
+    for note in &notes {
+        info!("{note}");
+    }
     for warning in &warnings {
         warn!("{warning}");
     }
@@ -130,6 +137,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     })
     .await;
 
+    // The per-service sockets first: launchers wait for the combined socket only.
+    let service_sockets = hub.config().service_sockets();
+    let mut service_servers = Vec::new();
+    for (name, service) in hub.per_service_ttrpc_services() {
+        let Some(addr) = service_sockets.get(name) else {
+            continue;
+        };
+        let server = protos::server::start(addr, [service])
+            .await
+            .with_context(|| format!("starting the ttRPC server on {addr} (services_dir)"))?;
+        info!(socket = %addr, "serving one service");
+        service_servers.push(server);
+    }
+
     let socket = hub.config().socket.clone();
     let server = protos::server::start(&socket, hub.ttrpc_services())
         .await
@@ -150,5 +171,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     info!(signal, "stopping");
     provisioning.abort();
     server.stop().await.context("stopping the ttRPC server")?;
+    for server in service_servers {
+        let addr = server.addr().to_string();
+        server
+            .stop()
+            .await
+            .with_context(|| format!("stopping the ttRPC server on {addr}"))?;
+    }
     Ok(())
 }

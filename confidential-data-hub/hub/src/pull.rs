@@ -6,7 +6,9 @@
 //!   ([`KbcResources`]); `file://` URIs and absolute paths are read locally;
 //! - layer keys come from the hub's [`LayerKeyUnwrapper`] as the in-process keyprovider
 //!   `attestation-agent` (the name kata-agent's `OCICRYPT_KEYPROVIDER_CONFIG` gives the
-//!   hub), so `UnWrapKey` and image pulls share one KBC and its token;
+//!   hub), so `UnWrapKey` and image pulls share one KBC and its token; the other providers
+//!   of that file (`cmd` or `ttrpc`) unwrap the layers annotated for them
+//!   ([`layer_key_wrappers`]);
 //! - the signature policy is `image-policy`'s containers-policy.json when `[image]`
 //!   configures one, else every image is accepted (as upstream).
 //!
@@ -42,7 +44,10 @@ use image_rs::{
 use kbs_protocol::resource_uri::ResourceUri;
 use kms::Kbc;
 use ocicrypt_rs::keywrap::{
-    keyprovider::{KeyProviderError, KeyProviderKeyWrapper, KeyProviderTransport},
+    keyprovider::{
+        KeyProviderAttrs, KeyProviderError, KeyProviderKeyWrapper, KeyProviderTransport,
+        OcicryptConfig,
+    },
     KeyWrappers,
 };
 use tokio::sync::OnceCell;
@@ -320,12 +325,59 @@ pub async fn measure_pull(
     })
 }
 
+/// The key wrappers a pull unwraps layer keys with: `in_process` (the hub's own handler) for
+/// provider [`KEY_PROVIDER_NAME`], whatever transport `keyproviders` gives it, then every
+/// other provider of `keyproviders` (the `OCICRYPT_KEYPROVIDER_CONFIG` file) over its
+/// configured transport. A provider this build cannot reach (`grpc`, or `native` under
+/// another name) is left out with a warning; each wrapper only opens the annotation
+/// `org.opencontainers.image.enc.keys.provider.<its name>`.
+pub fn layer_key_wrappers(
+    keyproviders: Option<&OcicryptConfig>,
+    in_process: Arc<LayerKeyUnwrapper>,
+) -> Result<KeyWrappers, KeyProviderError> {
+    let mut wrappers = KeyWrappers::new();
+    wrappers.add(KeyProviderKeyWrapper::new(
+        KEY_PROVIDER_NAME,
+        KeyProviderTransport::InProcess(in_process),
+    )?);
+    for (name, attrs) in keyproviders.iter().flat_map(|c| &c.key_providers) {
+        if name == KEY_PROVIDER_NAME {
+            continue;
+        }
+        match hub_transport(name, attrs) {
+            Ok(transport) => {
+                wrappers.add(KeyProviderKeyWrapper::new(name, transport)?);
+            }
+            Err(e) => warn!(provider = %name, "key provider not used: {e}"),
+        }
+    }
+    Ok(wrappers)
+}
+
+/// The transport the hub reaches provider `name` by (upstream's precedence cmd > grpc >
+/// ttrpc), never gRPC: the hub carries no gRPC stack, whatever features a workspace build
+/// unifies into ocicrypt-rs.
+pub fn hub_transport(
+    name: &str,
+    attrs: &KeyProviderAttrs,
+) -> Result<KeyProviderTransport, KeyProviderError> {
+    if attrs.cmd.is_none() && attrs.grpc.is_some() {
+        return Err(KeyProviderError::Config {
+            path: format!("provider `{name}`"),
+            reason: "gRPC key providers are not built into the hub; use a cmd or ttrpc provider"
+                .to_string(),
+        });
+    }
+    KeyProviderTransport::from_attrs(name, attrs)
+}
+
 /// Pulls images into bundles with one image-rs client, built at the first pull.
 pub struct ImagePuller {
     config: ImageConfig,
     aa_socket: String,
     resources: Arc<KbcResources>,
     key_unwrapper: Arc<LayerKeyUnwrapper>,
+    keyproviders: Option<OcicryptConfig>,
     client: OnceCell<ImageClient>,
 }
 
@@ -353,8 +405,16 @@ impl ImagePuller {
             aa_socket,
             resources: Arc::new(KbcResources::new(kbc)),
             key_unwrapper,
+            keyproviders: None,
             client: OnceCell::new(),
         }
+    }
+
+    /// Also unwraps layer keys with the other providers of `keyproviders` (the
+    /// `OCICRYPT_KEYPROVIDER_CONFIG` file); see [`layer_key_wrappers`].
+    pub fn with_keyproviders(mut self, keyproviders: Option<OcicryptConfig>) -> Self {
+        self.keyproviders = keyproviders;
+        self
     }
 
     /// The client, built by the first caller (others wait for it, then share it). A
@@ -381,14 +441,8 @@ impl ImagePuller {
                 None
             }
         };
-        let mut wrappers = KeyWrappers::new();
-        wrappers.add(
-            KeyProviderKeyWrapper::new(
-                KEY_PROVIDER_NAME,
-                KeyProviderTransport::InProcess(self.key_unwrapper.clone()),
-            )
-            .map_err(PullImageError::KeyProvider)?,
-        );
+        let wrappers = layer_key_wrappers(self.keyproviders.as_ref(), self.key_unwrapper.clone())
+            .map_err(PullImageError::KeyProvider)?;
         let key_unwrap: Arc<dyn KeyUnwrap> = Arc::new(OcicryptKeyUnwrap::new(wrappers));
         let mut client = ImageClient::new(self.config.clone())
             .await
@@ -694,6 +748,90 @@ mod tests {
                 .await,
             Err(ResourceError::Unsupported(_))
         ));
+    }
+
+    /// The `OCICRYPT_KEYPROVIDER_CONFIG` providers are used for the layers annotated for
+    /// them; `attestation-agent` stays the in-process handler whatever transport the file
+    /// gives it; providers this build cannot reach are left out.
+    #[tokio::test]
+    async fn keyprovider_config_providers_unwrap_their_layers() {
+        use base64::{engine::general_purpose::STANDARD, Engine as _};
+        use std::os::unix::fs::PermissionsExt as _;
+
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("keyprovider.sh");
+        std::fs::write(
+            &script,
+            "#!/bin/sh\ncat > \"$0.request\"\nprintf '%s' '{\"keyunwrapresults\":{\"optsdata\":\"b3B0cw==\"}}'\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let config = OcicryptConfig::parse(
+            serde_json::json!({"key-providers": {
+                "attestation-agent": {"ttrpc": format!("unix://{}/nobody.sock", dir.path().display())},
+                "ext-cmd": {"cmd": {"path": script.display().to_string()}},
+                "ext-grpc": {"grpc": "127.0.0.1:9"},
+                "ext-native": {"native": "attestation-agent"},
+            }})
+            .to_string()
+            .as_bytes(),
+            "test",
+        )
+        .unwrap();
+        let unwrapper = Arc::new(LayerKeyUnwrapper::new(
+            Arc::new(OneResource),
+            kms::KmsProviders::new(dir.path()),
+        ));
+        let schemes = |wrappers: &KeyWrappers| {
+            wrappers
+                .iter()
+                .map(|w| w.scheme().to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            schemes(&layer_key_wrappers(None, unwrapper.clone()).unwrap()),
+            ["provider.attestation-agent"]
+        );
+        let wrappers = layer_key_wrappers(Some(&config), unwrapper).unwrap();
+        assert_eq!(
+            schemes(&wrappers),
+            ["provider.attestation-agent", "provider.ext-cmd"]
+        );
+
+        // the cmd provider answers for its own annotation
+        let annotation = |provider: &str, packet: &[u8]| {
+            [(
+                format!("org.opencontainers.image.enc.keys.provider.{provider}"),
+                STANDARD.encode(packet),
+            )]
+        };
+        let opts = wrappers
+            .unwrap(annotation("ext-cmd", b"marker"))
+            .await
+            .unwrap();
+        assert_eq!(opts.as_slice(), b"opts");
+        let request: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(dir.path().join("keyprovider.sh.request")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(request["op"], "keyunwrap");
+        assert_eq!(request["keyunwrapparams"]["annotation"], "bWFya2Vy");
+
+        // attestation-agent goes to the hub's own handler, never to the configured socket:
+        // its KBC lacks the key
+        let packet = br#"{"kid":"kbs:///default/key/9","wrapped_data":"AAAA","iv":"AAAAAAAAAAAAAAAA","wrap_type":"A256GCM"}"#;
+        let err = wrappers
+            .unwrap(annotation("attestation-agent", packet))
+            .await
+            .unwrap_err();
+        let text = format!("{err} {err:?}");
+        assert!(text.contains("default/key/9"), "{text}");
+        assert!(!text.contains("nobody.sock"), "{text}");
+        // a layer only for a provider left out does not open
+        assert!(wrappers
+            .unwrap(annotation("ext-grpc", b"marker"))
+            .await
+            .is_err());
     }
 
     /// An attestation agent that records ExtendRuntimeMeasurement requests and answers

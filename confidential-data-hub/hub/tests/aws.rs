@@ -144,7 +144,7 @@ async fn aws_envelope_and_vault_secrets_unseal_over_ttrpc() {
 
     let mut cmd = guest.cdh_command("[kbc]\nname = \"offline_fs_kbc\"\n");
     cmd.arg("--aws-endpoint-url").arg(&endpoint);
-    let _cdh = Daemon::spawn(
+    let cdh = Daemon::spawn(
         "cdh",
         cmd,
         guest.dir.path(),
@@ -181,4 +181,98 @@ async fn aws_envelope_and_vault_secrets_unseal_over_ttrpc() {
     };
     let (code, message) = status_of(client.unseal_secret(ctx(), &req).await);
     assert_eq!(code, ttrpc::Code::NOT_FOUND, "{message}");
+    drop(client);
+    assert!(cdh.stop().unwrap().success());
+
+    let unseal = |client: api_ttrpc::SealedSecretServiceClient| {
+        let req = api::UnsealSecretInput {
+            secret: envelope.as_bytes().to_vec(),
+            ..Default::default()
+        };
+        async move { client.unseal_secret(ctx(), &req).await }
+    };
+    let credential = std::fs::read(guest.kms_dir().join("aws/credential.json")).unwrap();
+    std::fs::remove_file(guest.kms_dir().join("aws/credential.json")).unwrap();
+
+    // upstream's AWS_IN_GUEST_KEY_PATH names the directory of credential.json
+    let elsewhere = guest.path("aws-keys");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::fs::write(elsewhere.join("credential.json"), &credential).unwrap();
+    let mut cmd = guest.cdh_command("[kbc]\nname = \"offline_fs_kbc\"\n");
+    cmd.arg("--aws-endpoint-url")
+        .arg(&endpoint)
+        .env("AWS_IN_GUEST_KEY_PATH", &elsewhere);
+    let cdh = Daemon::spawn(
+        "cdh",
+        cmd,
+        guest.dir.path(),
+        Ready::Unix(guest.cdh_sock()),
+        START,
+    )
+    .unwrap();
+    let client = api_ttrpc::SealedSecretServiceClient::new(connect(&guest.cdh_addr()).await);
+    assert_eq!(
+        unseal(client).await.unwrap().plaintext,
+        b"sealed with AWS KMS"
+    );
+    assert!(
+        cdh.stderr().contains("AWS_IN_GUEST_KEY_PATH"),
+        "{}",
+        cdh.stderr()
+    );
+    assert!(cdh.stop().unwrap().success());
+
+    // without it, upstream's place inside the credentials directory, where a
+    // [[credentials]] entry provisions it from the KBS at start
+    guest.set_resources(&[("default/aws/credential", &credential)]);
+    let kbs = guest.path("kbs");
+    let config = format!(
+        "[kbc]\nname = \"offline_fs_kbc\"\n[[credentials]]\nresource_uri = \"kbs:///default/aws/credential\"\n\
+         path = \"{}/kms-credential/aws/credential.json\"\n",
+        kbs.display()
+    );
+    std::fs::write(
+        guest.path("cdh.toml"),
+        format!("socket = \"{}\"\n{config}", guest.cdh_addr()),
+    )
+    .unwrap();
+    let mut cmd = Command::new(CDH);
+    cmd.arg("-c")
+        .arg(guest.path("cdh.toml"))
+        .arg("--kernel-cmdline")
+        .arg(guest.path("cmdline"))
+        .arg("--credentials-dir")
+        .arg(&kbs)
+        .arg("--offline-fs-kbc-keys")
+        .arg(guest.path("no-keys.json"))
+        .arg("--offline-fs-kbc-resources")
+        .arg(guest.path("resources.json"))
+        .arg("--sealed-secret-dir")
+        .arg(guest.sealed_secret_dir())
+        .arg("--kms-credential-dir")
+        .arg(kbs.join("kms-credential"))
+        .arg("--aws-endpoint-url")
+        .arg(&endpoint)
+        .env_clear()
+        .env("RUST_LOG", "debug");
+    let cdh = Daemon::spawn(
+        "cdh",
+        cmd,
+        guest.dir.path(),
+        Ready::Unix(guest.cdh_sock()),
+        START,
+    )
+    .unwrap();
+    let provisioned = kbs.join("kms-credential/aws/credential.json");
+    let deadline = std::time::Instant::now() + START;
+    while !provisioned.exists() {
+        assert!(std::time::Instant::now() < deadline, "{}", cdh.stderr());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let client = api_ttrpc::SealedSecretServiceClient::new(connect(&guest.cdh_addr()).await);
+    assert_eq!(
+        unseal(client).await.unwrap().plaintext,
+        b"sealed with AWS KMS"
+    );
+    assert!(cdh.stop().unwrap().success());
 }

@@ -68,6 +68,11 @@ impl Setup {
     }
 
     fn spawn(&self, config: Option<&Path>) -> Daemon {
+        self.spawn_with_env(config, &[])
+    }
+
+    /// [`Self::spawn`] with more environment variables.
+    fn spawn_with_env(&self, config: Option<&Path>, env: &[(&str, &str)]) -> Daemon {
         std::fs::write(self.path("cmdline"), &self.cmdline).unwrap();
         let stderr = std::fs::File::create(self.path("stderr")).unwrap();
         let mut command = Command::new(BIN);
@@ -86,6 +91,7 @@ impl Setup {
             .env_clear()
             .env("OFFLINE_FS_KBC_EXTRA_FILE_PATH", self.path("extra.json"))
             .env("RUST_LOG", "debug")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
@@ -408,4 +414,245 @@ fn version_flag() {
         String::from_utf8(output.stdout).unwrap().trim(),
         format!("confidential-data-hub {}", env!("CARGO_PKG_VERSION"))
     );
+}
+
+/// One malformed or hostile `cdh.kbs_resources` entry is skipped with a warning naming
+/// it; the good entries are still provisioned and nothing is written outside.
+#[tokio::test]
+async fn malformed_kbs_resources_entries_are_skipped() {
+    let mut setup = Setup::new();
+    let kbs = setup.kbs_dir().display().to_string();
+    let outside = setup.path("outside");
+    setup.cmdline = format!(
+        "quiet cdh.kbs_resources=kbs:///default/cred/pw::{kbs}/good,no-separator-here,\
+         kbs:///default/key/1::{},kbs:///default/key/1::{kbs}/../escape,\
+         kbs:///default/key/1::{kbs}/also-good",
+        outside.display()
+    );
+    let config = setup.config("[kbc]\nname = \"offline_fs_kbc\"\n");
+    let mut daemon = setup.spawn(Some(&config));
+    daemon.wait_for_socket(&setup.socket()).await;
+    let good = setup.kbs_dir().join("also-good");
+    let deadline = Instant::now() + WAIT;
+    while !good.exists() {
+        assert!(Instant::now() < deadline, "{}", daemon.stderr());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        std::fs::read(setup.kbs_dir().join("good")).unwrap(),
+        b"hunter2"
+    );
+    assert_eq!(std::fs::read(&good).unwrap(), b"\x00\x01binary\xff");
+    assert!(!outside.exists());
+    assert!(!setup.path("escape").exists());
+    let stderr = daemon.stderr();
+    for entry in [
+        "no-separator-here".to_string(),
+        format!("kbs:///default/key/1::{}", outside.display()),
+        format!("kbs:///default/key/1::{kbs}/../escape"),
+    ] {
+        assert_eq!(
+            stderr
+                .lines()
+                .filter(|l| l.contains("WARN") && l.contains(&format!("entry `{entry}` skipped")))
+                .count(),
+            1,
+            "{entry}: {stderr}"
+        );
+    }
+    assert_eq!(daemon.terminate().code(), Some(0));
+}
+
+/// `AA_KBC_PARAMS` and `AA_SOCKET` win over the file (upstream's precedence), said at info.
+#[tokio::test]
+async fn the_environment_overrides_the_config_file() {
+    let setup = Setup::new();
+    // on its own this file cannot start: its cc_kbc URL has no scheme
+    let config = setup.config(
+        "[aa]\naa_socket = \"unix:///file/aa.sock\"\n[kbc]\nname = \"cc_kbc\"\nurl = \"kbs.example:8080\"\n",
+    );
+    #[cfg(feature = "kbs")]
+    {
+        let stderr = setup.expect_startup_failure(Some(&config));
+        assert!(stderr.contains("setting up cc_kbc"), "{stderr}");
+    }
+    let aa = format!("unix://{}", setup.path("env-aa.sock").display());
+    let mut daemon = setup.spawn_with_env(
+        Some(&config),
+        &[("AA_KBC_PARAMS", "offline_fs_kbc::"), ("AA_SOCKET", &aa)],
+    );
+    daemon.wait_for_socket(&setup.socket()).await;
+    let resources = api_ttrpc::GetResourceServiceClient::new(client(&setup.socket()).await);
+    assert_eq!(
+        get_resource(&resources, "kbs:///default/cred/pw")
+            .await
+            .unwrap(),
+        b"hunter2"
+    );
+    let stderr = daemon.stderr();
+    for note in [
+        "environment variable AA_KBC_PARAMS=`offline_fs_kbc::` overrides `kbc.name/kbc.url`=`cc_kbc::kbs.example:8080`".to_string(),
+        format!("environment variable AA_SOCKET=`{aa}` overrides `aa.aa_socket`=`unix:///file/aa.sock`"),
+    ] {
+        assert!(
+            stderr.lines().any(|l| l.contains("INFO") && l.contains(&note)),
+            "{note}: {stderr}"
+        );
+    }
+    assert_eq!(daemon.terminate().code(), Some(0));
+}
+
+/// A repeated `agent.aa_kbc_params` or `cdh.kbs_resources` counts its first value, as
+/// upstream (which stops at the first match).
+#[tokio::test]
+async fn the_first_of_a_repeated_kernel_parameter_counts() {
+    let mut setup = Setup::new();
+    // the first one cannot start the hub: it is the one that counts (the second would)
+    setup.cmdline =
+        "agent.aa_kbc_params=cc_kbc:: ro agent.aa_kbc_params=offline_fs_kbc::null".to_string();
+    let stderr = setup.expect_startup_failure(None);
+    #[cfg(feature = "kbs")]
+    assert!(stderr.contains("cc_kbc needs the KBS address"), "{stderr}");
+    #[cfg(not(feature = "kbs"))]
+    assert!(stderr.contains("not compiled into this build"), "{stderr}");
+
+    let kbs = setup.kbs_dir().display().to_string();
+    setup.cmdline = format!(
+        "cdh.kbs_resources=kbs:///default/cred/pw::{kbs}/first quiet \
+         cdh.kbs_resources=kbs:///default/cred/pw::{kbs}/second"
+    );
+    let config = setup.config("[kbc]\nname = \"offline_fs_kbc\"\n");
+    let mut daemon = setup.spawn(Some(&config));
+    daemon.wait_for_socket(&setup.socket()).await;
+    let first = setup.kbs_dir().join("first");
+    let deadline = Instant::now() + WAIT;
+    while !first.exists() {
+        assert!(Instant::now() < deadline, "{}", daemon.stderr());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(std::fs::read(&first).unwrap(), b"hunter2");
+    assert_eq!(daemon.terminate().code(), Some(0));
+    assert!(!setup.kbs_dir().join("second").exists());
+    assert!(
+        daemon.stderr().contains("`cdh.kbs_resources` in"),
+        "{}",
+        daemon.stderr()
+    );
+    assert!(
+        daemon
+            .stderr()
+            .contains("is given 2 times: the first one counts"),
+        "{}",
+        daemon.stderr()
+    );
+}
+
+/// Without `-c`, `CDH_CONFIG_PATH` names the config file (upstream).
+#[tokio::test]
+async fn cdh_config_path_names_the_config_file() {
+    let setup = Setup::new();
+    let config = setup.config("[kbc]\nname = \"offline_fs_kbc\"\n");
+    let mut daemon = setup.spawn_with_env(None, &[("CDH_CONFIG_PATH", config.to_str().unwrap())]);
+    // the socket is the one the file names
+    daemon.wait_for_socket(&setup.socket()).await;
+    assert!(
+        daemon.stderr().contains("from CDH_CONFIG_PATH"),
+        "{}",
+        daemon.stderr()
+    );
+    assert_eq!(daemon.terminate().code(), Some(0));
+}
+
+/// Upstream's example config (`kbs_cert = ""`, `services_dir`, every `[image]` key)
+/// starts the hub, which also serves one socket per service in `services_dir`.
+#[tokio::test]
+async fn upstreams_example_config_starts_and_serves_services_dir() {
+    let setup = Setup::new();
+    let services = setup.path("guest-services");
+    let example = |kbc: &str| {
+        setup.config(&format!(
+            r#"services_dir = "{}"
+
+[aa]
+aa_socket = "unix://{}"
+
+[kbc]
+{kbc}
+kbs_cert = ""
+
+[[credentials]]
+path = "@KBS@/kms-credential/aliyun/ecsRamRole.json"
+resource_uri = "kbs:///default/aliyun/ecs_ram_role"
+
+[image]
+max_concurrent_layer_downloads_per_image = 3
+sigstore_config_uri = "kbs:///default/sigstore-config/test"
+image_security_policy_uri = "kbs:///default/security-policy/test"
+authenticated_registry_credentials_uri = "kbs:///default/credential/test"
+anonymous_fallback_on_unauthorized = false
+registry_configuration_uri = "kbs:///default/registry-configuration/test"
+work_dir = "{}"
+
+[image.registry_config]
+unqualified-search-registries = ["docker.io", "example1.com"]
+
+[[image.registry_config.registry]]
+prefix = "example.com/banned"
+blocked = true
+
+[image.image_pull_proxy]
+https_proxy = "http://127.0.0.1:5432"
+http_proxy = "http://127.0.0.1:5432"
+no_proxy = "192.168.0.1,localhost"
+
+[log]
+level = "info"
+"#,
+            services.display(),
+            setup.path("aa.sock").display(),
+            setup.path("image").display(),
+        ))
+    };
+
+    // cc_kbc as in the example: the empty certificate is no certificate
+    #[cfg(feature = "kbs")]
+    {
+        let config = example("name = \"cc_kbc\"\nurl = \"http://127.0.0.1:9\"");
+        let mut daemon = setup.spawn(Some(&config));
+        daemon.wait_for_socket(&setup.socket()).await;
+        assert_eq!(daemon.terminate().code(), Some(0), "{}", daemon.stderr());
+    }
+
+    let config = example("name = \"offline_fs_kbc\"\nurl = \"\"");
+    let mut daemon = setup.spawn(Some(&config));
+    daemon.wait_for_socket(&setup.socket()).await;
+    for name in [
+        "imagepull.sock",
+        "sealedsecrets.sock",
+        "securemount.sock",
+        "getresource.sock",
+    ] {
+        assert!(services.join(name).exists(), "{name}: {}", daemon.stderr());
+    }
+    // getresource.sock serves GetResource, and only that
+    let one = client(&services.join("getresource.sock")).await;
+    let resources = api_ttrpc::GetResourceServiceClient::new(one.clone());
+    assert_eq!(
+        get_resource(&resources, "kbs:///default/cred/pw")
+            .await
+            .unwrap(),
+        b"hunter2"
+    );
+    let secrets = api_ttrpc::SealedSecretServiceClient::new(one);
+    let (code, message) = status_of(
+        secrets
+            .unseal_secret(ctx(), &api::UnsealSecretInput::default())
+            .await,
+    );
+    assert_eq!(code, ttrpc::Code::INVALID_ARGUMENT, "{message}");
+    assert!(message.contains("service does not exist"), "{message}");
+    assert_eq!(daemon.terminate().code(), Some(0));
+    // every socket is removed at the stop
+    assert!(!services.join("getresource.sock").exists());
+    assert!(!setup.socket().exists());
 }

@@ -260,9 +260,12 @@ impl CcKbc {
             return Err(KbcError::MissingKbsUrl);
         }
         let mut config = KbsClientConfig::new(kbs_url).map_err(|e| KbcError::Setup(Box::new(e)))?;
-        config
-            .extra_root_certs_pem
-            .extend(kbs_cert.map(str::to_string));
+        // `kbs_cert = ""` (upstream's example config) means no certificate
+        config.extra_root_certs_pem.extend(
+            kbs_cert
+                .filter(|pem| !pem.trim().is_empty())
+                .map(str::to_string),
+        );
         Self::with_config(config, AaTokenProvider::new(aa_socket))
     }
 

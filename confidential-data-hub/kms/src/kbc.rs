@@ -158,6 +158,11 @@ mod tests {
         }
 
         params.kbs_url = "https://kbs.example:8080".into();
+        // upstream's example config writes `kbs_cert = ""`: no certificate
+        for blank in ["", "  \n\t"] {
+            params.kbs_cert = Some(blank.into());
+            assert!(new_kbc("cc_kbc", &params).is_ok(), "{blank:?}");
+        }
         params.kbs_cert =
             Some("-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n".into());
         let err = new_kbc("cc_kbc", &params).err().unwrap();

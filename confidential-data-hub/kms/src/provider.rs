@@ -33,8 +33,10 @@ pub type ProviderSettings = Map<String, Value>;
 /// Per-operation parameters of a provider (`annotations`), e.g. an encryption context.
 pub type Annotations = Map<String, Value>;
 
-/// Where provider credentials live: `<dir>/<provider>/…`.
-pub const DEFAULT_KMS_CREDENTIAL_DIR: &str = "/run/confidential-containers/cdh/kms-credential";
+/// Where provider credentials live: `<dir>/<provider>/…`. Upstream's location, inside the
+/// credentials directory (`/run/confidential-containers/cdh/kbs`), so `[[credentials]]` and
+/// `cdh.kbs_resources` can provision them from the KBS.
+pub const DEFAULT_KMS_CREDENTIAL_DIR: &str = "/run/confidential-containers/cdh/kbs/kms-credential";
 
 /// Provider name: KBS resources through the process's KBC.
 pub const KBS_PROVIDER: &str = "kbs";
@@ -237,6 +239,8 @@ pub struct KmsProviders {
     credential_dir: PathBuf,
     #[cfg(feature = "aws")]
     aws_endpoint_url: Option<String>,
+    #[cfg(feature = "aws")]
+    aws_credential_dir: Option<PathBuf>,
 }
 
 impl fmt::Debug for KmsProviders {
@@ -245,7 +249,8 @@ impl fmt::Debug for KmsProviders {
         s.field("kbc", &self.kbc.is_some())
             .field("credential_dir", &self.credential_dir);
         #[cfg(feature = "aws")]
-        s.field("aws_endpoint_url", &self.aws_endpoint_url);
+        s.field("aws_endpoint_url", &self.aws_endpoint_url)
+            .field("aws_credential_dir", &self.aws_credential_dir);
         s.finish()
     }
 }
@@ -264,6 +269,8 @@ impl KmsProviders {
             credential_dir: credential_dir.into(),
             #[cfg(feature = "aws")]
             aws_endpoint_url: None,
+            #[cfg(feature = "aws")]
+            aws_credential_dir: None,
         }
     }
 
@@ -282,9 +289,27 @@ impl KmsProviders {
         self
     }
 
+    /// Reads the AWS credential file from `dir` instead of `<credential dir>/aws`
+    /// (upstream's `AWS_IN_GUEST_KEY_PATH`).
+    #[cfg(feature = "aws")]
+    pub fn with_aws_credential_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.aws_credential_dir = Some(dir.into());
+        self
+    }
+
     /// The credential directory.
     pub fn credential_dir(&self) -> &Path {
         &self.credential_dir
+    }
+
+    /// The AWS credential file: `credential.json` in `AWS_IN_GUEST_KEY_PATH` when set,
+    /// else in `<credential dir>/aws`.
+    #[cfg(feature = "aws")]
+    pub fn aws_credential_file(&self) -> PathBuf {
+        self.aws_credential_dir
+            .clone()
+            .unwrap_or_else(|| self.provider_dir(AWS_PROVIDER))
+            .join(crate::plugins::aws::CREDENTIAL_FILE)
     }
 
     /// The directory of one provider's credentials.
@@ -356,7 +381,7 @@ impl KmsProviders {
     ) -> Result<crate::plugins::aws::AwsKms, KmsError> {
         crate::plugins::aws::AwsKms::from_settings(
             settings,
-            &self.provider_dir(AWS_PROVIDER),
+            &self.aws_credential_file(),
             self.aws_endpoint_url.as_deref(),
         )
         .await
@@ -448,7 +473,7 @@ mod tests {
         let kms = KmsProviders::default();
         assert_eq!(
             kms.credential_dir(),
-            Path::new("/run/confidential-containers/cdh/kms-credential")
+            Path::new("/run/confidential-containers/cdh/kbs/kms-credential")
         );
         for name in ["", "KBS", "vault", "ehsm", "kbs ", "../kbs"] {
             let err = kms.getter(name, &Map::new()).await.unwrap_err();
@@ -464,6 +489,25 @@ mod tests {
             KmsError::UnknownProvider(shown) => assert_eq!(shown.len(), 64),
             other => panic!("{other}"),
         }
+    }
+
+    /// Upstream's location inside the credentials directory, or `AWS_IN_GUEST_KEY_PATH`.
+    #[cfg(feature = "aws")]
+    #[test]
+    fn the_aws_credential_file_is_upstreams() {
+        let kms = KmsProviders::default();
+        assert_eq!(
+            kms.aws_credential_file(),
+            Path::new("/run/confidential-containers/cdh/kbs/kms-credential/aws/credential.json")
+        );
+        assert!(kms
+            .aws_credential_file()
+            .starts_with("/run/confidential-containers/cdh/kbs"));
+        let kms = kms.with_aws_credential_dir("/run/other/aws-keys");
+        assert_eq!(
+            kms.aws_credential_file(),
+            Path::new("/run/other/aws-keys/credential.json")
+        );
     }
 
     #[cfg(not(feature = "aws"))]

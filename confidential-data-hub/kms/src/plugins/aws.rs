@@ -2,10 +2,12 @@
 //! `GetSecretValue` through the official AWS SDK, over a rustls (ring) HTTPS client.
 //!
 //! - `provider_settings`: `{"region": "<aws region>"}` (required).
-//! - Credentials: `<kms credential dir>/aws/credential.json`
+//! - Credentials: `credential.json` in the directory `AWS_IN_GUEST_KEY_PATH` names, else in
+//!   `<kms credential dir>/aws` (`/run/confidential-containers/cdh/kbs/kms-credential/aws/`,
+//!   where `[[credentials]]` or `cdh.kbs_resources` can provision it), as upstream:
 //!   `{"access_key_id": "…", "secret_access_key": "…", "session_token": "…"|null}` (static
-//!   IAM or STS credentials, provisioned into encrypted guest memory). Nothing is read from
-//!   the environment or from `~/.aws`.
+//!   IAM or STS credentials, provisioned into encrypted guest memory). The SDK's own
+//!   sources (`AWS_ACCESS_KEY_ID`, `~/.aws`, instance metadata) are never consulted.
 //! - Decrypt annotations: `{"encryption_context": {"<key>": "<value>", …}}` (optional; must
 //!   match what the data key was encrypted with).
 //! - Secret annotations: `{"version_id": "…", "version_stage": "…"}` (optional).
@@ -162,14 +164,14 @@ pub struct AwsKms {
 }
 
 impl AwsKms {
-    /// The client for `provider_settings`, with the credentials in `dir/credential.json`.
+    /// The client for `provider_settings`, with the credentials in `credential_file`.
     pub async fn from_settings(
         settings: &ProviderSettings,
-        dir: &Path,
+        credential_file: &Path,
         endpoint_url: Option<&str>,
     ) -> Result<Self, KmsError> {
         let region = region_of(settings)?;
-        let credential = read_credential(&dir.join(CREDENTIAL_FILE)).await?;
+        let credential = read_credential(credential_file).await?;
         Ok(Self::new(&region, &credential, endpoint_url))
     }
 

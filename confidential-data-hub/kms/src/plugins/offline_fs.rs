@@ -5,7 +5,7 @@
 //! # Format
 //!
 //! Both files live in `<kms credential dir>/offline_fs/` (by default
-//! `/run/confidential-containers/cdh/kms-credential/offline_fs/`) and have the format of
+//! `/run/confidential-containers/cdh/kbs/kms-credential/offline_fs/`) and have the format of
 //! the `offline_fs_kbc` stores: a JSON object of standard-base64 values, at most 16 MiB.
 //!
 //! - `secrets.json`: `{ "<secret name>": "<base64 secret>" }`, read by
