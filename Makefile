@@ -2,32 +2,65 @@
 # api-server-rest. `make help` lists the targets and variables.
 
 TEE_PLATFORM ?= fs
+ATTESTER     ?=
 KBC          ?= cc_kbc
-ENABLE_KBS   ?= $(if $(filter cc_kbc,$(KBC)),true,false)
 LIBC         ?= gnu
 ARCH         ?= $(shell uname -m)
 DESTDIR      ?= /usr/local/bin
 BENCH        ?=
 CARGO        ?= cargo
 
-TARGET      := $(ARCH)-unknown-linux-$(LIBC)
-RELEASE_DIR := $(or $(CARGO_TARGET_DIR),target)/$(TARGET)/release
-BINARIES    := attestation-agent confidential-data-hub api-server-rest
-
-# TEE_PLATFORM -> attester features of the attestation-agent crate.
-PLATFORMS_AVAILABLE := none fs tdx snp az-cvm-vtpm se cca tpm all
-ATTESTER_FEATURES_none        :=
-ATTESTER_FEATURES_fs          :=
-ATTESTER_FEATURES_tdx         := tdx-attester
-ATTESTER_FEATURES_snp         := snp-attester
-ATTESTER_FEATURES_az-cvm-vtpm := az-snp-vtpm-attester az-tdx-vtpm-attester
-ATTESTER_FEATURES_se          := se-attester
-ATTESTER_FEATURES_cca         := cca-attester
-ATTESTER_FEATURES_tpm         := tpm-attester
-ATTESTER_FEATURES_all         := all-attesters
-ifeq ($(filter $(TEE_PLATFORM),$(PLATFORMS_AVAILABLE)),)
-  $(error TEE_PLATFORM must be one of: $(PLATFORMS_AVAILABLE); not '$(TEE_PLATFORM)')
+# Rust's name for the architecture; s390x and powerpc64le build with glibc only (as upstream).
+ifeq ($(ARCH),ppc64le)
+  override ARCH := powerpc64le
 endif
+ifneq ($(filter $(ARCH),s390x powerpc64le),)
+  override LIBC := gnu
+endif
+
+# TEE_PLATFORM -> attester features of the attestation-agent (upstream's table, plus
+# az-cvm-vtpm and tpm). Empty, as kata's build passes it, leaves the choice to ATTESTER.
+PLATFORMS_AVAILABLE := none fs sev tdx snp amd az-tdx-vtpm az-snp-vtpm az-cvm-vtpm se cca tpm all
+PLATFORM_ATTESTER_none        := none
+PLATFORM_ATTESTER_fs          := none
+PLATFORM_ATTESTER_sev         := none
+PLATFORM_ATTESTER_tdx         := tdx-attester
+PLATFORM_ATTESTER_snp         := snp-attester
+PLATFORM_ATTESTER_amd         := snp-attester
+PLATFORM_ATTESTER_az-tdx-vtpm := az-tdx-vtpm-attester
+PLATFORM_ATTESTER_az-snp-vtpm := az-snp-vtpm-attester
+PLATFORM_ATTESTER_az-cvm-vtpm := az-snp-vtpm-attester,az-tdx-vtpm-attester
+PLATFORM_ATTESTER_se          := se-attester
+PLATFORM_ATTESTER_cca         := cca-attester
+PLATFORM_ATTESTER_tpm         := tpm-attester
+PLATFORM_ATTESTER_all         := all-attesters
+ifneq ($(strip $(TEE_PLATFORM)),)
+  ifeq ($(filter $(TEE_PLATFORM),$(PLATFORMS_AVAILABLE)),)
+    $(error TEE_PLATFORM must be empty (then ATTESTER decides) or one of: $(PLATFORMS_AVAILABLE); not '$(TEE_PLATFORM)')
+  endif
+  # As upstream: the platform's attesters, unless ATTESTER is given on the make command line.
+  ifneq ($(origin ATTESTER),command line)
+    override ATTESTER := $(PLATFORM_ATTESTER_$(TEE_PLATFORM))
+  endif
+endif
+
+# ATTESTER: a comma list of attester features (`none` adds nothing); empty means
+# all-attesters, as upstream's attestation-agent Makefile.
+comma := ,
+empty :=
+space := $(empty) $(empty)
+ATTESTERS_AVAILABLE := none tdx-attester snp-attester sgx-attester cca-attester se-attester \
+	csv-attester tpm-attester az-snp-vtpm-attester az-tdx-vtpm-attester all-attesters
+ATTESTER_LIST := $(strip $(subst $(comma),$(space),$(ATTESTER)))
+ifeq ($(ATTESTER_LIST),)
+  ATTESTER_LIST := all-attesters
+endif
+ATTESTER_UNKNOWN := $(filter-out $(ATTESTERS_AVAILABLE),$(ATTESTER_LIST))
+ifneq ($(ATTESTER_UNKNOWN),)
+  $(error ATTESTER names attester features this project does not have: $(ATTESTER_UNKNOWN); known: $(ATTESTERS_AVAILABLE))
+endif
+ATTESTER_FEATURES := $(filter-out none,$(ATTESTER_LIST))
+
 ifeq ($(filter $(LIBC),gnu musl),)
   $(error LIBC must be gnu or musl, not '$(LIBC)')
 endif
@@ -35,16 +68,37 @@ ifeq ($(filter $(KBC),offline_fs_kbc cc_kbc),)
   $(error KBC must be offline_fs_kbc or cc_kbc, not '$(KBC)')
 endif
 
-AA_FEATURES  := $(ATTESTER_FEATURES_$(TEE_PLATFORM)) coco_as
+# The KBS client: KBC=cc_kbc, or upstream's RESOURCE_PROVIDER (a comma list; `kbs` is the
+# KBS client, `sev` the retired online SEV KBC, which this project does not build) and
+# NO_RESOURCE_PROVIDER=true.
+ifneq ($(strip $(RESOURCE_PROVIDER)),)
+  RESOURCE_PROVIDERS := $(subst $(comma),$(space),$(RESOURCE_PROVIDER))
+  ifneq ($(filter-out kbs sev,$(RESOURCE_PROVIDERS)),)
+    $(error RESOURCE_PROVIDER takes kbs and sev, not '$(filter-out kbs sev,$(RESOURCE_PROVIDERS))')
+  endif
+  ifneq ($(filter sev,$(RESOURCE_PROVIDERS)),)
+    $(info RESOURCE_PROVIDER=sev: the online SEV KBC is retired upstream and not built here; sev guests use cc_kbc)
+  endif
+  ENABLE_KBS ?= $(if $(filter kbs,$(RESOURCE_PROVIDERS)),true,false)
+endif
+ifeq ($(NO_RESOURCE_PROVIDER),true)
+  ENABLE_KBS := false
+endif
+ENABLE_KBS ?= $(if $(filter cc_kbc,$(KBC)),true,false)
+
+TARGET      := $(ARCH)-unknown-linux-$(LIBC)
+CARGO_OUT   := $(or $(CARGO_TARGET_DIR),target)/$(TARGET)/release
+# Where kata's build strips the binaries from: the clone's target/, whatever CARGO_TARGET_DIR.
+RELEASE_DIR := target/$(TARGET)/release
+BINARIES    := attestation-agent confidential-data-hub api-server-rest
+
+AA_FEATURES  := $(ATTESTER_FEATURES) coco_as
 CDH_FEATURES :=
 ifeq ($(ENABLE_KBS),true)
   AA_FEATURES  += kbs
   CDH_FEATURES += kbs
 endif
 
-comma := ,
-empty :=
-space := $(empty) $(empty)
 join_features = $(subst $(space),$(comma),$(strip $(foreach f,$(2),$(1)/$(f))))
 FEATURES := $(subst $(space),$(comma),$(strip $(call join_features,attestation-agent,$(AA_FEATURES)) $(call join_features,confidential-data-hub,$(CDH_FEATURES))))
 FEATURE_FLAGS := --no-default-features $(if $(FEATURES),--features $(FEATURES))
@@ -53,16 +107,20 @@ FEATURE_FLAGS := --no-default-features $(if $(FEATURES),--features $(FEATURES))
 
 help:
 	@echo "Targets:"
-	@echo "  build    release build of $(BINARIES) into target/<arch>-unknown-linux-<libc>/release"
-	@echo "  install  copy the binaries to DESTDIR (default /usr/local/bin)"
-	@echo "  run      start AA, CDH and the REST shim on loopback under ./run (offline_fs_kbc, sample attester)"
-	@echo "  test     install missing test dependencies (Debian packages, as root) and run every test"
-	@echo "  lint     cargo fmt --check and clippy -D warnings on every target"
-	@echo "  bench    run the benchmarks; BENCH=<name> runs one"
+	@echo "  build           release build of $(BINARIES) into target/<arch>-unknown-linux-<libc>/release"
+	@echo "  install         copy the built binaries to DESTDIR (default /usr/local/bin); builds them if missing"
+	@echo "  coco-extension  kata's coco guest extension (EROFS + dm-verity) from the release build"
+	@echo "  run             start AA, CDH and the REST shim on loopback under ./run (offline_fs_kbc, sample attester)"
+	@echo "  test            install missing test dependencies (Debian packages, as root) and run every test"
+	@echo "  lint            cargo fmt --check, clippy -D warnings on every target, no file that reads outside the clone"
+	@echo "  bench           run the benchmarks; BENCH=<name> runs one"
 	@echo "Variables:"
-	@echo "  TEE_PLATFORM = none|fs|tdx|snp|az-cvm-vtpm|se|cca|tpm|all   (now: $(TEE_PLATFORM))"
+	@echo "  TEE_PLATFORM = <empty>|$(subst $(space),|,$(PLATFORMS_AVAILABLE))   (now: '$(TEE_PLATFORM)')"
+	@echo "  ATTESTER     = comma list of attester features, used when TEE_PLATFORM is empty (empty: all-attesters)"
+	@echo "                 (now: '$(ATTESTER)' -> $(or $(ATTESTER_FEATURES),no hardware attester))"
 	@echo "  KBC          = cc_kbc|offline_fs_kbc   (now: $(KBC)); offline_fs_kbc is always built, cc_kbc adds the KBS client"
-	@echo "  ENABLE_KBS   = true|false   (now: $(ENABLE_KBS)); derived from KBC, false builds without the KBS client"
+	@echo "  RESOURCE_PROVIDER = kbs[,sev]  upstream's switch for the KBS client; NO_RESOURCE_PROVIDER=true drops it"
+	@echo "  ENABLE_KBS   = true|false   (now: $(ENABLE_KBS))"
 	@echo "  LIBC         = gnu|musl   (now: $(LIBC); musl needs the $(ARCH)-unknown-linux-musl rust target)"
 	@echo "  DESTDIR      = install directory (now: $(DESTDIR))"
 	@echo "  features passed to cargo: $(or $(FEATURES),<none>)"
@@ -70,8 +128,16 @@ help:
 build:
 	$(CARGO) build --release --locked --target $(TARGET) \
 		-p attestation-agent -p confidential-data-hub -p api-server-rest $(FEATURE_FLAGS)
+	@if [ "$(CARGO_OUT)" != "$(RELEASE_DIR)" ]; then \
+		mkdir -p $(RELEASE_DIR) && \
+		for b in $(BINARIES); do install -m 0755 $(CARGO_OUT)/$$b $(RELEASE_DIR)/$$b; done; \
+	fi
+	@echo "guest components built for TEE_PLATFORM='$(TEE_PLATFORM)' ATTESTER='$(ATTESTER)' in $(RELEASE_DIR)"
 
-install: build
+# As upstream: installs the binaries as they are in target/ (stripped or not), building
+# only those that are missing.
+install:
+	@for b in $(BINARIES); do [ -x $(RELEASE_DIR)/$$b ] || { $(MAKE) build && break; }; done
 	install -d $(DESTDIR)
 	for b in $(BINARIES); do install -m 0755 $(RELEASE_DIR)/$$b $(DESTDIR)/$$b; done
 
@@ -88,6 +154,7 @@ test:
 	$(CARGO) test --locked --no-fail-fast -p kms -p confidential-data-hub --features kms/aws,confidential-data-hub/aws
 
 lint:
+	./scripts/check-no-shared.sh
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --locked --all-targets -p attester -p kbs_protocol -p kms -p confidential-data-hub \
@@ -100,3 +167,10 @@ bench:
 clean:
 	$(CARGO) clean
 	rm -rf run
+
+# The `coco` guest extension of kata's composable VM images: the release binaries as an
+# EROFS image with a dm-verity hash partition, in build/coco-extension/ (see
+# coco-extension/build.sh; needs mkfs.erofs and veritysetup, scripts/install-test-deps.sh).
+.PHONY: coco-extension
+coco-extension: build
+	BIN_DIR=$(RELEASE_DIR) ARCH=$(ARCH) LIBC=$(LIBC) ./coco-extension/build.sh

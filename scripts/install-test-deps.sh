@@ -22,6 +22,12 @@ declare -A need=(
   [openssl]=openssl
   [curl]=curl
   [python3]=python3
+  [mkfs.erofs]=erofs-utils
+  [veritysetup]=cryptsetup-bin
+  [readelf]=binutils
+  [strip]=binutils
+  [unshare]=util-linux
+  [gcc]=gcc
 )
 missing=()
 for cmd in "${!need[@]}"; do
@@ -30,7 +36,7 @@ done
 # libraries without a command
 dpkg -s libtss2-dev >/dev/null 2>&1 || missing+=(libtss2-dev)
 
-# python3 `cryptography` (used by ../shared/tools/ocicrypt-provider-encrypt.py), from PyPI
+# python3 `cryptography` (used by ocicrypt-rs/tests/tools/provider_encrypt.py), from PyPI
 if ! python3 -c 'import cryptography' >/dev/null 2>&1; then
   echo "installing python3 cryptography"
   python3 -m pip install -q cryptography
