@@ -88,6 +88,13 @@ ENABLE_KBS ?= $(if $(filter cc_kbc,$(KBC)),true,false)
 
 TARGET      := $(ARCH)-unknown-linux-$(LIBC)
 CARGO_OUT   := $(or $(CARGO_TARGET_DIR),target)/$(TARGET)/release
+# Reproducible release binaries: the clone, the cargo home and the target directory reach
+# the binaries only as fixed names (panic locations, generated code's include paths). The
+# last matching prefix wins, so a target directory inside the clone is /target too.
+CARGO_HOME_DIR  := $(abspath $(or $(CARGO_HOME),$(HOME)/.cargo))
+REPRO_RUSTFLAGS := --remap-path-prefix=$(CURDIR)=/guest-components \
+	--remap-path-prefix=$(CARGO_HOME_DIR)=/cargo \
+	--remap-path-prefix=$(abspath $(or $(CARGO_TARGET_DIR),target))=/target
 # Where kata's build strips the binaries from: the clone's target/, whatever CARGO_TARGET_DIR.
 RELEASE_DIR := target/$(TARGET)/release
 BINARIES    := attestation-agent confidential-data-hub api-server-rest
@@ -103,7 +110,7 @@ join_features = $(subst $(space),$(comma),$(strip $(foreach f,$(2),$(1)/$(f))))
 FEATURES := $(subst $(space),$(comma),$(strip $(call join_features,attestation-agent,$(AA_FEATURES)) $(call join_features,confidential-data-hub,$(CDH_FEATURES))))
 FEATURE_FLAGS := --no-default-features $(if $(FEATURES),--features $(FEATURES))
 
-.PHONY: help build install run test lint bench clean
+.PHONY: help build install run test lint bench clean reference-values repro-check
 
 help:
 	@echo "Targets:"
@@ -114,6 +121,8 @@ help:
 	@echo "  test            install missing test dependencies (Debian packages, as root) and run every test"
 	@echo "  lint            cargo fmt --check, clippy -D warnings on every target, no file that reads outside the clone"
 	@echo "  bench           run the benchmarks; BENCH=<name> runs one"
+	@echo "  reference-values  the binaries' digests and the extension's verity root hash, as an RVPS message"
+	@echo "  repro-check     build HEAD twice in two temporary clones and compare the artifacts"
 	@echo "Variables:"
 	@echo "  TEE_PLATFORM = <empty>|$(subst $(space),|,$(PLATFORMS_AVAILABLE))   (now: '$(TEE_PLATFORM)')"
 	@echo "  ATTESTER     = comma list of attester features, used when TEE_PLATFORM is empty (empty: all-attesters)"
@@ -126,7 +135,7 @@ help:
 	@echo "  features passed to cargo: $(or $(FEATURES),<none>)"
 
 build:
-	$(CARGO) build --release --locked --target $(TARGET) \
+	RUSTFLAGS="$(strip $(REPRO_RUSTFLAGS) $(RUSTFLAGS))" $(CARGO) build --release --locked --target $(TARGET) \
 		-p attestation-agent -p confidential-data-hub -p api-server-rest $(FEATURE_FLAGS)
 	@if [ "$(CARGO_OUT)" != "$(RELEASE_DIR)" ]; then \
 		mkdir -p $(RELEASE_DIR) && \
@@ -163,6 +172,14 @@ lint:
 bench:
 	./scripts/install-test-deps.sh
 	./scripts/bench.sh $(BENCH)
+
+# Digests of the built binaries and the coco extension's root hash, for trustee's RVPS.
+reference-values:
+	@for b in $(BINARIES); do [ -x $(RELEASE_DIR)/$$b ] || { echo "run 'make build coco-extension' first" >&2; exit 1; }; done
+	@BIN_DIR=$(RELEASE_DIR) ARCH=$(ARCH) LIBC=$(LIBC) ./scripts/reference-values.sh
+
+repro-check:
+	./scripts/repro-check.sh
 
 clean:
 	$(CARGO) clean

@@ -15,8 +15,9 @@ declare -A bench_cmd=(
   [pull_vs_skopeo_umoci]="pull"
   [pull_concurrent3_vs_slowest]="pull_concurrent"
   [pull_concurrent3_vs_slowest_25mibps_link]="pull_concurrent"
+  [repro_differing_bytes]="repro"
 )
-order=(kbs ocicrypt openssl pull pull_concurrent)
+order=(kbs ocicrypt openssl pull pull_concurrent repro)
 
 run() {
   case "$1" in
@@ -29,6 +30,8 @@ run() {
     pull_concurrent)
       cargo build --release --locked --bins -p confidential-data-hub >&2
       cargo bench --locked -p confidential-data-hub --bench pull_concurrent ;;
+    # two full release builds; a difference is a figure, not a failure of the bench run
+    repro) ./scripts/repro-check.sh || true ;;
     *) echo "unknown bench command $1" >&2; return 1 ;;
   esac
 }
