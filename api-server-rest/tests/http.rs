@@ -661,3 +661,31 @@ async fn oversized_requests_are_refused_before_the_router() {
     assert_eq!(daemons.calls(), (2, 0));
     shim.stop().await;
 }
+
+/// Clients that open connections and never send (or send half a request head) hold no
+/// slot others need: the shim keeps answering, and stops within its grace period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connections_do_not_starve_other_clients() {
+    let daemons = Daemons::start().await;
+    let shim = Shim::start(Features::All, daemons.config()).await;
+    let mut silent = Vec::new();
+    for i in 0..500 {
+        let mut stream = tokio::net::TcpStream::connect(shim.addr).await.unwrap();
+        if i % 2 == 1 {
+            tokio::io::AsyncWriteExt::write_all(&mut stream, b"GET /info HTTP/1.1\r\nHost: x")
+                .await
+                .unwrap();
+        }
+        silent.push(stream);
+    }
+    for _ in 0..20 {
+        let resp = tokio::time::timeout(Duration::from_secs(5), shim.get("/info"))
+            .await
+            .expect("the shim stopped answering while silent clients were connected");
+        assert_eq!(resp.status, 200, "{}", resp.text());
+    }
+    let resp = shim.get("/cdh/resource/default/key/1").await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(silent.len(), 500);
+    shim.stop().await;
+}

@@ -356,3 +356,23 @@ async fn aa_client_drives_every_aa_method() {
 
     assert!(aa.stop().unwrap().success());
 }
+
+/// Each tool's `--help` introduces that tool, not the hub.
+#[test]
+fn every_tool_says_what_it_is() {
+    for (bin, says) in [
+        (AA_CLIENT, "method of the attestation agent"),
+        (CDH_TOOL, "method of the confidential data hub"),
+        (SECRET, "sealed secrets"),
+        (CDH, "Confidential Data Hub"),
+    ] {
+        let out = run(bin, &["--help"]);
+        assert!(out.status.success(), "{bin}: {out:?}");
+        let help = String::from_utf8(out.stdout).unwrap();
+        let first = help.lines().next().unwrap_or_default();
+        assert!(first.contains(says), "{bin}: {first}");
+        if bin != CDH {
+            assert!(!first.starts_with("Confidential Data Hub"), "{bin}: {first}");
+        }
+    }
+}

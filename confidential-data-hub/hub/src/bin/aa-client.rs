@@ -11,7 +11,11 @@ use confidential_data_hub::client::{AaClient, DEFAULT_AA_SOCKET};
 
 /// Call the attestation agent over ttRPC.
 #[derive(Parser)]
-#[command(name = "aa-client", version, about)]
+#[command(
+    name = "aa-client",
+    version,
+    about = "Calls each ttRPC method of the attestation agent (evidence, tokens, runtime measurements, initdata) and prints the answer"
+)]
 struct Cli {
     /// The attestation agent's ttRPC address.
     #[arg(short, long, default_value = DEFAULT_AA_SOCKET)]

@@ -15,7 +15,11 @@ use confidential_data_hub::client::{
 
 /// Call the confidential data hub over ttRPC.
 #[derive(Parser)]
-#[command(name = "cdh-tool", version, about)]
+#[command(
+    name = "cdh-tool",
+    version,
+    about = "Calls each ttRPC method of the confidential data hub (resources, sealed secrets, key unwrap, image pull, secure mount) and prints the answer"
+)]
 struct Cli {
     /// The hub's ttRPC address.
     #[arg(short, long, default_value = DEFAULT_CDH_SOCKET)]

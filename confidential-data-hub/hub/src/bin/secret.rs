@@ -28,7 +28,11 @@ use kms::{
 
 /// Seal and unseal confidential-containers sealed secrets.
 #[derive(Parser)]
-#[command(name = "secret", version, about)]
+#[command(
+    name = "secret",
+    version,
+    about = "Makes signing keys and sealed secrets (`sealed.<jws>`) for the confidential data hub, and unseals them"
+)]
 enum Cli {
     /// Generate a P-256 signing key pair as JWKs (private.jwk, public.jwk).
     Keygen(KeygenArgs),
