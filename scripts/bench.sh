@@ -15,9 +15,13 @@ declare -A bench_cmd=(
   [pull_vs_skopeo_umoci]="pull"
   [pull_concurrent3_vs_slowest]="pull_concurrent"
   [pull_concurrent3_vs_slowest_25mibps_link]="pull_concurrent"
+  [rest_1000c_failed]="rest"
+  [rest_1000c_rps]="rest"
+  [rest_1000c_p99_ms]="rest"
+  [rest_1000c_peak_rss_mib]="rest"
   [repro_differing_bytes]="repro"
 )
-order=(kbs ocicrypt openssl pull pull_concurrent repro)
+order=(kbs ocicrypt openssl pull pull_concurrent rest repro)
 
 run() {
   case "$1" in
@@ -27,6 +31,10 @@ run() {
     ocicrypt) cargo bench --locked -p ocicrypt-rs --bench decrypt ;;
     openssl) ./ocicrypt-rs/bench/openssl.sh ;;
     pull) cargo bench --locked -p image-rs --bench pull ;;
+    rest)
+      cargo build --release --locked --bins -p attestation-agent -p confidential-data-hub -p api-server-rest >&2
+      # 1,000 connections for the shim and for wrk
+      (ulimit -n 65536 && cargo bench --locked -p testkit --bench rest_load) ;;
     pull_concurrent)
       cargo build --release --locked --bins -p confidential-data-hub >&2
       cargo bench --locked -p confidential-data-hub --bench pull_concurrent ;;

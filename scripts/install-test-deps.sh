@@ -28,6 +28,7 @@ declare -A need=(
   [strip]=binutils
   [unshare]=util-linux
   [gcc]=gcc
+  [wrk]=wrk
 )
 missing=()
 for cmd in "${!need[@]}"; do

@@ -349,12 +349,14 @@ fn status(code: ttrpc::Code, e: &dyn std::fmt::Display) -> ttrpc::Error {
 
 /// NOT_FOUND when the KBC has no such resource (KBS 404), PERMISSION_DENIED when the KBS
 /// refuses it to a freshly attested guest (policy denial, or trustee's 401 for a missing
-/// resource), INTERNAL otherwise.
+/// resource), UNAVAILABLE when too many KBS requests are in flight, INTERNAL otherwise.
 fn kbc_code(e: &KbcError) -> ttrpc::Code {
     match e {
         KbcError::NotFound(_) => ttrpc::Code::NOT_FOUND,
         #[cfg(feature = "kbs")]
         KbcError::Denied { .. } => ttrpc::Code::PERMISSION_DENIED,
+        #[cfg(feature = "kbs")]
+        KbcError::Busy { .. } => ttrpc::Code::UNAVAILABLE,
         _ => ttrpc::Code::INTERNAL,
     }
 }

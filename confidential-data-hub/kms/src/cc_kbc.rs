@@ -14,8 +14,13 @@
 //! - A refusal with a freshly attested token is final: trustee answers 401 both for a policy
 //!   denial and for a resource it does not hold, so it becomes [`KbcError::Denied`]; a 404
 //!   becomes [`KbcError::NotFound`].
+//! - Concurrent reads of the same resource share one KBS request (nothing is cached beyond
+//!   the request in flight: a resource may change). At most [`MAX_KBS_REQUESTS`] requests
+//!   are in flight; a read that gets no slot within [`KBS_SLOT_WAIT`] fails at once with
+//!   [`KbcError::Busy`] instead of queueing without bound behind a slow KBS.
 
 use std::{
+    collections::HashMap,
     fmt,
     sync::atomic::{AtomicU64, Ordering},
     sync::Arc,
@@ -23,6 +28,10 @@ use std::{
 };
 
 use async_trait::async_trait;
+use futures::{
+    future::{BoxFuture, Shared},
+    FutureExt,
+};
 use kbs_protocol::{
     resource_uri::ResourceUri,
     token::{decode_aa_token_reply, TokenReplyError},
@@ -32,7 +41,7 @@ use protos::{
     attestation_agent::GetTokenRequest, attestation_agent_ttrpc::AttestationAgentServiceClient,
 };
 use tokio::{
-    sync::Mutex,
+    sync::{Mutex, Semaphore},
     time::{timeout_at, Instant},
 };
 use tracing::{debug, info};
@@ -47,6 +56,10 @@ pub const KBS_TOKEN_TYPE: &str = "kbs";
 pub const TOKEN_REFRESH_METADATA: &str = "coco-token-refresh";
 /// Limit for one `GetToken` call, connecting and the reconnect included (as upstream).
 pub const AA_TOKEN_TIMEOUT: Duration = Duration::from_secs(50);
+/// Distinct resource requests in flight to the KBS at once.
+pub const MAX_KBS_REQUESTS: usize = 32;
+/// How long a read waits for one of the [`MAX_KBS_REQUESTS`] slots before it fails.
+pub const KBS_SLOT_WAIT: Duration = Duration::from_secs(2);
 
 /// Why AA gave no usable token.
 #[derive(Debug, thiserror::Error)]
@@ -237,10 +250,27 @@ impl TokenProvider for AaTokenProvider {
     }
 }
 
+/// How a shared KBS request ended; every reader that joined it gets a copy.
+type FetchOutcome = Result<Arc<Zeroizing<Vec<u8>>>, FetchFailure>;
+
+#[derive(Debug, Clone)]
+enum FetchFailure {
+    Kbs(kbs_protocol::Error),
+    /// no request slot within the wait
+    Busy(Duration),
+}
+
+/// A KBS request that concurrent readers of the same resource await together.
+type SharedFetch = Shared<BoxFuture<'static, FetchOutcome>>;
+
 /// The `cc_kbc` KBC: one passport-mode [`KbsClient`] with tokens from AA.
 pub struct CcKbc {
     client: KbsClient,
     tokens: Arc<AaTokenProvider>,
+    /// requests in flight, by KBS path
+    in_flight: Arc<std::sync::Mutex<HashMap<String, SharedFetch>>>,
+    slots: Arc<Semaphore>,
+    slot_wait: Duration,
 }
 
 impl fmt::Debug for CcKbc {
@@ -274,7 +304,67 @@ impl CcKbc {
         let tokens = Arc::new(tokens);
         let client = KbsClient::passport(config, tokens.clone())
             .map_err(|e| KbcError::Setup(Box::new(e)))?;
-        Ok(Self { client, tokens })
+        Ok(Self {
+            client,
+            tokens,
+            in_flight: Arc::default(),
+            slots: Arc::new(Semaphore::new(MAX_KBS_REQUESTS)),
+            slot_wait: KBS_SLOT_WAIT,
+        })
+    }
+
+    /// At most `requests` KBS requests in flight; a read waits at most `wait` for a slot.
+    pub fn with_request_limit(mut self, requests: usize, wait: Duration) -> Self {
+        self.slots = Arc::new(Semaphore::new(requests.max(1)));
+        self.slot_wait = wait;
+        self
+    }
+
+    /// The request in flight for `uri`, or a new one that later readers join.
+    fn shared_fetch(&self, key: &str, uri: &ResourceUri) -> SharedFetch {
+        let mut in_flight = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(fetch) = in_flight.get(key) {
+            return fetch.clone();
+        }
+        let (client, slots, wait, uri) = (
+            self.client.clone(),
+            self.slots.clone(),
+            self.slot_wait,
+            uri.clone(),
+        );
+        let fetch = async move {
+            let _slot = tokio::time::timeout(wait, slots.acquire_owned())
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .ok_or(FetchFailure::Busy(wait))?;
+            client
+                .get_resource(&uri)
+                .await
+                .map(Arc::new)
+                .map_err(FetchFailure::Kbs)
+        }
+        .boxed()
+        .shared();
+        in_flight.insert(key.to_string(), fetch.clone());
+        fetch
+    }
+
+    /// Forgets `fetch` once it has ended, unless a newer request took its place.
+    fn finished(&self, key: &str, fetch: &SharedFetch) {
+        let mut in_flight = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if in_flight
+            .get(key)
+            .is_some_and(|current| current.ptr_eq(fetch))
+        {
+            in_flight.remove(key);
+        }
     }
 
     /// The token provider (its counters show how often AA was asked).
@@ -306,9 +396,18 @@ impl Kbc for CcKbc {
         if let Some(host) = uri.host() {
             debug!(%uri, host, kbs = %self.client.config().url, "the host in a resource URI is ignored; using the configured KBS");
         }
-        self.client
-            .get_resource(uri)
-            .await
-            .map_err(|e| kbc_error(uri, e))
+        let key = uri.kbs_path();
+        let fetch = self.shared_fetch(&key, uri);
+        let outcome = fetch.clone().await;
+        self.finished(&key, &fetch);
+        match outcome {
+            // each reader gets its own copy, zeroized when it drops it
+            Ok(bytes) => Ok(Zeroizing::new(bytes.to_vec())),
+            Err(FetchFailure::Kbs(e)) => Err(kbc_error(uri, e)),
+            Err(FetchFailure::Busy(waited)) => Err(KbcError::Busy {
+                uri: uri.to_string(),
+                waited,
+            }),
+        }
     }
 }

@@ -1,5 +1,8 @@
 //! The KBC trait, its errors and the constructor registry.
 
+#[cfg(feature = "kbs")]
+use std::time::Duration;
+
 use async_trait::async_trait;
 use kbs_protocol::resource_uri::ResourceUri;
 use zeroize::Zeroizing;
@@ -64,6 +67,15 @@ pub enum KbcError {
         uri: String,
         /// the KBS's answer
         source: Box<kbs_protocol::Error>,
+    },
+    /// Too many KBS requests were in flight for this one to start in time.
+    #[cfg(feature = "kbs")]
+    #[error("resource {uri}: the KBS is busy (no request slot within {waited:?}); try again")]
+    Busy {
+        /// the resource
+        uri: String,
+        /// how long the read waited
+        waited: Duration,
     },
     /// Attestation, the attestation agent or the KBS failed.
     #[cfg(feature = "kbs")]

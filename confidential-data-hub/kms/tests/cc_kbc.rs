@@ -25,7 +25,7 @@ use protos::{
     attestation_agent_ttrpc::{create_attestation_agent_service, AttestationAgentService},
     server::RunningServer,
 };
-use testkit::kbs::{Access, KbsConfig, MissingResource, TestKbs};
+use testkit::kbs::{Access, FaultTarget, Faults, KbsConfig, MissingResource, TestKbs};
 use ttrpc::r#async::TtrpcContext;
 
 const SECRET: &[u8] = b"cc_kbc secret \x00\x01\xff";
@@ -523,3 +523,96 @@ async fn a_silent_agent_times_out() {
 
 struct NoTokens;
 impl AttestationAgentService for NoTokens {}
+
+/// Readers of the same resource while a KBS request is in flight share it: one request to
+/// a slow KBS serves them all; a later read makes a new request (nothing is cached).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_reads_of_one_resource_share_one_kbs_request() {
+    let fixture = Fixture::start(KbsConfig::default(), Behaviour::Attest).await;
+    let kbc = Arc::new(fixture.kbc());
+    // the token first, so that only resource requests are counted below
+    kbc.get_resource(&uri("kbs:///default/key/1"))
+        .await
+        .unwrap();
+    let before = fixture.kbs.counters().resource_get;
+    fixture.kbs.set_faults(Faults {
+        target: FaultTarget::Resource,
+        delay: Duration::from_millis(400),
+        ..Default::default()
+    });
+    let tasks: Vec<_> = (0..100)
+        .map(|_| {
+            let kbc = kbc.clone();
+            tokio::spawn(async move { kbc.get_resource(&uri("kbs:///default/key/1")).await })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap().unwrap().as_slice(), SECRET);
+    }
+    let shared = fixture.kbs.counters().resource_get - before;
+    assert!(
+        shared <= 2,
+        "{shared} KBS requests for 100 concurrent reads"
+    );
+    // the next read is a new request: the resource may have changed
+    fixture.kbs.set_faults(Faults::default());
+    fixture
+        .kbs
+        .put_resource("default/key/1", b"changed".to_vec());
+    let bytes = kbc
+        .get_resource(&uri("kbs:///default/key/1"))
+        .await
+        .unwrap();
+    assert_eq!(bytes.as_slice(), b"changed");
+    assert_eq!(fixture.kbs.counters().resource_get - before, shared + 1);
+}
+
+/// With every request slot taken by a slow KBS, a read of another resource fails fast with
+/// `Busy` instead of queueing, and reads succeed again once the slots are free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_without_a_request_slot_fails_fast_as_busy() {
+    let fixture = Fixture::start(KbsConfig::default(), Behaviour::Attest).await;
+    fixture.kbs.put_resource("default/key/2", b"two".to_vec());
+    let kbc = Arc::new(
+        fixture
+            .kbc()
+            .with_request_limit(1, Duration::from_millis(100)),
+    );
+    kbc.get_resource(&uri("kbs:///default/key/1"))
+        .await
+        .unwrap();
+    fixture.kbs.set_faults(Faults {
+        target: FaultTarget::Resource,
+        delay: Duration::from_millis(1500),
+        ..Default::default()
+    });
+    let slow = {
+        let kbc = kbc.clone();
+        tokio::spawn(async move { kbc.get_resource(&uri("kbs:///default/key/1")).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    let err = kbc
+        .get_resource(&uri("kbs:///default/key/2"))
+        .await
+        .unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_millis(1000),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        matches!(err, KbcError::Busy { ref uri, waited } if uri == "kbs:///default/key/2" && waited == Duration::from_millis(100)),
+        "{err}"
+    );
+    assert!(err.to_string().contains("busy"), "{err}");
+    assert_eq!(slow.await.unwrap().unwrap().as_slice(), SECRET);
+    fixture.kbs.set_faults(Faults::default());
+    assert_eq!(
+        kbc.get_resource(&uri("kbs:///default/key/2"))
+            .await
+            .unwrap()
+            .as_slice(),
+        b"two"
+    );
+}
