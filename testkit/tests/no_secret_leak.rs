@@ -1,0 +1,188 @@
+//! Secrets never leak: the three daemons at trace level through a run that moves every
+//! kind of secret they handle over the wire (a KBS resource, a sealed secret's plaintext,
+//! the TEE private key and the KBS token), then every byte they logged and every file
+//! written in their runtime directory outside the secret locations is searched for those
+//! secrets, raw and in base64 and hex.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{path::Path, process::Command};
+
+use base64::Engine;
+use protos::{api, api_ttrpc};
+use testkit::{
+    kbs::{KbsConfig, TestKbs},
+    process::workspace_bin,
+    suite::{KbcSetup, Suite},
+};
+
+const RESOURCE: &[u8] = b"leak-probe resource 7d1c9e4b2a";
+const SEALED_PLAINTEXT: &[u8] = b"leak-probe sealed 5f0a83c6e1";
+
+/// The forms a secret may take in a log line or a file.
+fn forms(secret: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let b64url = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    vec![
+        ("raw".into(), secret.to_vec()),
+        (
+            "base64".into(),
+            b64.encode(secret).trim_end_matches('=').as_bytes().to_vec(),
+        ),
+        ("base64url".into(), b64url.encode(secret).into_bytes()),
+        ("hex".into(), hex::encode(secret).into_bytes()),
+        (
+            "debug bytes".into(),
+            format!("{:?}", &secret[..8]).into_bytes(),
+        ),
+    ]
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Every regular file under `dir`, with its bytes.
+fn files(dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let path = entry.path();
+        let kind = entry.file_type().unwrap();
+        if kind.is_dir() {
+            files(&path, out);
+        } else if kind.is_file() {
+            out.push((path.display().to_string(), std::fs::read(&path).unwrap()));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_reaches_a_log_or_a_file_at_trace_level() {
+    // every daemon started below inherits it (this binary has no other test)
+    std::env::set_var("RUST_LOG", "trace");
+    let kbs = TestKbs::start(KbsConfig::default()).await.unwrap();
+    kbs.put_resource("default/key/1", RESOURCE);
+    kbs.put_resource("default/app/sealed-value", SEALED_PLAINTEXT);
+    let suite = Suite::new(&KbcSetup::CcKbc {
+        url: kbs.url(),
+        ca_pem: None,
+    })
+    .unwrap();
+
+    // the sealed secret's signing key, published in the KBS
+    let keys = suite.path("signing-keys");
+    let secret_tool = workspace_bin("secret").unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(&secret_tool).args(args).output().unwrap();
+        assert!(out.status.success(), "secret {args:?}: {out:?}");
+        out.stdout
+    };
+    run(&[
+        "keygen",
+        "--kid",
+        "leak",
+        "--output-dir",
+        keys.to_str().unwrap(),
+    ]);
+    kbs.put_resource(
+        "default/sealing-key/leak",
+        std::fs::read(keys.join("public.jwk")).unwrap(),
+    );
+    let sealed = run(&[
+        "seal",
+        "--signing-kid",
+        "kbs:///default/sealing-key/leak",
+        "--signing-jwk-path",
+        keys.join("private.jwk").to_str().unwrap(),
+        "vault",
+        "--resource-uri",
+        "kbs:///default/app/sealed-value",
+        "--provider",
+        "kbs",
+    ]);
+    std::fs::remove_dir_all(&keys).unwrap();
+
+    let aa = suite.start_aa().unwrap();
+    let cdh = suite.start_cdh().unwrap();
+    let asr = suite.start_asr().unwrap();
+
+    let get = |path: &str| tokio::task::block_in_place(|| suite.get(path)).unwrap();
+    let (status, body) = get("/cdh/resource/default/key/1");
+    assert_eq!((status, body.as_slice()), (200, RESOURCE));
+    let (status, body) = get("/aa/token?token_type=kbs");
+    assert_eq!(status, 200);
+    let token: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let jwt = token["token"].as_str().unwrap().to_string();
+    let tee_key_pem = token["tee_keypair"].as_str().unwrap().to_string();
+
+    let client = ttrpc::r#async::Client::connect(&format!("unix://{}", suite.cdh_sock.display()))
+        .await
+        .unwrap();
+    let unsealed = api_ttrpc::SealedSecretServiceClient::new(client)
+        .unseal_secret(
+            ttrpc::context::with_timeout(20_000_000_000),
+            &api::UnsealSecretInput {
+                secret: String::from_utf8(sealed)
+                    .unwrap()
+                    .trim()
+                    .as_bytes()
+                    .to_vec(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(unsealed.plaintext, SEALED_PLAINTEXT);
+
+    for daemon in [asr, cdh, aa] {
+        daemon.stop().unwrap();
+    }
+
+    // the TEE private key, by the base64 body of its PEM lines; the token by its signature
+    let key_body: String = tee_key_pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    let jwt_signature = jwt.rsplit('.').next().unwrap().to_string();
+    let mut secrets: Vec<(&str, Vec<(String, Vec<u8>)>)> = vec![
+        ("KBS resource", forms(RESOURCE)),
+        ("sealed secret plaintext", forms(SEALED_PLAINTEXT)),
+    ];
+    secrets.push((
+        "TEE private key",
+        vec![("PEM body".into(), key_body[..48].as_bytes().to_vec())],
+    ));
+    secrets.push((
+        "KBS token",
+        vec![("signature".into(), jwt_signature.as_bytes().to_vec())],
+    ));
+
+    // everything the run wrote: every file of the runtime directory, the daemons' stderr
+    // logs included (the credentials directory `kbs/` is a secret location)
+    let mut written = Vec::new();
+    files(suite.dir(), &mut written);
+    written.retain(|(path, _)| !path.contains("/kbs/"));
+    let logs: Vec<&(String, Vec<u8>)> = written
+        .iter()
+        .filter(|(path, _)| path.ends_with(".stderr"))
+        .collect();
+    assert_eq!(
+        logs.len(),
+        3,
+        "{:?}",
+        written.iter().map(|w| &w.0).collect::<Vec<_>>()
+    );
+    // the logs are really at trace level
+    for (path, log) in &logs {
+        assert!(contains(log, b"TRACE"), "no trace output in {path}");
+    }
+    for (what, forms) in &secrets {
+        for (form, needle) in forms {
+            for (place, bytes) in &written {
+                assert!(
+                    !contains(bytes, needle),
+                    "the {what} ({form}) is in {place}"
+                );
+            }
+        }
+    }
+}
