@@ -19,9 +19,12 @@ declare -A bench_cmd=(
   [rest_1000c_rps]="rest"
   [rest_1000c_p99_ms]="rest"
   [rest_1000c_peak_rss_mib]="rest"
+  [binaries_stripped_mib]="binaries"
+  [idle_rss_mib]="footprint"
+  [rss_after_21_reads_mib]="footprint"
   [repro_differing_bytes]="repro"
 )
-order=(kbs ocicrypt openssl pull pull_concurrent rest repro)
+order=(binaries footprint kbs ocicrypt openssl pull pull_concurrent rest repro)
 
 run() {
   case "$1" in
@@ -38,6 +41,22 @@ run() {
     pull_concurrent)
       cargo build --release --locked --bins -p confidential-data-hub >&2
       cargo bench --locked -p confidential-data-hub --bench pull_concurrent ;;
+    binaries)
+      # the three daemons as `make build` makes them (default TEE_PLATFORM and KBC), stripped
+      make -s build >&2
+      dir=$(mktemp -d)
+      total=0
+      for b in attestation-agent confidential-data-hub api-server-rest; do
+        strip -o "$dir/$b" "target/$(uname -m)-unknown-linux-gnu/release/$b"
+        size=$(stat -c %s "$dir/$b")
+        echo "  $b: $size bytes stripped" >&2
+        total=$((total + size))
+      done
+      rm -rf "$dir"
+      awk -v b="$total" 'BEGIN { printf "bench binaries_stripped_mib: %.1f MiB\n", b / 1048576 }' ;;
+    footprint)
+      cargo build --release --locked --bins -p attestation-agent -p confidential-data-hub -p api-server-rest >&2
+      cargo bench --locked -p testkit --bench footprint ;;
     # two full release builds; a difference is a figure, not a failure of the bench run
     repro) ./scripts/repro-check.sh || true ;;
     *) echo "unknown bench command $1" >&2; return 1 ;;
