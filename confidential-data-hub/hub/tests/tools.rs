@@ -372,7 +372,10 @@ fn every_tool_says_what_it_is() {
         let first = help.lines().next().unwrap_or_default();
         assert!(first.contains(says), "{bin}: {first}");
         if bin != CDH {
-            assert!(!first.starts_with("Confidential Data Hub"), "{bin}: {first}");
+            assert!(
+                !first.starts_with("Confidential Data Hub"),
+                "{bin}: {first}"
+            );
         }
     }
 }
