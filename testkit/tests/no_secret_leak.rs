@@ -18,8 +18,11 @@ use testkit::{
 const RESOURCE: &[u8] = b"leak-probe resource 7d1c9e4b2a";
 const SEALED_PLAINTEXT: &[u8] = b"leak-probe sealed 5f0a83c6e1";
 
+/// A secret's encodings, each named.
+type Forms = Vec<(String, Vec<u8>)>;
+
 /// The forms a secret may take in a log line or a file.
-fn forms(secret: &[u8]) -> Vec<(String, Vec<u8>)> {
+fn forms(secret: &[u8]) -> Forms {
     let b64 = base64::engine::general_purpose::STANDARD;
     let b64url = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     vec![
@@ -143,13 +146,13 @@ async fn no_secret_reaches_a_log_or_a_file_at_trace_level() {
         .filter(|l| !l.starts_with("-----"))
         .collect();
     let jwt_signature = jwt.rsplit('.').next().unwrap().to_string();
-    let mut secrets: Vec<(&str, Vec<(String, Vec<u8>)>)> = vec![
+    let mut secrets: Vec<(&str, Forms)> = vec![
         ("KBS resource", forms(RESOURCE)),
         ("sealed secret plaintext", forms(SEALED_PLAINTEXT)),
     ];
     secrets.push((
         "TEE private key",
-        vec![("PEM body".into(), key_body[..48].as_bytes().to_vec())],
+        vec![("PEM body".into(), key_body.as_bytes()[..48].to_vec())],
     ));
     secrets.push((
         "KBS token",
