@@ -19,11 +19,14 @@ rustup_home=${RUSTUP_HOME:-$HOME/.rustup}
 arch=$(uname -m)
 release="target/$arch-unknown-linux-gnu/release"
 binaries=(attestation-agent confidential-data-hub api-server-rest)
+# both builds are of this commit, even if HEAD moves while they run
+commit=$(git -C "$repo" rev-parse HEAD)
 
 # One build in its own clone, HOME and cargo home; its results are copied to $work/<name>.
 build() { # name clone-path
   local name=$1 src=$2 home="$work/home-$1"
   git clone -q --no-hardlinks "$repo" "$src"
+  git -C "$src" checkout -q --detach "$commit"
   mkdir -p "$home/.cargo"
   # the crates already downloaded, without a network fetch (hard links: no copy)
   cp -al "$cargo_home/registry" "$home/.cargo/registry"
@@ -52,6 +55,7 @@ differing() { # a b
   echo $((n + (size_a > size_b ? size_a - size_b : size_b - size_a)))
 }
 
+echo "repro-check: commit $commit" >&2
 build first "$work/first/guest-components"
 build second "$work/elsewhere/another-name/guest-components"
 

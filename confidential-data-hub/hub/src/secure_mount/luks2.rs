@@ -100,7 +100,7 @@ pub async fn format(
         "--cipher",
         "aes-xts-plain64",
         "--sector-size",
-        "4096",
+        CRYPT_SECTOR_TEXT,
         "--key-file",
         "-",
     ]
@@ -267,26 +267,50 @@ pub fn superblock_backups(output: &str) -> Result<SuperblockBackups, SecureMount
     Ok(SuperblockBackups { block_size, blocks })
 }
 
-/// Writes zeros over `blocks` of `device`: with dm-integrity and no wipe, a block never
-/// written fails its check when read, and mkfs reads the backup superblocks' places.
+/// dm-crypt's sector size for the volumes formatted here: the unit every write to the
+/// mapping is read-modified-written in.
+pub const CRYPT_SECTOR: u64 = 4096;
+const CRYPT_SECTOR_TEXT: &str = "4096";
+
+/// The byte ranges mkfs reads before it writes them, each widened to whole crypt sectors:
+/// block 0 (mke2fs reads it, then clears its first sectors) and the backup superblocks.
+/// With dm-integrity and no wipe, a sector never written fails its check when read.
+pub fn integrity_zero_ranges(
+    layout: &SuperblockBackups,
+) -> Result<Vec<std::ops::Range<u64>>, SecureMountError> {
+    let mut ranges: Vec<std::ops::Range<u64>> = Vec::new();
+    for block in std::iter::once(&0).chain(&layout.blocks) {
+        let start = block
+            .checked_mul(layout.block_size)
+            .and_then(|start| Some(start..start.checked_add(layout.block_size)?))
+            .ok_or_else(|| {
+                SecureMountError::Layout(format!("block {block} is beyond any device"))
+            })?;
+        let range = start.start / CRYPT_SECTOR * CRYPT_SECTOR
+            ..start.end.div_ceil(CRYPT_SECTOR) * CRYPT_SECTOR;
+        if !ranges.contains(&range) {
+            ranges.push(range);
+        }
+    }
+    Ok(ranges)
+}
+
+/// Writes zeros over the [`integrity_zero_ranges`] of `device`.
 pub async fn zero_blocks(
     device: &Path,
     layout: &SuperblockBackups,
 ) -> Result<(), SecureMountError> {
     let device = device.to_path_buf();
-    let layout = layout.clone();
+    let ranges = integrity_zero_ranges(layout)?;
     tokio::task::spawn_blocking(move || {
         let file = OpenOptions::new()
             .write(true)
             .open(&device)
             .map_err(io_error("open", &device))?;
-        let zeros = vec![0u8; usize::try_from(layout.block_size).unwrap_or(4096)];
-        for block in &layout.blocks {
-            let offset = block.checked_mul(layout.block_size).ok_or_else(|| {
-                SecureMountError::Layout(format!("block {block} is beyond any device"))
-            })?;
-            file.write_all_at(&zeros, offset)
-                .map_err(io_error("zero a backup superblock of", &device))?;
+        for range in ranges {
+            let zeros = vec![0u8; usize::try_from(range.end - range.start).unwrap_or(0)];
+            file.write_all_at(&zeros, range.start)
+                .map_err(io_error("zero the superblock places of", &device))?;
         }
         file.sync_all().map_err(io_error("sync", &device))
     })
@@ -434,7 +458,12 @@ impl Volume<'_> {
     async fn make_file_system(&self, mapped: &Path) -> Result<(), SecureMountError> {
         let mkfs = &self.paths.mkfs_ext4;
         let mut args: Vec<OsString> = vec![arg("-F")];
-        args.extend(self.request.mkfs_options.iter().map(OsString::from));
+        let mut options = self.request.mkfs_options.clone();
+        if self.request.integrity {
+            // mke2fs keeps only its last -E: the extended options go into one list
+            merge_extended_option(&mut options, "lazy_itable_init=0");
+        }
+        args.extend(options.iter().map(OsString::from));
         if self.request.integrity {
             let mut dry_run = vec![arg("-n")];
             dry_run.extend(args.iter().cloned());
@@ -448,7 +477,6 @@ impl Volume<'_> {
             }
             let layout = superblock_backups(&String::from_utf8_lossy(&output.stdout))?;
             zero_blocks(mapped, &layout).await?;
-            args.extend([arg("-E"), arg("lazy_itable_init=0")]);
         }
         args.push(mapped.into());
         let output = run(mkfs, &args, None).await?;
@@ -460,6 +488,21 @@ impl Volume<'_> {
                 &output,
             ))
         }
+    }
+}
+
+/// Adds `option` to the mkfs arguments' extended options: to the last `-E <list>` (or
+/// `-E<list>`), or as a new `-E option`.
+pub fn merge_extended_option(args: &mut Vec<String>, option: &str) {
+    let last = args
+        .iter()
+        .rposition(|a| a == "-E" || (a.starts_with("-E") && a.len() > 2));
+    match last {
+        Some(i) if args[i] == "-E" && i + 1 < args.len() => {
+            args[i + 1] = format!("{},{option}", args[i + 1]);
+        }
+        Some(i) if args[i] != "-E" => args[i] = format!("{},{option}", args[i]),
+        _ => args.extend(["-E".to_string(), option.to_string()]),
     }
 }
 

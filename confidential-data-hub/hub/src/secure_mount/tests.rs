@@ -109,6 +109,73 @@ fn superblock_backups_are_read_from_mkfs_output() {
     );
 }
 
+#[test]
+fn integrity_zero_ranges_cover_block_0_and_the_backups_in_whole_crypt_sectors() {
+    // 1 KiB blocks: block 0 and block 8193 lie inside 4 KiB crypt sectors
+    let layout = SuperblockBackups {
+        block_size: 1024,
+        blocks: vec![8193, 24577],
+    };
+    assert_eq!(
+        luks2::integrity_zero_ranges(&layout).unwrap(),
+        [
+            0..4096,
+            8192 * 1024..8196 * 1024,
+            24576 * 1024..24580 * 1024
+        ]
+    );
+    let layout = SuperblockBackups {
+        block_size: 4096,
+        blocks: vec![32768],
+    };
+    assert_eq!(
+        luks2::integrity_zero_ranges(&layout).unwrap(),
+        [0..4096, 32768 * 4096..32769 * 4096]
+    );
+    let hostile = SuperblockBackups {
+        block_size: 4096,
+        blocks: vec![u64::MAX / 2],
+    };
+    assert!(matches!(
+        luks2::integrity_zero_ranges(&hostile),
+        Err(SecureMountError::Layout(_))
+    ));
+}
+
+/// kata's mkfsOpts carry their own `-E`; mke2fs keeps only the last one.
+#[test]
+fn extended_options_are_merged_into_one_list() {
+    let merged = |args: &[&str]| {
+        let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        luks2::merge_extended_option(&mut args, "lazy_itable_init=0");
+        args
+    };
+    assert_eq!(
+        merged(&["-E", "lazy_journal_init"]),
+        ["-E", "lazy_journal_init,lazy_itable_init=0"]
+    );
+    assert_eq!(
+        merged(&["-O", "^has_journal", "-m", "0", "-i", "163840", "-I", "128"]),
+        [
+            "-O",
+            "^has_journal",
+            "-m",
+            "0",
+            "-i",
+            "163840",
+            "-I",
+            "128",
+            "-E",
+            "lazy_itable_init=0"
+        ]
+    );
+    assert_eq!(
+        merged(&["-Elazy_journal_init", "-q"]),
+        ["-Elazy_journal_init,lazy_itable_init=0", "-q"]
+    );
+    assert_eq!(merged(&[]), ["-E", "lazy_itable_init=0"]);
+}
+
 #[tokio::test]
 async fn backup_superblocks_of_real_mkfs_are_zeroed_and_nothing_else() {
     let dir = tempfile::tempdir().unwrap();
@@ -128,9 +195,15 @@ async fn backup_superblocks_of_real_mkfs_are_zeroed_and_nothing_else() {
     luks2::zero_blocks(&disk, &layout).await.unwrap();
     let data = std::fs::read(&disk).unwrap();
     let size = layout.block_size as usize;
-    let zeroed: Vec<usize> = layout.blocks.iter().map(|b| *b as usize * size).collect();
+    // block 0 (mke2fs reads it first) and every backup superblock, each in the whole
+    // 4 KiB crypt sectors it touches
+    let zeroed: Vec<std::ops::Range<usize>> = std::iter::once(0)
+        .chain(layout.blocks.iter().map(|b| *b as usize))
+        .map(|b| b * size / 4096 * 4096..((b + 1) * size).div_ceil(4096) * 4096)
+        .collect();
+    assert!(zeroed[0] == (0..4096), "{zeroed:?}");
     for (i, chunk) in data.chunks(size).enumerate() {
-        let expected = if zeroed.contains(&(i * size)) {
+        let expected = if zeroed.iter().any(|r| r.contains(&(i * size))) {
             0
         } else {
             0xff
