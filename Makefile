@@ -161,6 +161,7 @@ test:
 	$(CARGO) test --locked --no-fail-fast -p attester --features all-attesters,bin
 	$(CARGO) test --locked --no-fail-fast -p kbs_protocol --features bin
 	$(CARGO) test --locked --no-fail-fast -p kms -p confidential-data-hub --features kms/aws,confidential-data-hub/aws
+	$(MAKE) vm-test
 
 lint:
 	./scripts/check-no-shared.sh
@@ -191,3 +192,12 @@ clean:
 .PHONY: coco-extension
 coco-extension: build
 	BIN_DIR=$(RELEASE_DIR) ARCH=$(ARCH) LIBC=$(LIBC) ./coco-extension/build.sh
+
+# The pod-VM test bed (vm/README.md): Debian's kernel under QEMU (TCG) with the debug
+# daemons, kata's launch, SecureMount on real dm-crypt. The guest is cached in
+# /var/tmp/coco-guest-vm.
+.PHONY: vm-test
+vm-test:
+	./scripts/install-test-deps.sh
+	$(CARGO) build --locked --workspace --bins
+	$(CARGO) test --locked --no-fail-fast -p testkit --test vm_pod -- --include-ignored --nocapture

@@ -29,6 +29,12 @@ declare -A need=(
   [unshare]=util-linux
   [gcc]=gcc
   [wrk]=wrk
+  [qemu-system-x86_64]=qemu-system-x86
+  [cpio]=cpio
+  [depmod]=kmod
+  [dmsetup]=dmsetup
+  [dumpe2fs]=e2fsprogs
+  [flock]=util-linux
 )
 missing=()
 for cmd in "${!need[@]}"; do

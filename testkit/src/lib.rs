@@ -7,3 +7,4 @@ pub mod kbs;
 pub mod loopdev;
 pub mod process;
 pub mod suite;
+pub mod vm;
