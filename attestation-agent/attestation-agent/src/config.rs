@@ -7,7 +7,8 @@
 //! [token_configs.kbs]
 //! url = "https://127.0.0.1:8080"
 //! cert = "-----BEGIN CERTIFICATE-----..."     # extra trusted root, optional ("" = none)
-//! tee_key_algorithm = "ECDH-ES+A256KW-P256"    # or ECDH-ES+A256KW-P521, RSA-OAEP-256
+//! tee_key_algorithm = "ECDH-ES+A256KW-P256"    # or ECDH-ES+A256KW-P521, RSA-OAEP-256,
+//!                                              # ML-KEM-768+A192KW (post-quantum)
 //! [eventlog_config]
 //! init_pcr = 17                                # default: 17, or 23 on TPM platforms
 //! enable_eventlog = false
@@ -97,6 +98,10 @@ pub enum TeeKeyAlgorithm {
     /// RSA-2048 key, RSA-OAEP-256 wrapping.
     #[serde(rename = "RSA-OAEP-256")]
     RsaOaep256,
+    /// ML-KEM-768 key, ML-KEM-768+A192KW wrapping: trustee's experimental post-quantum
+    /// key (upstream's name; `ML-KEM-768` is accepted too).
+    #[serde(rename = "ML-KEM-768+A192KW", alias = "ML-KEM-768")]
+    MlKem768A192Kw,
 }
 
 impl TeeKeyAlgorithm {
@@ -106,6 +111,7 @@ impl TeeKeyAlgorithm {
             TeeKeyAlgorithm::EcdhEsA256KwP256 => "ECDH-ES+A256KW-P256",
             TeeKeyAlgorithm::EcdhEsA256KwP521 => "ECDH-ES+A256KW-P521",
             TeeKeyAlgorithm::RsaOaep256 => "RSA-OAEP-256",
+            TeeKeyAlgorithm::MlKem768A192Kw => "ML-KEM-768+A192KW",
         }
     }
 }
@@ -462,6 +468,7 @@ allow_sample = true
             ("ECDH-ES+A256KW-P256", TeeKeyAlgorithm::EcdhEsA256KwP256),
             ("ECDH-ES+A256KW-P521", TeeKeyAlgorithm::EcdhEsA256KwP521),
             ("RSA-OAEP-256", TeeKeyAlgorithm::RsaOaep256),
+            ("ML-KEM-768+A192KW", TeeKeyAlgorithm::MlKem768A192Kw),
         ] {
             let c = toml(&format!(
                 "[token_configs.kbs]\nurl = \"http://k\"\ntee_key_algorithm = \"{name}\"\n"
@@ -471,7 +478,21 @@ allow_sample = true
             assert_eq!(c.token_configs.kbs.unwrap().tee_key_algorithm, alg);
             assert_eq!(alg.to_string(), name);
         }
-        for bad in ["ecdh-es+a256kw-p256", "RSA1_5", "ML-KEM-768+A192KW", ""] {
+        let alias =
+            toml("[token_configs.kbs]\nurl = \"http://k\"\ntee_key_algorithm = \"ML-KEM-768\"\n")
+                .unwrap()
+                .config;
+        assert_eq!(
+            alias.token_configs.kbs.unwrap().tee_key_algorithm,
+            TeeKeyAlgorithm::MlKem768A192Kw
+        );
+        for bad in [
+            "ecdh-es+a256kw-p256",
+            "RSA1_5",
+            "ml-kem-768+a192kw",
+            "ML-KEM-1024+A256KW",
+            "",
+        ] {
             let (key, message) = invalid_key(toml(&format!(
                 "[token_configs.kbs]\nurl = \"http://k\"\ntee_key_algorithm = \"{bad}\"\n"
             )));

@@ -101,6 +101,17 @@ pub enum Error {
         body: String,
     },
 
+    #[error(
+        "the KBS refused to store {path} with {status}: {} (a 401 means the KBS does not accept the admin key that signed the token)",
+        describe(info, body)
+    )]
+    AdminRejected {
+        path: String,
+        status: u16,
+        info: Option<ErrorInformation>,
+        body: String,
+    },
+
     #[error("malformed reply from the KBS at {url}: {reason}")]
     Protocol { url: String, reason: String },
 
@@ -144,7 +155,8 @@ impl Error {
             | Error::Unauthorized { info, .. }
             | Error::Forbidden { info, .. }
             | Error::NotFound { info, .. }
-            | Error::UnexpectedStatus { info, .. } => info.as_ref(),
+            | Error::UnexpectedStatus { info, .. }
+            | Error::AdminRejected { info, .. } => info.as_ref(),
             _ => None,
         }
     }

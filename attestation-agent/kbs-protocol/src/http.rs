@@ -268,6 +268,16 @@ impl Transport {
             .body(body)
     }
 
+    /// `POST {base}/kbs/v0/{path}` of `body` as `application/octet-stream`, authorized by
+    /// `bearer` (the admin API).
+    pub fn post_octets(&self, path: &str, body: Vec<u8>, bearer: &str) -> reqwest::RequestBuilder {
+        self.http
+            .post(self.endpoint(path))
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .bearer_auth(bearer)
+            .body(body)
+    }
+
     pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
         self.http.get(self.endpoint(path))
     }

@@ -1,19 +1,27 @@
 //! Decryption of the KBS's resource reply: a JWE in flattened JSON serialization.
 //!
 //! Key management `ECDH-ES+A256KW` (P-256/P-521, Concat KDF with SHA-256, AES key unwrap),
-//! `RSA-OAEP-256`, and `RSA1_5` only when explicitly allowed; content encryption `A256GCM`
-//! only. The AAD is the `protected` member exactly as received (RFC 7516 §5.2), never a
-//! re-serialization of the parsed header.
+//! `RSA-OAEP-256`, `ML-KEM-768+A192KW` (trustee's experimental post-quantum wrapping: the
+//! ML-KEM ciphertext in the `ek` header, a KMAC256 KDF, AES-192 key unwrap), and `RSA1_5`
+//! only when explicitly allowed; content encryption `A256GCM` only. The AAD is the
+//! `protected` member exactly as received (RFC 7516 §5.2), never a re-serialization of the
+//! parsed header.
 
 use aes_gcm::aead::{Aead, Payload};
 use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use ml_kem::Decapsulate;
 use p256::elliptic_curve::sec1::FromEncodedPoint;
 use serde::Deserialize;
-use zeroize::Zeroizing;
+use sha3::digest::core_api::CoreWrapper;
+use sha3::digest::{ExtendableOutput, Update, XofReader};
+use zeroize::{Zeroize, Zeroizing};
 
-use crate::keypair::{KeyMaterial, TeeKeyPair, ALG_ECDH_ES_A256KW, ALG_RSA1_5, ALG_RSA_OAEP_256};
+use crate::keypair::{
+    KeyMaterial, TeeKeyPair, ALG_ECDH_ES_A256KW, ALG_ML_KEM_768_A192KW, ALG_RSA1_5,
+    ALG_RSA_OAEP_256, ML_KEM_768_CIPHERTEXT_LEN,
+};
 use crate::wire::JweResponse;
 
 /// The only content encryption the KBS uses.
@@ -21,6 +29,10 @@ pub const ENC_A256GCM: &str = "A256GCM";
 const CEK_LEN: usize = 32;
 const GCM_IV_LEN: usize = 12;
 const GCM_TAG_LEN: usize = 16;
+/// AES-192 key-wrapping key of `ML-KEM-768+A192KW`.
+const A192KW_KEY_LEN: usize = 24;
+/// Rate of cSHAKE256 (and so the `bytepad` width of KMAC256), in bytes.
+const KMAC256_RATE: usize = 136;
 
 /// How strict decryption is.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -53,6 +65,10 @@ pub enum JweError {
     },
     #[error("JWE ephemeral public key is missing or not a valid point: {0}")]
     InvalidEphemeralKey(String),
+    #[error(
+        "JWE uses ML-KEM-768+A192KW but its protected header has no `ek` (the KEM ciphertext)"
+    )]
+    MissingKemCiphertext,
     #[error("JWE member {member} has {found} bytes, expected {expected}")]
     BadLength {
         member: &'static str,
@@ -77,6 +93,9 @@ struct ProtectedHeader {
     apv: Option<String>,
     #[serde(default)]
     crit: Option<Vec<String>>,
+    /// ML-KEM ciphertext (base64url), `ML-KEM-768+A192KW` only
+    #[serde(default)]
+    ek: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -124,6 +143,67 @@ pub fn concat_kdf_sha256(
     other_info.extend_from_slice(&bits.to_be_bytes());
     concat_kdf::derive_key_into::<sha2::Sha256>(shared_secret, &other_info, out)
         .map_err(|_| JweError::KeyUnwrap)
+}
+
+/// NIST SP 800-185 `left_encode` / `right_encode` of `value`: the big-endian bytes without
+/// leading zeros (at least one), preceded (left) or followed (right) by their count.
+fn sp800_185_encode(value: u64, left: bool) -> Vec<u8> {
+    let bytes = value.to_be_bytes();
+    let skip = bytes.iter().take_while(|b| **b == 0).count().min(7);
+    let digits = &bytes[skip..];
+    let count = digits.len() as u8;
+    let mut out = Vec::with_capacity(digits.len() + 1);
+    if left {
+        out.push(count);
+    }
+    out.extend_from_slice(digits);
+    if !left {
+        out.push(count);
+    }
+    out
+}
+
+/// KMAC256 (NIST SP 800-185 §4.3) with an output of `out.len()` bytes:
+/// `cSHAKE256(bytepad(encode_string(key), 136) || data || right_encode(L), L, "KMAC", customization)`.
+pub fn kmac256(key: &[u8], data: &[u8], customization: &[u8], out: &mut [u8]) {
+    let mut prefix = Zeroizing::new(sp800_185_encode(KMAC256_RATE as u64, true));
+    prefix.extend_from_slice(&sp800_185_encode(
+        (key.len() as u64).saturating_mul(8),
+        true,
+    ));
+    prefix.extend_from_slice(key);
+    let padded = prefix.len().div_ceil(KMAC256_RATE) * KMAC256_RATE;
+    prefix.resize(padded, 0);
+    let mut cshake = CoreWrapper::from_core(sha3::CShake256Core::new_with_function_name(
+        b"KMAC",
+        customization,
+    ));
+    cshake.update(&prefix);
+    cshake.update(data);
+    cshake.update(&sp800_185_encode(
+        (out.len() as u64).saturating_mul(8),
+        false,
+    ));
+    cshake.finalize_xof().read(out);
+}
+
+/// The KDF of `ML-KEM-768+A192KW` as trustee and upstream compute it
+/// (draft-ietf-jose-pqc-kem): `KMAC256(K = shared secret, X = AlgorithmID || SuppPubInfo,
+/// L = 8·len(out), S = "")`, AlgorithmID = 32-bit big-endian length of `algorithm_id` then
+/// its bytes, SuppPubInfo = the output length in bits, 32-bit big-endian.
+pub fn kmac256_kdf(
+    shared_secret: &[u8],
+    algorithm_id: &str,
+    out: &mut [u8],
+) -> Result<(), JweError> {
+    let id_len = u32::try_from(algorithm_id.len()).map_err(|_| JweError::KeyUnwrap)?;
+    let bits = u32::try_from(out.len() * 8).map_err(|_| JweError::KeyUnwrap)?;
+    let mut fixed_info = Vec::with_capacity(8 + algorithm_id.len());
+    fixed_info.extend_from_slice(&id_len.to_be_bytes());
+    fixed_info.extend_from_slice(algorithm_id.as_bytes());
+    fixed_info.extend_from_slice(&bits.to_be_bytes());
+    kmac256(shared_secret, &fixed_info, b"", out);
+    Ok(())
 }
 
 /// SEC1 uncompressed encoding `04 || x || y`.
@@ -196,10 +276,10 @@ fn ecdh_es_cek(
             let shared = p521::ecdh::diffie_hellman(secret.to_nonzero_scalar(), public.as_affine());
             Zeroizing::new(shared.raw_secret_bytes().to_vec())
         }
-        KeyMaterial::Rsa(_) => {
+        other => {
             return Err(JweError::KeyMismatch {
                 alg: header.alg.clone(),
-                key: "RSA",
+                key: other.kind(),
             })
         }
     };
@@ -228,7 +308,7 @@ fn rsa_cek(
     let KeyMaterial::Rsa(private) = key else {
         return Err(JweError::KeyMismatch {
             alg: alg.to_string(),
-            key: "EC",
+            key: key.kind(),
         });
     };
     let cek = if alg == ALG_RSA_OAEP_256 {
@@ -239,6 +319,43 @@ fn rsa_cek(
     .map(Zeroizing::new)
     .map_err(|_| JweError::KeyUnwrap)?;
     exact_len("content key", &cek, CEK_LEN)?;
+    Ok(cek)
+}
+
+/// `ML-KEM-768+A192KW`: decapsulate `ek`, derive the AES-192 key with the KMAC256 KDF,
+/// unwrap the content key.
+fn ml_kem_cek(
+    key: &KeyMaterial,
+    header: &ProtectedHeader,
+    encrypted_key: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, JweError> {
+    let KeyMaterial::MlKem768(private) = key else {
+        return Err(JweError::KeyMismatch {
+            alg: header.alg.clone(),
+            key: key.kind(),
+        });
+    };
+    let ciphertext = b64(
+        "ek",
+        header.ek.as_deref().ok_or(JweError::MissingKemCiphertext)?,
+    )?;
+    exact_len("ek", &ciphertext, ML_KEM_768_CIPHERTEXT_LEN)?;
+    exact_len("encrypted_key", encrypted_key, CEK_LEN + 8)?;
+    let mut shared = private
+        .decapsulate_slice(&ciphertext)
+        .map_err(|_| JweError::BadLength {
+            member: "ek",
+            expected: ML_KEM_768_CIPHERTEXT_LEN,
+            found: ciphertext.len(),
+        })?;
+    let mut kek = Zeroizing::new([0u8; A192KW_KEY_LEN]);
+    let derived = kmac256_kdf(shared.as_slice(), ALG_ML_KEM_768_A192KW, kek.as_mut());
+    shared.as_mut_slice().zeroize();
+    derived?;
+    let mut cek = Zeroizing::new(vec![0u8; CEK_LEN]);
+    aes_kw::KekAes192::from(*kek)
+        .unwrap(encrypted_key, &mut cek)
+        .map_err(|_| JweError::KeyUnwrap)?;
     Ok(cek)
 }
 
@@ -268,6 +385,7 @@ impl TeeKeyPair {
         let cek = match header.alg.as_str() {
             ALG_ECDH_ES_A256KW => ecdh_es_cek(&self.material, &header, &encrypted_key)?,
             ALG_RSA_OAEP_256 => rsa_cek(&self.material, ALG_RSA_OAEP_256, &encrypted_key)?,
+            ALG_ML_KEM_768_A192KW => ml_kem_cek(&self.material, &header, &encrypted_key)?,
             ALG_RSA1_5 if options.allow_rsa1_5 => {
                 rsa_cek(&self.material, ALG_RSA1_5, &encrypted_key)?
             }
@@ -333,6 +451,35 @@ mod tests {
         )
         .unwrap();
         assert_eq!(URL_SAFE_NO_PAD.encode(derived), "VqqN6vgjbSBcIijNcacQGg");
+    }
+
+    /// NIST SP 800-185 KMAC samples #4 and #5 (KMAC256), as OpenSSL computes them too.
+    #[test]
+    fn kmac256_matches_the_nist_samples() {
+        let key: Vec<u8> = (0x40..=0x5f).collect();
+        let mut out = [0u8; 64];
+        kmac256(&key, &[0, 1, 2, 3], b"My Tagged Application", &mut out);
+        assert_eq!(
+            hex(&out),
+            "20c570c31346f703c9ac36c61c03cb64c3970d0cfc787e9b79599d273a68d2f7f69d4cc3de9d104a351689f27cf6f5951f0103f33f4f24871024d9c27773a8dd"
+        );
+        let data: Vec<u8> = (0x00..=0xc7).collect();
+        kmac256(&key, &data, b"", &mut out);
+        assert_eq!(
+            hex(&out),
+            "75358cf39e41494e949707927cee0af20a3ff553904c86b08f21cc414bcfd691589d27cf5e15369cbbff8b9a4c2eb17800855d0235ff635da82533ec6b759b69"
+        );
+        // the 24-byte KDF output of ML-KEM-768+A192KW for an all-zero secret (OpenSSL:
+        // `openssl mac -macopt hexkey:00…00 -macopt size:24 KMAC256` over the fixed info)
+        let mut kek = [0u8; 24];
+        kmac256_kdf(&[0u8; 32], ALG_ML_KEM_768_A192KW, &mut kek).unwrap();
+        assert_eq!(hex(&kek), ZERO_SECRET_KEK);
+    }
+
+    const ZERO_SECRET_KEK: &str = "5a532aa1c71c5bfe8ef4f3c32d4e6146992d6bd53fd0ccca";
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
     }
 
     fn captured_jwe() -> JweResponse {

@@ -1,17 +1,26 @@
 //! The TEE key pair: generated inside the guest for each attestation, its public half sent
 //! as the `tee-pubkey` JWK, its private half unwrapping the KBS's JWE replies.
 //!
+//! Key types: EC P-256 (the default) and P-521 (`ECDH-ES+A256KW`), RSA-2048
+//! (`RSA-OAEP-256`), and ML-KEM-768 (`ML-KEM-768+A192KW`, trustee's experimental
+//! post-quantum key, sent as the `AKP` JWK of draft-ietf-jose-pqc-kem).
+//!
 //! Key material is zeroized on drop (the RustCrypto secret key types wipe themselves) and
-//! never appears in `Debug` output; PEM exports are returned in `Zeroizing` buffers.
+//! never appears in `Debug` output; PEM exports are returned in `Zeroizing` buffers. An
+//! ML-KEM-768 key exports as PKCS#8 `PRIVATE KEY` with `id-alg-ml-kem-768` and the 64-byte
+//! seed form of RFC 9935 (what OpenSSL 3.5+ and Python's `cryptography` write); upstream
+//! cannot export it at all, so its AA cannot hand such a key to the data hub.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use ml_kem::KeyExport;
 use p256::elliptic_curve::sec1::ToEncodedPoint;
+use p256::pkcs8::der::pem as pem_codec;
 use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
-use rand_core::OsRng;
+use rand_core::{OsRng, RngCore};
 use rsa::pkcs1::{DecodeRsaPrivateKey, EncodeRsaPrivateKey};
 use rsa::traits::PublicKeyParts;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::wire::TeePubKey;
 
@@ -21,6 +30,26 @@ pub const ALG_ECDH_ES_A256KW: &str = "ECDH-ES+A256KW";
 pub const ALG_RSA_OAEP_256: &str = "RSA-OAEP-256";
 /// Deprecated RSA PKCS#1 v1.5 key transport (accepted only when allowed in config).
 pub const ALG_RSA1_5: &str = "RSA1_5";
+/// JWE key-management algorithm announced for ML-KEM-768 keys (trustee's and upstream's
+/// experimental post-quantum `alg`; draft-ietf-jose-pqc-kem).
+pub const ALG_ML_KEM_768_A192KW: &str = "ML-KEM-768+A192KW";
+/// JWK key type of the ML-KEM key (draft-ietf-jose-pqc-kem "Algorithm Key Pair").
+pub const KTY_AKP: &str = "AKP";
+/// Bytes of an ML-KEM-768 encapsulation (public) key (FIPS 203).
+pub const ML_KEM_768_PUBLIC_KEY_LEN: usize = 1184;
+/// Bytes of an ML-KEM-768 ciphertext (FIPS 203), the JWE `ek` header.
+pub const ML_KEM_768_CIPHERTEXT_LEN: usize = 1088;
+/// Bytes of an ML-KEM seed (`d || z`), the private key.
+const ML_KEM_SEED_LEN: usize = 64;
+/// PKCS#8 v1 `OneAsymmetricKey` of ML-KEM-768 in seed form up to the seed:
+/// SEQUENCE { INTEGER 0, SEQUENCE { OID 2.16.840.1.101.3.4.4.2 }, OCTET STRING { [0] 64 bytes } }.
+const ML_KEM_768_PKCS8_SEED_PREFIX: [u8; 22] = [
+    0x30, 0x54, 0x02, 0x01, 0x00, 0x30, 0x0b, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04,
+    0x04, 0x02, 0x04, 0x42, 0x80, 0x40,
+];
+/// `id-alg-ml-kem-768`
+const ID_ALG_ML_KEM_768: p256::pkcs8::ObjectIdentifier =
+    p256::pkcs8::ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.4.2");
 
 const RSA_BITS: usize = 2048;
 
@@ -31,15 +60,18 @@ pub enum TeeKeyAlgorithm {
     EcP256,
     EcP521,
     Rsa2048,
+    /// ML-KEM-768 (FIPS 203), replies wrapped with `ML-KEM-768+A192KW`.
+    MlKem768,
 }
 
 impl TeeKeyAlgorithm {
-    /// Configuration name: `ec-p256`, `ec-p521` or `rsa-2048`.
+    /// Configuration name: `ec-p256`, `ec-p521`, `rsa-2048` or `ml-kem-768`.
     pub fn name(self) -> &'static str {
         match self {
             TeeKeyAlgorithm::EcP256 => "ec-p256",
             TeeKeyAlgorithm::EcP521 => "ec-p521",
             TeeKeyAlgorithm::Rsa2048 => "rsa-2048",
+            TeeKeyAlgorithm::MlKem768 => "ml-kem-768",
         }
     }
 }
@@ -47,12 +79,14 @@ impl TeeKeyAlgorithm {
 impl std::str::FromStr for TeeKeyAlgorithm {
     type Err = KeyError;
 
-    /// Accepts the configuration names and the JOSE curve names, ignoring case.
+    /// Accepts the configuration names, the JOSE curve names and the JWE `alg` of the
+    /// ML-KEM key, ignoring case.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.to_ascii_lowercase().as_str() {
             "ec-p256" | "p-256" | "p256" | "ec" => Ok(TeeKeyAlgorithm::EcP256),
             "ec-p521" | "p-521" | "p521" => Ok(TeeKeyAlgorithm::EcP521),
             "rsa-2048" | "rsa2048" | "rsa" => Ok(TeeKeyAlgorithm::Rsa2048),
+            "ml-kem-768" | "ml-kem-768+a192kw" | "mlkem768" => Ok(TeeKeyAlgorithm::MlKem768),
             _ => Err(KeyError::UnknownAlgorithm(s.to_string())),
         }
     }
@@ -67,7 +101,7 @@ impl std::fmt::Display for TeeKeyAlgorithm {
 /// Key generation, import and export failures.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum KeyError {
-    #[error("unknown TEE key algorithm {0:?} (use ec-p256, ec-p521 or rsa-2048)")]
+    #[error("unknown TEE key algorithm {0:?} (use ec-p256, ec-p521, rsa-2048 or ml-kem-768)")]
     UnknownAlgorithm(String),
     #[error("generating the {algorithm} TEE key failed: {reason}")]
     Generate {
@@ -76,7 +110,7 @@ pub enum KeyError {
     },
     #[error("exporting the TEE key as PEM failed: {0}")]
     Export(String),
-    #[error("the TEE key PEM is not a P-256/P-521 PKCS#8 or SEC1 key nor an RSA PKCS#1/PKCS#8 key of at least 2048 bits")]
+    #[error("the TEE key PEM is not a P-256/P-521 PKCS#8 or SEC1 key, an RSA PKCS#1/PKCS#8 key of at least 2048 bits, nor an ML-KEM-768 PKCS#8 key in seed form")]
     UnrecognizedPem,
 }
 
@@ -84,6 +118,68 @@ pub(crate) enum KeyMaterial {
     P256(p256::SecretKey),
     P521(p521::SecretKey),
     Rsa(Box<rsa::RsaPrivateKey>),
+    /// wipes itself on drop (ml-kem's `zeroize` feature)
+    MlKem768(Box<ml_kem::DecapsulationKey768>),
+}
+
+impl KeyMaterial {
+    /// The key family, for error messages.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            KeyMaterial::P256(_) | KeyMaterial::P521(_) => "EC",
+            KeyMaterial::Rsa(_) => "RSA",
+            KeyMaterial::MlKem768(_) => "ML-KEM-768",
+        }
+    }
+}
+
+/// The ML-KEM-768 key of a 64-byte seed `d || z` (FIPS 203 key generation).
+fn ml_kem_768_from_seed(seed: &[u8; ML_KEM_SEED_LEN]) -> ml_kem::DecapsulationKey768 {
+    let mut seed = ml_kem::Seed::from(*seed);
+    let key = ml_kem::DecapsulationKey768::from_seed(seed);
+    seed.as_mut_slice().zeroize();
+    key
+}
+
+/// PKCS#8 DER of an ML-KEM-768 key in seed form.
+fn ml_kem_768_to_pkcs8(key: &ml_kem::DecapsulationKey768) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+    let mut seed = key
+        .to_seed()
+        .ok_or_else(|| KeyError::Export("the ML-KEM-768 key has no seed".to_string()))?;
+    let mut der = Zeroizing::new(Vec::with_capacity(
+        ML_KEM_768_PKCS8_SEED_PREFIX.len() + ML_KEM_SEED_LEN,
+    ));
+    der.extend_from_slice(&ML_KEM_768_PKCS8_SEED_PREFIX);
+    der.extend_from_slice(seed.as_slice());
+    seed.as_mut_slice().zeroize();
+    Ok(der)
+}
+
+/// An ML-KEM-768 key from a PKCS#8 PEM in seed form (`[0]` 64-byte seed); `None` for any
+/// other key.
+fn ml_kem_768_from_pkcs8_pem(pem: &str) -> Option<ml_kem::DecapsulationKey768> {
+    let (label, der) = pem_codec::decode_vec(pem.as_bytes()).ok()?;
+    let der = Zeroizing::new(der);
+    if label != "PRIVATE KEY" {
+        return None;
+    }
+    let info = p256::pkcs8::PrivateKeyInfo::try_from(der.as_slice()).ok()?;
+    if info.algorithm.oid != ID_ALG_ML_KEM_768 || info.algorithm.parameters.is_some() {
+        return None;
+    }
+    // ML-KEM-PrivateKey ::= CHOICE { seed [0] IMPLICIT OCTET STRING (SIZE (64)), ... }
+    let seed: &[u8; ML_KEM_SEED_LEN] = match info.private_key {
+        [0x80, 0x40, seed @ ..] => seed.try_into().ok()?,
+        _ => return None,
+    };
+    let key = ml_kem_768_from_seed(seed);
+    // A public key in a PKCS#8 v2 document must be the one the seed gives.
+    if let Some(public) = info.public_key {
+        if public != key.encapsulation_key().to_bytes().as_slice() {
+            return None;
+        }
+    }
+    Some(key)
 }
 
 /// A TEE key pair (private key material; zeroized on drop).
@@ -112,6 +208,16 @@ impl TeeKeyPair {
                     reason: e.to_string(),
                 })?,
             )),
+            TeeKeyAlgorithm::MlKem768 => {
+                let mut seed = Zeroizing::new([0u8; ML_KEM_SEED_LEN]);
+                OsRng
+                    .try_fill_bytes(seed.as_mut())
+                    .map_err(|e| KeyError::Generate {
+                        algorithm,
+                        reason: e.to_string(),
+                    })?;
+                KeyMaterial::MlKem768(Box::new(ml_kem_768_from_seed(&seed)))
+            }
         };
         Ok(Self { material })
     }
@@ -121,6 +227,7 @@ impl TeeKeyPair {
             KeyMaterial::P256(_) => TeeKeyAlgorithm::EcP256,
             KeyMaterial::P521(_) => TeeKeyAlgorithm::EcP521,
             KeyMaterial::Rsa(_) => TeeKeyAlgorithm::Rsa2048,
+            KeyMaterial::MlKem768(_) => TeeKeyAlgorithm::MlKem768,
         }
     }
 
@@ -149,22 +256,33 @@ impl TeeKeyPair {
                 n: URL_SAFE_NO_PAD.encode(key.n().to_bytes_be()),
                 e: URL_SAFE_NO_PAD.encode(key.e().to_bytes_be()),
             },
+            KeyMaterial::MlKem768(key) => TeePubKey::Akp {
+                alg: ALG_ML_KEM_768_A192KW.to_string(),
+                public: URL_SAFE_NO_PAD.encode(key.encapsulation_key().to_bytes()),
+            },
         }
     }
 
     /// The private key as PEM, as AA's `GetToken("kbs")` returns it: EC keys as PKCS#8
-    /// (`PRIVATE KEY`), RSA keys as PKCS#1 (`RSA PRIVATE KEY`).
+    /// (`PRIVATE KEY`), RSA keys as PKCS#1 (`RSA PRIVATE KEY`), ML-KEM-768 keys as PKCS#8
+    /// in seed form.
     pub fn to_pem(&self) -> Result<Zeroizing<String>, KeyError> {
         let export = |e: &dyn std::fmt::Display| KeyError::Export(e.to_string());
         match &self.material {
             KeyMaterial::P256(key) => key.to_pkcs8_pem(LineEnding::LF).map_err(|e| export(&e)),
             KeyMaterial::P521(key) => key.to_pkcs8_pem(LineEnding::LF).map_err(|e| export(&e)),
             KeyMaterial::Rsa(key) => key.to_pkcs1_pem(LineEnding::LF).map_err(|e| export(&e)),
+            KeyMaterial::MlKem768(key) => {
+                let der = ml_kem_768_to_pkcs8(key)?;
+                pem_codec::encode_string("PRIVATE KEY", LineEnding::LF, &der)
+                    .map(Zeroizing::new)
+                    .map_err(|e| export(&e))
+            }
         }
     }
 
-    /// Imports a private key PEM (PKCS#8 EC/RSA, SEC1 EC, or PKCS#1 RSA), e.g. the
-    /// `tee_keypair` of AA's token reply.
+    /// Imports a private key PEM (PKCS#8 EC/RSA/ML-KEM-768, SEC1 EC, or PKCS#1 RSA), e.g.
+    /// the `tee_keypair` of AA's token reply.
     pub fn from_pem(pem: &str) -> Result<Self, KeyError> {
         let pem = pem.trim();
         let material = if pem.starts_with("-----BEGIN RSA PRIVATE KEY-----") {
@@ -185,6 +303,9 @@ impl TeeKeyPair {
                     rsa::RsaPrivateKey::from_pkcs8_pem(pem)
                         .ok()
                         .map(|key| KeyMaterial::Rsa(Box::new(key)))
+                })
+                .or_else(|| {
+                    ml_kem_768_from_pkcs8_pem(pem).map(|key| KeyMaterial::MlKem768(Box::new(key)))
                 })
         } else {
             None
@@ -289,6 +410,75 @@ mod tests {
         zeroizes_on_drop::<p256::SecretKey>();
         zeroizes_on_drop::<p521::SecretKey>();
         zeroizes_on_drop::<rsa::RsaPrivateKey>();
+        zeroizes_on_drop::<ml_kem::DecapsulationKey768>();
+    }
+
+    #[test]
+    fn ml_kem_key_announces_an_akp_jwk_and_round_trips_through_pkcs8_seed_pem() {
+        let key = TeeKeyPair::generate(TeeKeyAlgorithm::MlKem768).unwrap();
+        assert_eq!(key.algorithm(), TeeKeyAlgorithm::MlKem768);
+        let TeePubKey::Akp { alg, public } = key.public_jwk() else {
+            panic!("AKP key expected, got {:?}", key.public_jwk());
+        };
+        assert_eq!(alg, ALG_ML_KEM_768_A192KW);
+        assert_eq!(
+            URL_SAFE_NO_PAD.decode(&public).unwrap().len(),
+            ML_KEM_768_PUBLIC_KEY_LEN
+        );
+        // the JWK as trustee's kbs-types reads it
+        let jwk = serde_json::to_value(key.public_jwk()).unwrap();
+        assert_eq!(
+            jwk,
+            serde_json::json!({"kty": "AKP", "alg": "ML-KEM-768+A192KW", "pub": public})
+        );
+
+        let pem = key.to_pem().unwrap();
+        assert!(
+            pem.starts_with("-----BEGIN PRIVATE KEY-----\n"),
+            "{}",
+            pem.as_str()
+        );
+        let (_, der) = pem_codec::decode_vec(pem.as_bytes()).unwrap();
+        assert_eq!(der.len(), 86);
+        assert_eq!(&der[..22], &ML_KEM_768_PKCS8_SEED_PREFIX);
+        let back = TeeKeyPair::from_pem(&pem).unwrap();
+        assert_eq!(back.algorithm(), TeeKeyAlgorithm::MlKem768);
+        assert_eq!(back.public_jwk(), key.public_jwk());
+        assert!(!format!("{key:?}").contains("BEGIN"));
+        // two keys differ
+        let other = TeeKeyPair::generate(TeeKeyAlgorithm::MlKem768).unwrap();
+        assert_ne!(other.public_jwk(), key.public_jwk());
+    }
+
+    #[test]
+    fn malformed_ml_kem_pems_are_refused() {
+        let key = TeeKeyPair::generate(TeeKeyAlgorithm::MlKem768).unwrap();
+        let (_, der) = pem_codec::decode_vec(key.to_pem().unwrap().as_bytes()).unwrap();
+        let pem =
+            |der: &[u8]| pem_codec::encode_string("PRIVATE KEY", LineEnding::LF, der).unwrap();
+        let mut ml_kem_512 = der.clone();
+        ml_kem_512[17] = 0x01; // id-alg-ml-kem-512
+        let mut expanded_tag = der.clone();
+        expanded_tag[20] = 0x04; // an OCTET STRING, not the [0] seed
+        let truncated_seed = {
+            let mut d = der[..85].to_vec();
+            d[1] = 0x53;
+            d[19] = 0x41;
+            d[21] = 0x3f;
+            d
+        };
+        for bad in [
+            pem(&ml_kem_512),
+            pem(&expanded_tag),
+            pem(&truncated_seed),
+            pem(&der[..60]),
+            pem_codec::encode_string("ENCRYPTED PRIVATE KEY", LineEnding::LF, &der).unwrap(),
+        ] {
+            assert!(
+                matches!(TeeKeyPair::from_pem(&bad), Err(KeyError::UnrecognizedPem)),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
@@ -305,9 +495,18 @@ mod tests {
             "rsa-2048".parse::<TeeKeyAlgorithm>().unwrap(),
             TeeKeyAlgorithm::Rsa2048
         );
-        assert!(matches!(
-            "ml-kem".parse::<TeeKeyAlgorithm>(),
-            Err(KeyError::UnknownAlgorithm(_))
-        ));
+        for name in ["ml-kem-768", "ML-KEM-768+A192KW", "mlkem768"] {
+            assert_eq!(
+                name.parse::<TeeKeyAlgorithm>().unwrap(),
+                TeeKeyAlgorithm::MlKem768
+            );
+        }
+        assert_eq!(TeeKeyAlgorithm::MlKem768.to_string(), "ml-kem-768");
+        for bad in ["ml-kem", "ml-kem-512", "ML-KEM-1024+A256KW", ""] {
+            assert!(matches!(
+                bad.parse::<TeeKeyAlgorithm>(),
+                Err(KeyError::UnknownAlgorithm(_))
+            ));
+        }
     }
 }

@@ -7,10 +7,12 @@
 //! - [`evidence`]: the [`EvidenceProvider`] trait and [`AttesterEvidenceProvider`], evidence
 //!   from the `attester` crate's detected attesters (AA in-process, `kbs-client`);
 //! - [`client`]: [`KbsClient`], with a shared token cache and single-flight attestation;
-//! - [`resource_uri`]: `kbs://` resource URIs.
+//! - [`resource_uri`]: `kbs://` resource URIs;
+//! - [`admin`]: [`KbsAdminClient`], trustee's admin API for storing resources.
 
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod client;
 pub mod error;
 pub mod evidence;
@@ -23,6 +25,7 @@ pub mod resource_uri;
 pub mod token;
 pub mod wire;
 
+pub use admin::KbsAdminClient;
 pub use client::{KbsClient, KbsClientConfig};
 pub use error::{Error, Result};
 pub use evidence::{AttesterEvidenceProvider, EvidenceProvider};

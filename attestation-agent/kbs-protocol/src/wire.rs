@@ -100,6 +100,15 @@ pub enum TeePubKey {
     },
     #[serde(rename = "RSA")]
     Rsa { alg: String, n: String, e: String },
+    /// An "Algorithm Key Pair" key (draft-ietf-jose-pqc-kem): trustee's experimental
+    /// post-quantum `tee-pubkey`, `{"kty":"AKP","alg":"ML-KEM-768+A192KW","pub":"<b64url>"}`
+    /// with the 1184-byte ML-KEM-768 encapsulation key.
+    #[serde(rename = "AKP")]
+    Akp {
+        alg: String,
+        #[serde(rename = "pub")]
+        public: String,
+    },
 }
 
 /// `init-data` of the attestation: trustee accepts only `format = "toml"`.

@@ -20,6 +20,7 @@ async fn full_handshake_and_fetch_for_each_key_algorithm() {
         TeeKeyAlgorithm::EcP256,
         TeeKeyAlgorithm::EcP521,
         TeeKeyAlgorithm::Rsa2048,
+        TeeKeyAlgorithm::MlKem768,
     ] {
         let client = sample_client(config(&kbs, algorithm));
         let secret = client
@@ -33,9 +34,9 @@ async fn full_handshake_and_fetch_for_each_key_algorithm() {
     let counters = kbs.counters();
     assert_eq!(
         (counters.auth, counters.attest, counters.attest_ok),
-        (3, 3, 3)
+        (4, 4, 4)
     );
-    assert_eq!((counters.resource_get, counters.resource_ok), (3, 3));
+    assert_eq!((counters.resource_get, counters.resource_ok), (4, 4));
 }
 
 #[tokio::test]

@@ -23,6 +23,7 @@ fn every_key_type_decrypts_and_tampering_is_detected() {
         TeeKeyPair::generate(TeeKeyAlgorithm::EcP256).unwrap(),
         TeeKeyPair::generate(TeeKeyAlgorithm::EcP521).unwrap(),
         rsa,
+        TeeKeyPair::generate(TeeKeyAlgorithm::MlKem768).unwrap(),
     ];
     for key in &keys {
         for plaintext in [&b""[..], b"x", &[0x5a; 4096][..]] {

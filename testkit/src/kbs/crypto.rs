@@ -1,10 +1,13 @@
 //! The KBS side of the cryptography, written independently of the client: the report data
-//! check, the JWE wrapping of replies, and the ES256 tokens the KBS issues and verifies.
+//! check, the JWE wrapping of replies (ML-KEM-768+A192KW included, with its own KMAC256),
+//! the ES256 tokens the KBS issues and verifies, and the EdDSA admin tokens it accepts.
 
 use aes_gcm::aead::{Aead, Payload};
 use aes_gcm::{Aes256Gcm, KeyInit};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
+use ed25519_dalek::pkcs8::DecodePublicKey;
+use ml_kem::Encapsulate;
 use p256::ecdsa::signature::{Signer, Verifier};
 use p256::elliptic_curve::sec1::ToEncodedPoint;
 use rand_core::{OsRng, RngCore};
@@ -69,7 +72,16 @@ pub(crate) enum TeeKey {
         key: Box<rsa::RsaPublicKey>,
         pkcs1v15: bool,
     },
+    /// trustee's experimental `{"kty":"AKP","alg":"ML-KEM-768+A192KW","pub"}`
+    MlKem768 {
+        jwk: Value,
+        key: Box<ml_kem::EncapsulationKey768>,
+    },
 }
+
+/// `alg` of the ML-KEM TEE key and of the replies wrapped for it.
+pub(crate) const ML_KEM_768_A192KW: &str = "ML-KEM-768+A192KW";
+const ML_KEM_768_PUBLIC_KEY_LEN: usize = 1184;
 
 fn member<'a>(jwk: &'a Value, name: &str) -> Result<&'a str, String> {
     jwk.get(name)
@@ -147,13 +159,40 @@ impl TeeKey {
                     pkcs1v15,
                 })
             }
+            "AKP" => {
+                let (alg, public) = (member(jwk, "alg")?, member(jwk, "pub")?);
+                if alg != ML_KEM_768_A192KW {
+                    return Err(format!(
+                        "AKP tee-pubkey alg {alg:?} is not {ML_KEM_768_A192KW}"
+                    ));
+                }
+                let bytes = decode_b64url(public, "pub")?;
+                if bytes.len() != ML_KEM_768_PUBLIC_KEY_LEN {
+                    return Err(format!(
+                        "ML-KEM-768 encapsulation key has {} bytes, expected {ML_KEM_768_PUBLIC_KEY_LEN}",
+                        bytes.len()
+                    ));
+                }
+                let array = ml_kem::Key::<ml_kem::EncapsulationKey768>::try_from(bytes.as_slice())
+                    .map_err(|_| "ML-KEM-768 encapsulation key has the wrong size".to_string())?;
+                let key = ml_kem::EncapsulationKey768::new(&array).map_err(|_| {
+                    "tee-pubkey is not a valid ML-KEM-768 encapsulation key".to_string()
+                })?;
+                Ok(Self::MlKem768 {
+                    jwk: json!({"kty": "AKP", "alg": alg, "pub": public}),
+                    key: Box::new(key),
+                })
+            }
             other => Err(format!("tee-pubkey kty {other:?} is not supported")),
         }
     }
 
     pub(crate) fn jwk(&self) -> &Value {
         match self {
-            Self::P256 { jwk, .. } | Self::P521 { jwk, .. } | Self::Rsa { jwk, .. } => jwk,
+            Self::P256 { jwk, .. }
+            | Self::P521 { jwk, .. }
+            | Self::Rsa { jwk, .. }
+            | Self::MlKem768 { jwk, .. } => jwk,
         }
     }
 }
@@ -203,6 +242,55 @@ fn concat_kdf_a256kw(shared: &[u8]) -> [u8; 32] {
     hasher.finalize().into()
 }
 
+/// `left_encode(n)` of NIST SP 800-185 §2.3.1.
+fn left_encode(n: u64) -> Vec<u8> {
+    let be = n.to_be_bytes();
+    let first = be.iter().position(|b| *b != 0).unwrap_or(7);
+    let mut out = vec![(8 - first) as u8];
+    out.extend_from_slice(&be[first..]);
+    out
+}
+
+/// `right_encode(n)` of NIST SP 800-185 §2.3.1.
+fn right_encode(n: u64) -> Vec<u8> {
+    let mut out = left_encode(n);
+    let count = out.remove(0);
+    out.push(count);
+    out
+}
+
+/// KMAC256(K, X, L, S) of NIST SP 800-185 §4.3, spelled out step by step:
+/// newX = bytepad(encode_string(K), 136) || X || right_encode(L), then
+/// cSHAKE256(newX, L, N = "KMAC", S).
+pub(crate) fn kmac256(key: &[u8], x: &[u8], s: &[u8], out_len: usize) -> Vec<u8> {
+    use sha3::digest::{ExtendableOutput, Update, XofReader};
+    let encode_string = [left_encode(8 * key.len() as u64), key.to_vec()].concat();
+    let mut bytepad = [left_encode(136), encode_string].concat();
+    while bytepad.len() % 136 != 0 {
+        bytepad.push(0);
+    }
+    let new_x = [bytepad, x.to_vec(), right_encode(8 * out_len as u64)].concat();
+    let mut cshake = sha3::digest::core_api::CoreWrapper::from_core(
+        sha3::CShake256Core::new_with_function_name(b"KMAC", s),
+    );
+    cshake.update(&new_x);
+    let mut out = vec![0u8; out_len];
+    cshake.finalize_xof().read(&mut out);
+    out
+}
+
+/// The AES-192 wrapping key of `ML-KEM-768+A192KW` (trustee's `kmac256_kdf`):
+/// KMAC256(shared secret, len(alg) ‖ alg ‖ 192 as 32-bit big-endian numbers, 192 bits).
+fn ml_kem_kek(shared_secret: &[u8]) -> [u8; 24] {
+    let alg = ML_KEM_768_A192KW.as_bytes();
+    let mut fixed_info = (alg.len() as u32).to_be_bytes().to_vec();
+    fixed_info.extend_from_slice(alg);
+    fixed_info.extend_from_slice(&192u32.to_be_bytes());
+    let mut kek = [0u8; 24];
+    kek.copy_from_slice(&kmac256(shared_secret, &fixed_info, b"", 24));
+    kek
+}
+
 fn aes_kw_wrap(kek: &[u8; 32], cek: &[u8; 32]) -> Result<Vec<u8>, String> {
     let mut wrapped = vec![0u8; 40];
     aes_kw::KekAes256::from(*kek)
@@ -250,6 +338,18 @@ pub(crate) fn jwe_for_key(
             (
                 json!({"alg": "ECDH-ES+A256KW", "enc": "A256GCM", "epk": ec_epk("P-521", epk.as_bytes())}),
                 aes_kw_wrap(&kek, &cek)?,
+            )
+        }
+        TeeKey::MlKem768 { key, .. } => {
+            let (ciphertext, shared) = key.encapsulate();
+            let kek = ml_kem_kek(shared.as_slice());
+            let mut wrapped = vec![0u8; 40];
+            aes_kw::KekAes192::from(kek)
+                .wrap(&cek, &mut wrapped)
+                .map_err(|e| format!("AES-192 key wrap: {e}"))?;
+            (
+                json!({"alg": ML_KEM_768_A192KW, "enc": "A256GCM", "ek": URL_SAFE_NO_PAD.encode(ciphertext.as_slice())}),
+                wrapped,
             )
         }
         TeeKey::Rsa { key, pkcs1v15, .. } => {
@@ -399,6 +499,74 @@ impl TokenSigner {
     }
 }
 
+/// The admin key of the KBS: trustee's `auth_public_key` / simple-persona
+/// `public_key_path`, an Ed25519 `PUBLIC KEY` PEM. Tokens are JWS compact with
+/// `{"alg":"EdDSA"}` as jwt-simple (trustee's verifier) demands; signature, `exp` (required
+/// here: stricter than trustee, which accepts a token without one), `nbf` and `iat` are
+/// checked without trustee's 15-minute clock tolerance.
+pub(crate) struct AdminVerifier {
+    key: ed25519_dalek::VerifyingKey,
+}
+
+impl AdminVerifier {
+    pub(crate) fn from_pem(pem: &str) -> Result<Self, String> {
+        ed25519_dalek::VerifyingKey::from_public_key_pem(pem)
+            .map(|key| Self { key })
+            .map_err(|e| format!("the admin public key is not an Ed25519 PUBLIC KEY PEM: {e}"))
+    }
+
+    /// Verifies an admin token; returns its claims.
+    pub(crate) fn verify(&self, token: &str, now_secs: u64) -> Result<Value, String> {
+        let parts: Vec<&str> = token.split('.').collect();
+        let [header, payload, signature] = parts.as_slice() else {
+            return Err("admin token is not a JWS compact serialization".into());
+        };
+        let header: Value = URL_SAFE_NO_PAD
+            .decode(header)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or("admin token header is not base64url JSON")?;
+        if header.get("alg").and_then(Value::as_str) != Some("EdDSA") {
+            return Err(format!(
+                "admin token alg is {} and not EdDSA",
+                header["alg"]
+            ));
+        }
+        let signature = URL_SAFE_NO_PAD
+            .decode(signature)
+            .ok()
+            .and_then(|b| ed25519_dalek::Signature::from_slice(&b).ok())
+            .ok_or("admin token signature is malformed")?;
+        self.key
+            .verify_strict(format!("{}.{payload}", parts[0]).as_bytes(), &signature)
+            .map_err(|_| "admin token signature does not verify with the admin key".to_string())?;
+        let claims: Value = URL_SAFE_NO_PAD
+            .decode(payload)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .filter(Value::is_object)
+            .ok_or("admin token payload is not a base64url JSON object")?;
+        let time = |name: &str| match claims.get(name) {
+            None => Ok(None),
+            Some(value) => value
+                .as_u64()
+                .map(Some)
+                .ok_or_else(|| format!("admin token claim {name} is not a number")),
+        };
+        let exp = time("exp")?.ok_or("admin token has no exp")?;
+        if exp <= now_secs {
+            return Err("admin token expired".into());
+        }
+        if time("nbf")?.is_some_and(|nbf| nbf > now_secs) {
+            return Err("admin token is not valid yet (nbf)".into());
+        }
+        if time("iat")?.is_some_and(|iat| iat > now_secs) {
+            return Err("admin token was issued in the future (iat)".into());
+        }
+        Ok(claims)
+    }
+}
+
 /// Where the KBS puts (and reads back) the TEE public key in its tokens: trustee's EAR path.
 pub(crate) fn tee_pubkey_from_claims(claims: &Value) -> Option<&Value> {
     claims
@@ -437,6 +605,115 @@ mod tests {
         expected.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]);
         let digest: [u8; 32] = Sha256::digest(&expected).into();
         assert_eq!(concat_kdf_a256kw(&z), digest);
+    }
+
+    #[test]
+    fn kmac256_matches_nist_sample_4_and_openssl() {
+        let key: Vec<u8> = (0x40..=0x5f).collect();
+        assert_eq!(
+            hex::encode(kmac256(&key, &[0, 1, 2, 3], b"My Tagged Application", 64)),
+            "20c570c31346f703c9ac36c61c03cb64c3970d0cfc787e9b79599d273a68d2f7f69d4cc3de9d104a351689f27cf6f5951f0103f33f4f24871024d9c27773a8dd"
+        );
+        // `openssl mac -macopt hexkey:4041…5f -macopt size:24 KMAC256` of 00010203
+        assert_eq!(
+            hex::encode(kmac256(&key, &[0, 1, 2, 3], b"", 24)),
+            "e2f127733e21716ac9a2464342d37078a5356034bafa4951"
+        );
+        assert_eq!(
+            hex::encode(ml_kem_kek(&[0u8; 32])),
+            "5a532aa1c71c5bfe8ef4f3c32d4e6146992d6bd53fd0ccca"
+        );
+        assert_eq!(left_encode(0), [1, 0]);
+        assert_eq!(left_encode(136), [1, 136]);
+        assert_eq!(right_encode(192), [192, 1]);
+        assert_eq!(left_encode(256), [2, 1, 0]);
+    }
+
+    #[test]
+    fn ml_kem_jwks_are_checked() {
+        let (_, ek) = <ml_kem::MlKem768 as ml_kem::Kem>::generate_keypair();
+        let public = URL_SAFE_NO_PAD.encode(ml_kem::KeyExport::to_bytes(&ek));
+        let ok = json!({"kty": "AKP", "alg": "ML-KEM-768+A192KW", "pub": public, "extra": 1});
+        let key = TeeKey::from_jwk(&ok).unwrap();
+        assert_eq!(
+            key.jwk(),
+            &json!({"kty": "AKP", "alg": "ML-KEM-768+A192KW", "pub": public})
+        );
+        let jwe = jwe_for_key(&key, b"x", false).unwrap();
+        let header: Value = serde_json::from_slice(
+            &URL_SAFE_NO_PAD
+                .decode(jwe["protected"].as_str().unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(header["alg"], "ML-KEM-768+A192KW");
+        assert_eq!(
+            URL_SAFE_NO_PAD
+                .decode(header["ek"].as_str().unwrap())
+                .unwrap()
+                .len(),
+            1088
+        );
+        for bad in [
+            json!({"kty": "AKP", "alg": "ML-KEM-1024+A256KW", "pub": public}),
+            json!({"kty": "AKP", "alg": "ML-KEM-768+A192KW", "pub": "AAAA"}),
+            json!({"kty": "AKP", "alg": "ML-KEM-768+A192KW"}),
+            json!({"kty": "AKP", "alg": "ML-KEM-768+A192KW", "pub": URL_SAFE_NO_PAD.encode([0xffu8; 1184])}),
+        ] {
+            assert!(TeeKey::from_jwk(&bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn admin_tokens_need_the_admin_key_eddsa_and_a_live_exp() {
+        use ed25519_dalek::Signer as _;
+        let signing = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
+        let pem = ed25519_dalek::pkcs8::EncodePublicKey::to_public_key_pem(
+            &signing.verifying_key(),
+            ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF,
+        )
+        .unwrap();
+        let verifier = AdminVerifier::from_pem(&pem).unwrap();
+        let sign = |key: &ed25519_dalek::SigningKey, header: Value, claims: Value| {
+            let input = format!(
+                "{}.{}",
+                URL_SAFE_NO_PAD.encode(header.to_string()),
+                URL_SAFE_NO_PAD.encode(claims.to_string())
+            );
+            let sig = key.sign(input.as_bytes());
+            format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig.to_bytes()))
+        };
+        let eddsa = json!({"alg": "EdDSA", "typ": "JWT"});
+        let good = sign(
+            &signing,
+            eddsa.clone(),
+            json!({"iat": 100, "nbf": 100, "exp": 200}),
+        );
+        assert_eq!(verifier.verify(&good, 150).unwrap()["exp"], 200);
+        assert!(verifier.verify(&good, 200).unwrap_err().contains("expired"));
+        assert!(verifier.verify(&good, 99).unwrap_err().contains("nbf"));
+        let other = ed25519_dalek::SigningKey::from_bytes(&[8u8; 32]);
+        let foreign = sign(&other, eddsa.clone(), json!({"exp": 200}));
+        assert!(verifier
+            .verify(&foreign, 150)
+            .unwrap_err()
+            .contains("does not verify"));
+        let wrong_alg = sign(&signing, json!({"alg": "ES256"}), json!({"exp": 200}));
+        assert!(verifier
+            .verify(&wrong_alg, 150)
+            .unwrap_err()
+            .contains("not EdDSA"));
+        let no_exp = sign(&signing, eddsa.clone(), json!({"iat": 100}));
+        assert!(verifier
+            .verify(&no_exp, 150)
+            .unwrap_err()
+            .contains("no exp"));
+        let text_exp = sign(&signing, eddsa, json!({"exp": "200"}));
+        assert!(verifier.verify(&text_exp, 150).is_err());
+        for bad in ["", "a.b", "a.b.c.d", &good[..good.len() - 2]] {
+            assert!(verifier.verify(bad, 150).is_err(), "{bad}");
+        }
+        assert!(AdminVerifier::from_pem("not a key").is_err());
     }
 
     #[test]

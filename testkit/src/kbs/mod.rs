@@ -12,7 +12,13 @@
 //!   `Authorization: Bearer`, signature and `exp` checked (no grace), a per-path policy
 //!   (denial answered 401 `PolicyDeny` like the checked trustee), a missing resource answered
 //!   401 `PluginInternalError` like trustee (or 404 by switch), the reply wrapped as a JWE for
-//!   the key in the token (ECDH-ES+A256KW on P-256/P-521, RSA-OAEP-256, RSA1_5);
+//!   the key in the token (ECDH-ES+A256KW on P-256/P-521, RSA-OAEP-256, RSA1_5, and
+//!   trustee's experimental ML-KEM-768+A192KW for an `AKP` key);
+//! - `POST /kbs/v0/resource/<repo>/<type>/<tag>`: trustee's admin API, the body stored as
+//!   the resource, authorized by `Authorization: Bearer <JWT>` signed EdDSA with the admin
+//!   key ([`KbsConfig::admin_public_key`]; signature, `alg`, `exp`/`nbf`/`iat` checked); a bad
+//!   or missing token is 401 `AdminAuthAccess`, a path outside trustee's resource pattern
+//!   401 `PluginInternalError`, success 200 with an empty body;
 //! - other plugins are 404 `PluginNotFound`; HTTPS with a generated CA on request.
 //!
 //! Fault switches (500s, delays, dropped connections, corrupted JWE), counters, token
@@ -73,6 +79,9 @@ pub struct KbsConfig {
     pub default_access: Access,
     /// Port on 127.0.0.1 (0: any free port).
     pub port: u16,
+    /// The admin key (Ed25519 `PUBLIC KEY` PEM, as trustee's `auth_public_key`); `None`
+    /// refuses every admin request, as trustee with no admin persona does.
+    pub admin_public_key: Option<String>,
 }
 
 impl Default for KbsConfig {
@@ -87,6 +96,7 @@ impl Default for KbsConfig {
             policy_deny_status: 401,
             default_access: Access::Allow,
             port: 0,
+            admin_public_key: None,
         }
     }
 }
@@ -127,6 +137,23 @@ pub struct Counters {
     pub resource_get: u64,
     /// Resource reads answered 200.
     pub resource_ok: u64,
+    /// Admin writes (`POST /kbs/v0/resource/...`).
+    pub resource_post: u64,
+    /// Admin writes that stored a resource.
+    pub resource_post_ok: u64,
+}
+
+/// One admin write the KBS accepted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdminWrite {
+    /// `repo/type/tag`
+    pub path: String,
+    /// the request's `Content-Type`, if any
+    pub content_type: Option<String>,
+    /// the JOSE header of the admin token
+    pub header: Value,
+    /// the claims of the admin token
+    pub claims: Value,
 }
 
 #[derive(Default)]
@@ -136,6 +163,8 @@ pub(crate) struct AtomicCounters {
     pub attest_ok: AtomicU64,
     pub resource_get: AtomicU64,
     pub resource_ok: AtomicU64,
+    pub resource_post: AtomicU64,
+    pub resource_post_ok: AtomicU64,
 }
 
 pub(crate) fn bump(counter: &AtomicU64) {
@@ -152,6 +181,9 @@ pub(crate) struct KbsState {
     pub signer: Mutex<Arc<crypto::TokenSigner>>,
     pub counters: AtomicCounters,
     pub last_init_data: Mutex<Option<Value>>,
+    pub last_tee_pubkey: Mutex<Option<Value>>,
+    pub admin: Option<crypto::AdminVerifier>,
+    pub admin_writes: Mutex<Vec<AdminWrite>>,
 }
 
 /// A running test KBS. Dropping it stops the server.
@@ -182,6 +214,13 @@ impl TestKbs {
         } else {
             None
         };
+        let admin = match &config.admin_public_key {
+            Some(pem) => Some(
+                crypto::AdminVerifier::from_pem(pem)
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?,
+            ),
+            None => None,
+        };
         let listener = TcpListener::bind(("127.0.0.1", config.port)).await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(KbsState {
@@ -193,6 +232,9 @@ impl TestKbs {
             signer: Mutex::new(Arc::new(crypto::TokenSigner::generate())),
             counters: AtomicCounters::default(),
             last_init_data: Mutex::new(None),
+            last_tee_pubkey: Mutex::new(None),
+            admin,
+            admin_writes: Mutex::new(Vec::new()),
         });
         let server = tokio::spawn(server::serve(listener, state.clone(), tls.clone()));
         Ok(Self {
@@ -226,6 +268,8 @@ impl TestKbs {
             attest_ok: c.attest_ok.load(Ordering::Relaxed),
             resource_get: c.resource_get.load(Ordering::Relaxed),
             resource_ok: c.resource_ok.load(Ordering::Relaxed),
+            resource_post: c.resource_post.load(Ordering::Relaxed),
+            resource_post_ok: c.resource_post_ok.load(Ordering::Relaxed),
         }
     }
 
@@ -236,6 +280,16 @@ impl TestKbs {
     /// Stores a resource under `repo/type/tag`.
     pub fn put_resource(&self, path: &str, bytes: impl Into<Vec<u8>>) {
         lock(&self.state.resources).insert(path.to_string(), bytes.into());
+    }
+
+    /// The resource stored under `repo/type/tag`, if any.
+    pub fn resource(&self, path: &str) -> Option<Vec<u8>> {
+        lock(&self.state.resources).get(path).cloned()
+    }
+
+    /// The admin writes accepted so far, oldest first.
+    pub fn admin_writes(&self) -> Vec<AdminWrite> {
+        lock(&self.state.admin_writes).clone()
     }
 
     pub fn remove_resource(&self, path: &str) {
@@ -256,6 +310,11 @@ impl TestKbs {
     /// Forgets every session (cookies become unknown), keeping tokens valid.
     pub fn drop_sessions(&self) {
         lock(&self.state.sessions).clear();
+    }
+
+    /// The `tee-pubkey` (as the KBS keeps it) of the last successful attestation.
+    pub fn last_tee_pubkey(&self) -> Option<Value> {
+        lock(&self.state.last_tee_pubkey).clone()
     }
 
     /// The `init-data` of the last successful attestation.

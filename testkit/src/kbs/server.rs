@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use base64::engine::general_purpose::STANDARD;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD as STANDARD_NO_PAD_URL};
 use base64::Engine;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
@@ -21,7 +21,7 @@ use super::crypto::{
     TeeKey,
 };
 use super::tls::TlsMaterial;
-use super::{bump, lock, Access, FaultTarget, KbsState, MissingResource};
+use super::{bump, lock, Access, AdminWrite, FaultTarget, KbsState, MissingResource};
 
 const SESSION_COOKIE: &str = "kbs-session-id";
 const ERROR_TYPE_PREFIX: &str = "https://github.com/confidential-containers/kbs/errors";
@@ -236,6 +236,7 @@ async fn handle(state: Arc<KbsState>, req: Request<Incoming>) -> Result<Reply, D
         ("auth", true) => Some((FaultTarget::Auth, &state.counters.auth)),
         ("attest", true) => Some((FaultTarget::Attest, &state.counters.attest)),
         ("resource", false) => Some((FaultTarget::Resource, &state.counters.resource_get)),
+        ("resource", true) => Some((FaultTarget::Resource, &state.counters.resource_post)),
         _ => None,
     };
     if let Some((target, counter)) = target {
@@ -248,11 +249,7 @@ async fn handle(state: Arc<KbsState>, req: Request<Incoming>) -> Result<Reply, D
         ("auth", true) => auth(&state, req).await,
         ("attest", true) => attest(&state, req).await,
         ("resource", false) => resource(&state, &req, plugin_path),
-        ("resource", true) => error(
-            401,
-            "AdminAuthAccess",
-            "admin access denied: the test KBS has no admin interface",
-        ),
+        ("resource", true) => set_resource(&state, req, plugin_path).await,
         _ => error(404, "PluginNotFound", format!("Plugin {plugin} not found")),
     };
     Ok(reply)
@@ -457,6 +454,7 @@ async fn attest(state: &KbsState, req: Request<Incoming>) -> Reply {
         };
     }
     *lock(&state.last_init_data) = init_data;
+    *lock(&state.last_tee_pubkey) = Some(key.jwk().clone());
     bump(&state.counters.attest_ok);
     let mut reply = json_reply(&json!({"token": token}));
     set_cookie(&mut reply, &id, expires);
@@ -469,6 +467,73 @@ fn bearer(req: &Request<Incoming>) -> Option<String> {
     scheme
         .eq_ignore_ascii_case("bearer")
         .then(|| token.trim().to_string())
+}
+
+/// One segment of trustee's `ResourceDesc` pattern: `[A-Za-z0-9_-]+[A-Za-z0-9_.-]*`.
+fn resource_segment_ok(segment: &str) -> bool {
+    let mut chars = segment.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+/// `POST /kbs/v0/resource/<repo>/<type>/<tag>`: trustee's admin write. The body is read
+/// first (actix does), then the admin token, then the path.
+async fn set_resource(state: &KbsState, req: Request<Incoming>, path: &str) -> Reply {
+    let admin_denied = |reason: &str| {
+        error(
+            401,
+            "AdminAuthAccess",
+            format!("admin access denied for endpoint resource: {reason}"),
+        )
+    };
+    let token = bearer(&req);
+    let content_type = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = match read_body(req).await {
+        Ok(body) => body,
+        Err(reply) => return reply,
+    };
+    let Some(token) = token else {
+        return admin_denied("Failed to parse HTTP Auth Bearer header");
+    };
+    let Some(verifier) = &state.admin else {
+        return admin_denied("Admin Token could not be verified for any admin persona");
+    };
+    let claims = match verifier.verify(&token, now_secs()) {
+        Ok(claims) => claims,
+        Err(detail) => {
+            debug!(%detail, "admin token refused");
+            return admin_denied("Admin Token could not be verified for any admin persona");
+        }
+    };
+    let segments: Vec<&str> = path.split('/').collect();
+    if segments.len() != 3 || !segments.iter().all(|s| resource_segment_ok(s)) {
+        return error(
+            401,
+            "PluginInternalError",
+            format!("Plugin internal error: illegal ResourceDesc format {path:?}"),
+        );
+    }
+    let header = token
+        .split('.')
+        .next()
+        .and_then(|h| STANDARD_NO_PAD_URL.decode(h).ok())
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(Value::Null);
+    lock(&state.resources).insert(path.to_string(), body.to_vec());
+    lock(&state.admin_writes).push(AdminWrite {
+        path: path.to_string(),
+        content_type,
+        header,
+        claims,
+    });
+    bump(&state.counters.resource_post_ok);
+    response(200, Some("text/xml"), Vec::new())
 }
 
 fn resource(state: &KbsState, req: &Request<Incoming>, path: &str) -> Reply {

@@ -28,6 +28,7 @@ pub fn tee_key_algorithm(algorithm: TeeKeyAlgorithm) -> kbs_protocol::TeeKeyAlgo
         TeeKeyAlgorithm::EcdhEsA256KwP256 => kbs_protocol::TeeKeyAlgorithm::EcP256,
         TeeKeyAlgorithm::EcdhEsA256KwP521 => kbs_protocol::TeeKeyAlgorithm::EcP521,
         TeeKeyAlgorithm::RsaOaep256 => kbs_protocol::TeeKeyAlgorithm::Rsa2048,
+        TeeKeyAlgorithm::MlKem768A192Kw => kbs_protocol::TeeKeyAlgorithm::MlKem768,
     }
 }
 
@@ -102,6 +103,7 @@ mod tests {
             ("ECDH-ES+A256KW-P256", kbs_protocol::TeeKeyAlgorithm::EcP256),
             ("ECDH-ES+A256KW-P521", kbs_protocol::TeeKeyAlgorithm::EcP521),
             ("RSA-OAEP-256", kbs_protocol::TeeKeyAlgorithm::Rsa2048),
+            ("ML-KEM-768+A192KW", kbs_protocol::TeeKeyAlgorithm::MlKem768),
         ] {
             let text = format!(
                 "[token_configs.kbs]\nurl = \"http://127.0.0.1:8080\"\ntee_key_algorithm = \"{name}\"\n"

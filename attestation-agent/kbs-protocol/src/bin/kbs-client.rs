@@ -29,7 +29,7 @@ struct Cli {
     /// Initdata TOML file sent as init-data
     #[arg(long, global = true)]
     initdata: Option<PathBuf>,
-    /// TEE key pair type: ec-p256, ec-p521 or rsa-2048
+    /// TEE key pair type: ec-p256, ec-p521, rsa-2048 or ml-kem-768
     #[arg(long, global = true, default_value = "ec-p256")]
     tee_key: TeeKeyAlgorithm,
     /// Use the sample attester (evidence that proves nothing) when no TEE is found, as
