@@ -184,7 +184,12 @@ async fn one_attestation_serves_every_request_until_the_kbs_refuses_the_token() 
     }
     let counters = kbs.counters();
     assert_eq!((counters.auth, counters.attest_ok), (1, 1), "{counters:?}");
-    assert_eq!(counters.resource_ok, 100);
+    // concurrent reads of one resource share the KBS request in flight
+    assert!(
+        (1..=10).contains(&counters.resource_ok),
+        "{} KBS requests for 100 concurrent reads",
+        counters.resource_ok
+    );
 
     // a second call: the token is reused, no new /auth
     assert_eq!(
