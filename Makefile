@@ -194,10 +194,13 @@ coco-extension: build
 	BIN_DIR=$(RELEASE_DIR) ARCH=$(ARCH) LIBC=$(LIBC) ./coco-extension/build.sh
 
 # The pod-VM test bed (vm/README.md): Debian's kernel under QEMU (TCG) with the debug
-# daemons, kata's launch, SecureMount on real dm-crypt. The guest is cached in
+# daemons, kata's launch, SecureMount on real dm-crypt, the coco extension from its
+# dm-verity disk, the tpm attester under OVMF with swtpm, PullImage from the host's registry
+# onto the guest's overlayfs. The guest is cached in
 # /var/tmp/coco-guest-vm.
 .PHONY: vm-test
 vm-test:
 	./scripts/install-test-deps.sh
 	$(CARGO) build --locked --workspace --bins
-	$(CARGO) test --locked --no-fail-fast -p testkit --test vm_pod -- --include-ignored --nocapture
+	$(CARGO) build --locked -p attester --features tpm-attester,bin --bin evidence-getter
+	$(CARGO) test --locked --no-fail-fast -p testkit --test vm_pod --test vm_extension --test vm_tpm --test vm_image -- --include-ignored --nocapture

@@ -35,6 +35,8 @@ declare -A need=(
   [dmsetup]=dmsetup
   [dumpe2fs]=e2fsprogs
   [flock]=util-linux
+  [swtpm_ioctl]=swtpm-tools
+  [tpm2_checkquote]=tpm2-tools
 )
 missing=()
 for cmd in "${!need[@]}"; do

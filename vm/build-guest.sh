@@ -34,13 +34,15 @@ DAEMONS=(attestation-agent confidential-data-hub api-server-rest)
 TOOLS=(cdh-tool)
 # What a kata guest kernel has built in, loaded here as modules (with their modules.dep
 # dependencies). Algorithms the kernel requests by name (xts, authenc, crc32c, AF_ALG for
-# cryptsetup) are no symbol dependencies, so they are listed too.
+# cryptsetup) are no symbol dependencies, so they are listed too. The TPM drivers (tpm_tis
+# for QEMU's tpm-tis, tpm_crb) are loaded by the scenarios that attach a TPM.
 MODULES=(
 	virtio_pci virtio_blk virtio_net virtio_console
 	dm_mod dm_crypt dm_integrity dm_verity
 	ext4 erofs overlay
 	xts ecb cbc authenc crc32c_generic crc32c_intel aesni_intel
 	af_alg algif_skcipher algif_hash
+	tpm_tis tpm_crb
 )
 # Host programs copied into the guest with their libraries (Debian's cryptsetup-bin,
 # e2fsprogs, dmsetup).

@@ -121,6 +121,9 @@ pub struct VmConfig {
     pub files: Vec<(String, Vec<u8>)>,
     /// virtio disks, in PCI order
     pub disks: Vec<Disk>,
+    /// virtio disks backed by copies of existing images (serial, image), read-only, after
+    /// `disks` in PCI order
+    pub images: Vec<(String, PathBuf)>,
     /// guest memory
     pub memory_mib: u32,
     /// virtual CPUs
@@ -139,6 +142,7 @@ impl Default for VmConfig {
             env: Vec::new(),
             files: Vec::new(),
             disks: Vec::new(),
+            images: Vec::new(),
             memory_mib: 2048,
             cpus: 2,
             uefi: false,
@@ -158,6 +162,13 @@ impl VmConfig {
     /// Adds a file under `/vmtest/input/`.
     pub fn file(mut self, path: &str, content: impl Into<Vec<u8>>) -> Self {
         self.files.push((path.to_string(), content.into()));
+        self
+    }
+
+    /// Adds a read-only virtio disk backed by a copy of the image at `path` (the copy is
+    /// the run's, [`VmRun::disk`] finds it by `serial`).
+    pub fn image(mut self, serial: &str, path: impl Into<PathBuf>) -> Self {
+        self.images.push((serial.to_string(), path.into()));
         self
     }
 
@@ -312,7 +323,10 @@ pub fn run(config: &VmConfig) -> io::Result<VmRun> {
     for (k, v) in &config.env {
         env.push_str(&format!("{k}={}\n", shell_quote(v)));
     }
-    env.push_str(&format!("VMTEST_DISKS={}\n", config.disks.len()));
+    env.push_str(&format!(
+        "VMTEST_DISKS={}\n",
+        config.disks.len() + config.images.len()
+    ));
     fs::write(input.join("vmtest/input/env"), env)?;
     for (path, content) in &config.files {
         let p = input.join("vmtest/input").join(path);
@@ -336,6 +350,11 @@ pub fn run(config: &VmConfig) -> io::Result<VmRun> {
         let path = dir.path().join(format!("{}.img", disk.serial));
         fs::File::create(&path)?.set_len(disk.mib << 20)?;
         disks.insert(disk.serial.clone(), path);
+    }
+    for (serial, image) in &config.images {
+        let path = dir.path().join(format!("{serial}.img"));
+        fs::copy(image, &path)?;
+        disks.insert(serial.clone(), path);
     }
     let console = dir.path().join("console.log");
     let results = dir.path().join("results.log");
@@ -368,6 +387,15 @@ pub fn run(config: &VmConfig) -> io::Result<VmRun> {
             ))
             .arg("-device")
             .arg(format!("virtio-blk-pci,drive=d{i},serial={}", disk.serial));
+    }
+    for (i, (serial, _)) in config.images.iter().enumerate() {
+        cmd.arg("-drive")
+            .arg(format!(
+                "file={},if=none,id=e{i},format=raw,readonly=on",
+                disks[serial].display()
+            ))
+            .arg("-device")
+            .arg(format!("virtio-blk-pci,drive=e{i},serial={serial}"));
     }
     if config.uefi {
         let vars = dir.path().join("OVMF_VARS.fd");
@@ -424,6 +452,10 @@ pub fn run(config: &VmConfig) -> io::Result<VmRun> {
     let mut files = BTreeMap::new();
     for line in results_text.lines() {
         let line = line.trim_end_matches('\r');
+        // OVMF writes its terminal set-up sequences to every serial port, before the first line
+        let Some(line) = line.find("VMTEST").map(|i| &line[i..]) else {
+            continue;
+        };
         if let Some(rest) = line.strip_prefix("VMTEST-FILE ") {
             let (name, b64) = rest.split_once(' ').unwrap_or((rest, ""));
             let bytes = base64::engine::general_purpose::STANDARD
