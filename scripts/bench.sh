@@ -37,7 +37,7 @@ run() {
     rest)
       cargo build --release --locked --bins -p attestation-agent -p confidential-data-hub -p api-server-rest >&2
       # 1,000 connections for the shim and for wrk
-      (ulimit -n 65536 && cargo bench --locked -p testkit --bench rest_load) ;;
+      (ulimit -n "$(ulimit -Hn)" && cargo bench --locked -p testkit --bench rest_load) ;;
     pull_concurrent)
       cargo build --release --locked --bins -p confidential-data-hub >&2
       cargo bench --locked -p confidential-data-hub --bench pull_concurrent ;;

@@ -13,20 +13,11 @@ use testkit::{
     suite::{KbcSetup, Suite},
 };
 
-fn rss_kib(daemon: &Daemon) -> u64 {
-    let status =
-        std::fs::read_to_string(format!("/proc/{}/status", daemon.pid().unwrap())).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
 fn total_mib(daemons: &[Daemon]) -> f64 {
-    let kib: u64 = daemons.iter().map(rss_kib).sum();
+    let rss = |d: &Daemon| d.status_kib("VmRSS").unwrap();
+    let kib: u64 = daemons.iter().map(rss).sum();
     for d in daemons {
-        eprintln!("  {:?}: {} KiB", d.pid(), rss_kib(d));
+        eprintln!("  {:?}: {} KiB", d.pid(), rss(d));
     }
     kib as f64 / 1024.0
 }

@@ -13,7 +13,6 @@ use std::process::Command;
 
 use testkit::{
     kbs::{KbsConfig, TestKbs},
-    process::Daemon,
     suite::{KbcSetup, Suite},
 };
 
@@ -94,17 +93,6 @@ fn run_wrk(url: &str, connections: u64, seconds: u64) -> WrkRun {
     run
 }
 
-/// VmHWM (peak resident set) of a running daemon, in KiB.
-fn peak_rss_kib(daemon: &Daemon) -> u64 {
-    let status =
-        std::fs::read_to_string(format!("/proc/{}/status", daemon.pid().unwrap())).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
 fn main() {
     let connections = env_number("REST_LOAD_CONNECTIONS", 1000);
     let seconds = env_number("REST_LOAD_SECONDS", 30);
@@ -136,7 +124,7 @@ fn main() {
     let unknown_failed = unknown.socket_errors + unknown.requests.saturating_sub(unknown.non_2xx);
 
     let failed = resource.non_2xx + resource.socket_errors + unknown_failed;
-    let peak_kib: u64 = daemons.iter().map(peak_rss_kib).sum();
+    let peak_kib: u64 = daemons.iter().map(|d| d.status_kib("VmHWM").unwrap()).sum();
     eprintln!(
         "rest load: resource {resource:?}, unknown path {unknown:?}, KBS attestations {}",
         kbs.counters().attest_ok

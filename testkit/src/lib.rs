@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod kata;
 pub mod kbs;
 pub mod loopdev;
 pub mod process;

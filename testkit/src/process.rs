@@ -117,6 +117,19 @@ impl Daemon {
         self.child.as_ref().map(Child::id)
     }
 
+    /// A `kB` figure of `/proc/<pid>/status` (`VmRSS`, `VmHWM`, ...), in KiB.
+    pub fn status_kib(&self, field: &str) -> io::Result<u64> {
+        let pid = self
+            .pid()
+            .ok_or_else(|| io::Error::other(format!("{} is not running", self.name)))?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.trim().strip_suffix("kB")?.trim().parse().ok())
+            .ok_or_else(|| io::Error::other(format!("no {field} in /proc/{pid}/status")))
+    }
+
     /// What the daemon wrote to stderr so far.
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()

@@ -17,6 +17,7 @@ use std::{
 
 use protos::{api, api_ttrpc, attestation_agent as aa, attestation_agent_ttrpc as aa_ttrpc};
 use testkit::{
+    kata::PodInitdata,
     kbs::{KbsConfig, TestKbs},
     process::workspace_bin,
     suite::parse_response,
@@ -263,20 +264,11 @@ async fn kata_launch_with_initdata_fetches_a_kbs_resource() {
     let kbs = TestKbs::start(KbsConfig::default()).await.unwrap();
     kbs.put_resource("default/key/1", SECRET);
     let url = kbs.url();
-    let aa_toml = format!(
-        "[token_configs]\n[token_configs.coco_as]\nurl = \"{url}\"\n\n\
-         [token_configs.kbs]\nurl = \"{url}\"\ncert = \"\"\n"
-    );
-    let cdh_toml = format!(
-        "socket = 'unix:///run/confidential-containers/cdh.sock'\n\
-         credentials = []\n\n[kbc]\nname = 'cc_kbc'\nurl = '{url}'\nkbs_cert = ''\n"
-    );
-    let policy = "package agent_policy\n\ndefault AllowRequestsFailingPolicy := true\n";
-    let initdata = format!(
-        "version = \"0.1.0\"\nalgorithm = \"sha384\"\n\n[data]\n\
-         \"aa.toml\" = '''\n{aa_toml}'''\n\n\"cdh.toml\" = '''\n{cdh_toml}'''\n\n\
-         \"policy.rego\" = '''\n{policy}'''\n"
-    );
+    let PodInitdata {
+        aa_toml,
+        cdh_toml,
+        initdata,
+    } = PodInitdata::new(&url);
     let files = tempfile::tempdir().unwrap();
     for (name, text) in [
         ("initdata.toml", initdata.as_str()),

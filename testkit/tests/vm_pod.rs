@@ -21,6 +21,7 @@ use std::sync::OnceLock;
 
 use base64::Engine as _;
 use testkit::{
+    kata::PodInitdata,
     kbs::{Counters, KbsConfig, TestKbs},
     vm::{self, file_contains, nonzero_bytes, Guest, VmConfig, VmRun},
 };
@@ -64,20 +65,11 @@ fn boot() -> Result<Pod, Box<dyn std::error::Error>> {
         kbs.put_resource("default/key/1", SECRET);
         // the guest reaches the host's 127.0.0.1 as 10.0.2.2 (QEMU user networking)
         let url = format!("http://10.0.2.2:{}", kbs.addr().port());
-        let aa_toml = format!(
-            "[token_configs]\n[token_configs.coco_as]\nurl = \"{url}\"\n\n\
-             [token_configs.kbs]\nurl = \"{url}\"\ncert = \"\"\n"
-        );
-        let cdh_toml = format!(
-            "socket = 'unix:///run/confidential-containers/cdh.sock'\n\
-             credentials = []\n\n[kbc]\nname = 'cc_kbc'\nurl = '{url}'\nkbs_cert = ''\n"
-        );
-        let policy = "package agent_policy\n\ndefault AllowRequestsFailingPolicy := true\n";
-        let initdata = format!(
-            "version = \"0.1.0\"\nalgorithm = \"sha384\"\n\n[data]\n\
-             \"aa.toml\" = '''\n{aa_toml}'''\n\n\"cdh.toml\" = '''\n{cdh_toml}'''\n\n\
-             \"policy.rego\" = '''\n{policy}'''\n"
-        );
+        let PodInitdata {
+            aa_toml,
+            cdh_toml,
+            initdata,
+        } = PodInitdata::new(&url);
         let nonce: [u8; 8] = rand_bytes();
         let marker = format!("vmtest-plaintext-{}", hex(&nonce));
         let mut config = VmConfig::default()
