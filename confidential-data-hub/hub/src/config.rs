@@ -458,25 +458,25 @@ fn upgrade_legacy_image_keys(
     true
 }
 
-/// `[image]` keys of upstream that this build reads but does not implement.
+/// `[image]` keys of upstream that this build reads and ignores (with a warning when set).
 #[derive(Debug, Default, Deserialize)]
-struct UnimplementedKeys {
-    image: Option<UnimplementedImageKeys>,
+struct IgnoredKeys {
+    image: Option<IgnoredImageKeys>,
 }
 
 #[derive(Debug, Default, Deserialize)]
-struct UnimplementedImageKeys {
+struct IgnoredImageKeys {
     anonymous_fallback_on_unauthorized: Option<bool>,
 }
 
-impl UnimplementedKeys {
+impl IgnoredKeys {
     fn warn(self, shown: &Path, warnings: &mut Vec<String>) {
         let image = self.image.unwrap_or_default();
         if image.anonymous_fallback_on_unauthorized == Some(true) {
             warnings.push(format!(
-                "config file {}: key `image.anonymous_fallback_on_unauthorized` = true is not \
-                 supported by this image-rs: a registry that refuses the configured \
-                 credentials fails the pull",
+                "config file {}: key `image.anonymous_fallback_on_unauthorized` = true is \
+                 ignored: a registry that refuses the configured credentials fails the pull \
+                 rather than being retried anonymously",
                 shown.display()
             ));
         }
@@ -505,11 +505,11 @@ fn read_config_file(
     let is_json = path.extension().is_some_and(|ext| ext == "json");
     let format = if is_json { "JSON" } else { "TOML" };
     let unimplemented = if is_json {
-        serde_json::from_slice::<UnimplementedKeys>(&bytes).ok()
+        serde_json::from_slice::<IgnoredKeys>(&bytes).ok()
     } else {
         std::str::from_utf8(&bytes)
             .ok()
-            .and_then(|text| toml::from_str::<UnimplementedKeys>(text).ok())
+            .and_then(|text| toml::from_str::<IgnoredKeys>(text).ok())
     };
     if let Some(unimplemented) = unimplemented {
         unimplemented.warn(path, warnings);
@@ -2639,8 +2639,8 @@ authenticated_registry_credentials_uri = "kbs:///file/cred/x"
         );
     }
 
-    /// upstream's `anonymous_fallback_on_unauthorized` is not implemented by this image-rs:
-    /// `true` is reported, `false` (the default) is what happens anyway.
+    /// upstream's `anonymous_fallback_on_unauthorized`: the hub never retries a refused
+    /// pull anonymously, so `true` is reported and `false` (the default) is what happens.
     #[test]
     fn anonymous_fallback_is_reported_when_asked_for() {
         let f = fixture();
