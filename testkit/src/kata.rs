@@ -36,3 +36,26 @@ impl PodInitdata {
         }
     }
 }
+
+/// kata-agent's `launch_process_timeout`: how long it waits for each daemon's socket.
+pub const SOCKET_TIMEOUT_MS: u64 = 6000;
+
+/// The daemons in the order kata-agent launches them.
+pub const LAUNCH_ORDER: [&str; 3] = [
+    "attestation-agent",
+    "confidential-data-hub",
+    "api-server-rest",
+];
+
+/// Panics unless `ready` (daemon, milliseconds until its socket appeared) lists the daemons
+/// in kata-agent's order, each within its limit; `context` goes into the message.
+pub fn assert_launched_as_kata(ready: &[(&str, u64)], context: &str) {
+    let names: Vec<&str> = ready.iter().map(|(name, _)| *name).collect();
+    assert_eq!(names, LAUNCH_ORDER, "{context}");
+    for (name, ms) in ready {
+        assert!(
+            *ms <= SOCKET_TIMEOUT_MS,
+            "{name} took {ms} ms, over kata's {SOCKET_TIMEOUT_MS} ms: {context}"
+        );
+    }
+}

@@ -13,9 +13,7 @@
 mod common;
 
 use std::{
-    collections::BTreeMap,
     net::SocketAddr,
-    os::unix::fs::{FileTypeExt as _, MetadataExt as _},
     path::{Path, PathBuf},
     process::{Command, Stdio},
     time::Duration,
@@ -25,7 +23,6 @@ use base64::{engine::general_purpose::STANDARD, Engine as _};
 use common::*;
 use confidential_data_hub::client::CdhClient;
 use ocicrypt_rs::keywrap::keyprovider::annotation_packet::AnnotationPacket;
-use sha2::Digest as _;
 use test_images::{
     fixtures,
     layout::OciLayout,
@@ -50,43 +47,6 @@ impl Drop for Bundles {
                 .status();
         }
     }
-}
-
-/// Every entry below `root`: type, mode, owner, and content digest or link target.
-fn tree(root: &Path) -> BTreeMap<String, String> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            let meta = std::fs::symlink_metadata(&path).unwrap();
-            let kind = meta.file_type();
-            let what = if kind.is_dir() {
-                walk(root, &path, out);
-                "dir".to_string()
-            } else if kind.is_symlink() {
-                format!("link {}", std::fs::read_link(&path).unwrap().display())
-            } else if kind.is_file() {
-                let data = std::fs::read(&path).unwrap();
-                format!("file {}", hex::encode(sha2::Sha256::digest(&data)))
-            } else if kind.is_fifo() {
-                "fifo".to_string()
-            } else {
-                format!("other {kind:?}")
-            };
-            let name = path.strip_prefix(root).unwrap().display().to_string();
-            out.insert(
-                name,
-                format!(
-                    "{what} mode {:o} owner {}:{}",
-                    meta.mode(),
-                    meta.uid(),
-                    meta.gid()
-                ),
-            );
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(root, root, &mut out);
-    out
 }
 
 /// The admin key pair the way trustee's documentation makes it.

@@ -12,9 +12,7 @@
 mod common;
 
 use std::{
-    collections::BTreeMap,
     io::{Cursor, Read as _},
-    os::unix::fs::{FileTypeExt as _, MetadataExt as _},
     path::{Path, PathBuf},
     process::{Command, Stdio},
     sync::{Arc, Mutex},
@@ -36,7 +34,6 @@ use ocicrypt_rs::{
     },
 };
 use protos::{attestation_agent as aa, attestation_agent_ttrpc as aa_ttrpc};
-use sha2::Digest as _;
 use test_images::{
     fixtures,
     layout::{Descriptor, ImageSpec, OciLayout},
@@ -200,43 +197,6 @@ async fn cdh_client(guest: &Guest) -> CdhClient {
     CdhClient::connect(&guest.cdh_addr(), PULL_TIMEOUT)
         .await
         .unwrap()
-}
-
-/// Every entry below `root`: type, mode, owner, and content digest or link target.
-fn tree(root: &Path) -> BTreeMap<String, String> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            let meta = std::fs::symlink_metadata(&path).unwrap();
-            let kind = meta.file_type();
-            let what = if kind.is_dir() {
-                walk(root, &path, out);
-                "dir".to_string()
-            } else if kind.is_symlink() {
-                format!("link {}", std::fs::read_link(&path).unwrap().display())
-            } else if kind.is_file() {
-                let data = std::fs::read(&path).unwrap();
-                format!("file {}", hex::encode(sha2::Sha256::digest(&data)))
-            } else if kind.is_fifo() {
-                "fifo".to_string()
-            } else {
-                format!("other {:?}", kind)
-            };
-            let name = path.strip_prefix(root).unwrap().display().to_string();
-            out.insert(
-                name,
-                format!(
-                    "{what} mode {:o} owner {}:{}",
-                    meta.mode(),
-                    meta.uid(),
-                    meta.gid()
-                ),
-            );
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(root, root, &mut out);
-    out
 }
 
 fn process_args(bundle: &Path) -> serde_json::Value {

@@ -5,12 +5,15 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
+    collections::BTreeMap,
+    os::unix::fs::{FileTypeExt as _, MetadataExt as _},
     path::{Path, PathBuf},
     process::{Command, Output},
     time::Duration,
 };
 
 use base64::{engine::general_purpose::STANDARD, Engine as _};
+use sha2::Digest as _;
 use testkit::process::{Daemon, Ready};
 
 pub const CDH: &str = env!("CARGO_BIN_EXE_confidential-data-hub");
@@ -189,4 +192,41 @@ pub fn status_of<T: std::fmt::Debug>(result: ttrpc::Result<T>) -> (ttrpc::Code, 
 
 pub async fn connect(addr: &str) -> ttrpc::r#async::Client {
     ttrpc::r#async::Client::connect(addr).await.unwrap()
+}
+
+/// Every entry below `root`: type, mode, owner, and content digest or link target.
+pub fn tree(root: &Path) -> BTreeMap<String, String> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            let kind = meta.file_type();
+            let what = if kind.is_dir() {
+                walk(root, &path, out);
+                "dir".to_string()
+            } else if kind.is_symlink() {
+                format!("link {}", std::fs::read_link(&path).unwrap().display())
+            } else if kind.is_file() {
+                let data = std::fs::read(&path).unwrap();
+                format!("file {}", hex::encode(sha2::Sha256::digest(&data)))
+            } else if kind.is_fifo() {
+                "fifo".to_string()
+            } else {
+                format!("other {:?}", kind)
+            };
+            let name = path.strip_prefix(root).unwrap().display().to_string();
+            out.insert(
+                name,
+                format!(
+                    "{what} mode {:o} owner {}:{}",
+                    meta.mode(),
+                    meta.uid(),
+                    meta.gid()
+                ),
+            );
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(root, root, &mut out);
+    out
 }
