@@ -33,11 +33,7 @@ fn main() {
         ca_pem: None,
     })
     .unwrap();
-    let daemons = [
-        suite.start_aa().unwrap(),
-        suite.start_cdh().unwrap(),
-        suite.start_asr().unwrap(),
-    ];
+    let daemons = suite.start_all().unwrap();
     std::thread::sleep(Duration::from_secs(1));
     let idle = total_mib(&daemons);
     for _ in 0..21 {

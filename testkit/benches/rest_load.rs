@@ -106,11 +106,7 @@ fn main() {
         ca_pem: None,
     })
     .unwrap();
-    let daemons = [
-        suite.start_aa().unwrap(),
-        suite.start_cdh().unwrap(),
-        suite.start_asr().unwrap(),
-    ];
+    let daemons = suite.start_all().unwrap();
     // warm: the token is fetched once, before the load
     let (status, body) = suite.get(RESOURCE).unwrap();
     assert_eq!((status, body.as_slice()), (200, b"load secret".as_slice()));

@@ -159,6 +159,11 @@ impl Suite {
         )
     }
 
+    /// Starts the agent, the hub and the REST shim, in kata's order.
+    pub fn start_all(&self) -> io::Result<[Daemon; 3]> {
+        Ok([self.start_aa()?, self.start_cdh()?, self.start_asr()?])
+    }
+
     /// Starts the REST shim with every feature on.
     pub fn start_asr(&self) -> io::Result<Daemon> {
         let mut cmd = Command::new(workspace_bin("api-server-rest")?);

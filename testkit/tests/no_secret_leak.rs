@@ -104,9 +104,7 @@ async fn no_secret_reaches_a_log_or_a_file_at_trace_level() {
     ]);
     std::fs::remove_dir_all(&keys).unwrap();
 
-    let aa = suite.start_aa().unwrap();
-    let cdh = suite.start_cdh().unwrap();
-    let asr = suite.start_asr().unwrap();
+    let daemons = suite.start_all().unwrap();
 
     let get = |path: &str| tokio::task::block_in_place(|| suite.get(path)).unwrap();
     let (status, body) = get("/cdh/resource/default/key/1");
@@ -136,7 +134,7 @@ async fn no_secret_reaches_a_log_or_a_file_at_trace_level() {
         .unwrap();
     assert_eq!(unsealed.plaintext, SEALED_PLAINTEXT);
 
-    for daemon in [asr, cdh, aa] {
+    for daemon in daemons.into_iter().rev() {
         daemon.stop().unwrap();
     }
 
