@@ -50,7 +50,7 @@ comma := ,
 empty :=
 space := $(empty) $(empty)
 ATTESTERS_AVAILABLE := none tdx-attester snp-attester sgx-attester cca-attester se-attester \
-	csv-attester tpm-attester az-snp-vtpm-attester az-tdx-vtpm-attester all-attesters
+	csv-attester tpm-attester az-snp-vtpm-attester az-tdx-vtpm-attester nvidia-attester all-attesters
 ATTESTER_LIST := $(strip $(subst $(comma),$(space),$(ATTESTER)))
 ifeq ($(ATTESTER_LIST),)
   ATTESTER_LIST := all-attesters
@@ -100,7 +100,8 @@ RELEASE_DIR := target/$(TARGET)/release
 BINARIES    := attestation-agent confidential-data-hub api-server-rest
 
 AA_FEATURES  := $(ATTESTER_FEATURES) coco_as
-CDH_FEATURES :=
+# As upstream's default CDH build, with the cloud KMS providers: aliyun and aws.
+CDH_FEATURES := aliyun aws
 ifeq ($(ENABLE_KBS),true)
   AA_FEATURES  += kbs
   CDH_FEATURES += kbs
@@ -119,8 +120,9 @@ help:
 	@echo "  coco-extension  kata's coco guest extension (EROFS + dm-verity) from the release build"
 	@echo "  run             start AA, CDH and the REST shim on loopback under ./run (offline_fs_kbc, sample attester)"
 	@echo "  test            install missing test dependencies (Debian packages, as root) and run every test"
-	@echo "  lint            cargo fmt --check, clippy -D warnings on every target, no file that reads outside the clone"
+	@echo "  lint            cargo fmt --check, clippy -D warnings on every target, no file that reads outside the clone, fuzz targets built"
 	@echo "  bench           run the benchmarks; BENCH=<name> runs one"
+	@echo "  fuzz            run every fuzz target FUZZ_SECONDS (default 60) each; FUZZ_TARGETS=<names> picks some"
 	@echo "  reference-values  the binaries' digests and the extension's verity root hash, as an RVPS message"
 	@echo "  repro-check     build HEAD twice in two temporary clones and compare the artifacts"
 	@echo "Variables:"
@@ -160,7 +162,7 @@ test:
 	$(CARGO) test --locked --workspace --no-fail-fast
 	$(CARGO) test --locked --no-fail-fast -p attester --features all-attesters,bin
 	$(CARGO) test --locked --no-fail-fast -p kbs_protocol --features bin
-	$(CARGO) test --locked --no-fail-fast -p kms -p confidential-data-hub --features kms/aws,confidential-data-hub/aws
+	$(CARGO) test --locked --no-fail-fast -p kms -p confidential-data-hub --features kms/aws,kms/aliyun,kms/ehsm,confidential-data-hub/aws,confidential-data-hub/aliyun,confidential-data-hub/ehsm
 	$(MAKE) vm-test
 
 lint:
@@ -168,7 +170,16 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --locked --all-targets -p attester -p kbs_protocol -p kms -p confidential-data-hub \
-		--features attester/all-attesters,attester/bin,kbs_protocol/bin,kms/aws,kms/aliyun,confidential-data-hub/aws -- -D warnings
+		--features attester/all-attesters,attester/bin,kbs_protocol/bin,kms/aws,kms/aliyun,kms/ehsm,confidential-data-hub/aws,confidential-data-hub/aliyun,confidential-data-hub/ehsm -- -D warnings
+	./scripts/fuzz.sh build
+
+# Every fuzz target (fuzz/) for FUZZ_SECONDS each, FUZZ_JOBS at a time (scripts/fuzz.sh);
+# FUZZ_TARGETS picks some. Crashes land in fuzz/artifacts/<target>/.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?=
+.PHONY: fuzz
+fuzz:
+	./scripts/fuzz.sh run $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 bench:
 	./scripts/install-test-deps.sh

@@ -19,12 +19,26 @@ declare -A bench_cmd=(
   [rest_1000c_rps]="rest"
   [rest_1000c_p99_ms]="rest"
   [rest_1000c_peak_rss_mib]="rest"
+  [kbs_slow_400c_failed]="kbs_slow"
+  [kbs_slow_400c_rps]="kbs_slow"
+  [kbs_slow_400c_p99_ms]="kbs_slow"
+  [kbs_slow_400c_peak_rss_mib]="kbs_slow"
+  [kbs_fault_worst_ms]="kbs_faults"
   [binaries_stripped_mib]="binaries"
   [idle_rss_mib]="footprint"
   [rss_after_21_reads_mib]="footprint"
   [repro_differing_bytes]="repro"
+  [registry_fault_worst_ms]="registry_faults"
 )
-order=(binaries footprint kbs ocicrypt openssl pull pull_concurrent rest repro)
+# one worst-latency figure per fault of testkit/benches/kbs_faults.rs
+for fault in jwe_tag jwe_enc jwe_truncated jwe_foreign_key nonce_empty nonce_oversized \
+  nonce_not_a_string nonce_reused http_500_resource http_500_attest http_401_resource \
+  http_401_attest reset_mid_body_resource reset_mid_body_attest oversized_resource \
+  oversized_declared_resource slowloris_resource slowloris_attest clock_behind_1d \
+  clock_ahead_1d restart restart_new_token_key kbs_down; do
+  bench_cmd[kbs_fault_worst_ms_$fault]="kbs_faults"
+done
+order=(binaries footprint kbs kbs_faults kbs_slow ocicrypt openssl pull pull_concurrent rest registry_faults repro)
 
 run() {
   case "$1" in
@@ -38,6 +52,12 @@ run() {
       cargo build --release --locked --bins -p attestation-agent -p confidential-data-hub -p api-server-rest >&2
       # 1,000 connections for the shim and for wrk
       (ulimit -n "$(ulimit -Hn)" && cargo bench --locked -p testkit --bench rest_load) ;;
+    kbs_faults)
+      cargo build --release --locked --bins -p attestation-agent -p confidential-data-hub -p api-server-rest >&2
+      cargo bench --locked -p testkit --bench kbs_faults ;;
+    kbs_slow)
+      cargo build --release --locked --bins -p attestation-agent -p confidential-data-hub -p api-server-rest >&2
+      (ulimit -n "$(ulimit -Hn)" && cargo bench --locked -p testkit --bench kbs_slow) ;;
     pull_concurrent)
       cargo build --release --locked --bins -p confidential-data-hub >&2
       cargo bench --locked -p confidential-data-hub --bench pull_concurrent ;;
@@ -57,6 +77,10 @@ run() {
     footprint)
       cargo build --release --locked --bins -p attestation-agent -p confidential-data-hub -p api-server-rest >&2
       cargo bench --locked -p testkit --bench footprint ;;
+    # the slowest refusal of image-rs/tests/hostile_registry.rs (a stalled or trickling answer,
+    # held for the 2 s low-speed window that test configures)
+    registry_faults)
+      cargo test --locked -p image-rs --test hostile_registry a_hostile_registry -- --nocapture ;;
     # two full release builds; a difference is a figure, not a failure of the bench run
     repro) ./scripts/repro-check.sh || true ;;
     *) echo "unknown bench command $1" >&2; return 1 ;;

@@ -1,4 +1,5 @@
-//! ttRPC clients of the attestation agent and the confidential data hub.
+//! ttRPC clients of the attestation agent and the confidential data hub: the suite's
+//! [`AaClient`] and a [`Connection`] to the hub, from `protos`.
 //!
 //! Each daemon gets one connection, opened on the first request (the daemons may start
 //! after the shim) and shared by all requests. A reading call that fails on the connection
@@ -8,22 +9,12 @@
 //! is never sent twice: it goes over a connection of its own, opened for that call, which
 //! also cannot be a stale one. One deadline covers connecting, the call and the retry.
 
-use std::{fmt, future::Future, time::Duration};
+use std::{fmt, time::Duration};
 
 use protos::{
-    api::GetResourceRequest,
-    api_ttrpc::GetResourceServiceClient,
-    attestation_agent::{
-        ExtendRuntimeMeasurementRequest, GetAdditionalEvidenceRequest, GetAdditionalTeesRequest,
-        GetEvidenceRequest, GetTeeTypeRequest, GetTokenRequest, RuntimeMeasurementResult,
-    },
-    attestation_agent_ttrpc::AttestationAgentServiceClient,
+    api::GetResourceRequest, api_ttrpc::GetResourceServiceClient,
+    attestation_agent::RuntimeMeasurementResult, AaClient, CallError, Connection,
 };
-use tokio::{
-    sync::Mutex,
-    time::{timeout_at, Instant},
-};
-use ttrpc::r#async::Client;
 use zeroize::Zeroizing;
 
 use crate::aael::AaelEvent;
@@ -89,15 +80,16 @@ pub enum BackendError {
         /// the cause
         source: ttrpc::Error,
     },
-    /// The daemon answered with a result value this shim does not know.
-    #[error("the {daemon} answered {method} with the unknown result value {value}")]
-    UnknownResult {
+    /// The daemon's answer does not have the expected shape (e.g. a result value this
+    /// shim does not know).
+    #[error("the {daemon} answered {method} with something unexpected: {reason}")]
+    BadAnswer {
         /// the daemon
         daemon: Daemon,
         /// the ttRPC method
         method: &'static str,
-        /// the raw enum value
-        value: i32,
+        /// what is wrong
+        reason: String,
     },
     /// No answer within the configured time.
     #[error("{method} to the {daemon} got no answer within {timeout:?}")]
@@ -112,6 +104,44 @@ pub enum BackendError {
 }
 
 impl BackendError {
+    /// The shim's view of a failed call to `daemon`.
+    fn from_call(daemon: Daemon, error: CallError) -> Self {
+        match error {
+            CallError::Connect { addr, source } => Self::Connect {
+                daemon,
+                addr,
+                source,
+            },
+            CallError::Status {
+                method,
+                code,
+                message,
+            } => Self::Status {
+                daemon,
+                method,
+                code,
+                message,
+            },
+            CallError::Transport { method, source, .. } => Self::Transport {
+                daemon,
+                method,
+                source,
+            },
+            CallError::Timeout {
+                method, timeout, ..
+            } => Self::Timeout {
+                daemon,
+                method,
+                timeout,
+            },
+            CallError::BadAnswer { method, reason } => Self::BadAnswer {
+                daemon,
+                method,
+                reason,
+            },
+        }
+    }
+
     /// Whether the daemon said the thing asked for does not exist (`NOT_FOUND`).
     pub fn is_not_found(&self) -> bool {
         matches!(
@@ -169,81 +199,11 @@ impl Default for BackendConfig {
     }
 }
 
-/// The current connection to one daemon; `generation` tells connections apart so a request
-/// that saw an old connection fail does not drop a newer one another request opened.
-struct Slot {
-    generation: u64,
-    client: Option<Client>,
-}
-
-/// A connection to one daemon, opened on first use and replaced when it breaks.
-struct LazyClient {
-    daemon: Daemon,
-    addr: String,
-    slot: Mutex<Slot>,
-}
-
-impl fmt::Debug for LazyClient {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LazyClient")
-            .field("daemon", &self.daemon)
-            .field("addr", &self.addr)
-            .finish_non_exhaustive()
-    }
-}
-
-impl LazyClient {
-    fn new(daemon: Daemon, addr: String) -> Self {
-        Self {
-            daemon,
-            addr,
-            slot: Mutex::new(Slot {
-                generation: 0,
-                client: None,
-            }),
-        }
-    }
-
-    /// A new connection, not shared.
-    async fn connect(&self) -> Result<Client, BackendError> {
-        let client = Client::connect(&self.addr)
-            .await
-            .map_err(|source| BackendError::Connect {
-                daemon: self.daemon,
-                addr: self.addr.clone(),
-                source,
-            })?;
-        tracing::debug!(daemon = %self.daemon, addr = %self.addr, "connected");
-        Ok(client)
-    }
-
-    /// The live connection, connecting first if there is none. The lock is held while
-    /// connecting so concurrent first requests open one connection, not many.
-    async fn get(&self) -> Result<(u64, Client), BackendError> {
-        let mut slot = self.slot.lock().await;
-        if let Some(client) = &slot.client {
-            return Ok((slot.generation, client.clone()));
-        }
-        let client = self.connect().await?;
-        slot.generation += 1;
-        slot.client = Some(client.clone());
-        Ok((slot.generation, client))
-    }
-
-    /// Drops connection `generation` if it is still the current one.
-    async fn forget(&self, generation: u64) {
-        let mut slot = self.slot.lock().await;
-        if slot.generation == generation {
-            slot.client = None;
-        }
-    }
-}
-
 /// The two daemons the shim forwards to.
 #[derive(Debug)]
 pub struct Backends {
-    aa: LazyClient,
-    cdh: LazyClient,
+    aa: AaClient,
+    cdh: Connection,
     timeout: Duration,
 }
 
@@ -251,8 +211,8 @@ impl Backends {
     /// Clients for the configured addresses; nothing is connected yet.
     pub fn new(config: BackendConfig) -> Self {
         Self {
-            aa: LazyClient::new(Daemon::AttestationAgent, config.aa_addr),
-            cdh: LazyClient::new(Daemon::ConfidentialDataHub, config.cdh_addr),
+            aa: AaClient::new(config.aa_addr, config.timeout),
+            cdh: Connection::new(config.cdh_addr),
             timeout: config.timeout,
         }
     }
@@ -264,7 +224,8 @@ impl Backends {
             ..Default::default()
         };
         let resp = self
-            .call(&self.cdh, "GetResource", |client, ctx| {
+            .cdh
+            .call("GetResource", self.timeout, |client, ctx| {
                 let req = &req;
                 async move {
                     GetResourceServiceClient::new(client)
@@ -272,27 +233,14 @@ impl Backends {
                         .await
                 }
             })
-            .await?;
+            .await
+            .map_err(|e| BackendError::from_call(Daemon::ConfidentialDataHub, e))?;
         Ok(resp.Resource)
     }
 
     /// AA `GetEvidence` bound to `runtime_data`.
     pub async fn get_evidence(&self, runtime_data: Vec<u8>) -> Result<Vec<u8>, BackendError> {
-        let req = GetEvidenceRequest {
-            RuntimeData: runtime_data,
-            ..Default::default()
-        };
-        let resp = self
-            .call(&self.aa, "GetEvidence", |client, ctx| {
-                let req = &req;
-                async move {
-                    AttestationAgentServiceClient::new(client)
-                        .get_evidence(ctx, req)
-                        .await
-                }
-            })
-            .await?;
-        Ok(resp.Evidence)
+        self.aa.get_evidence(&runtime_data).await.map_err(aa_error)
     }
 
     /// AA `GetAdditionalEvidence` bound to `runtime_data` (empty when there are no devices).
@@ -300,73 +248,26 @@ impl Backends {
         &self,
         runtime_data: Vec<u8>,
     ) -> Result<Vec<u8>, BackendError> {
-        let req = GetAdditionalEvidenceRequest {
-            RuntimeData: runtime_data,
-            ..Default::default()
-        };
-        let resp = self
-            .call(&self.aa, "GetAdditionalEvidence", |client, ctx| {
-                let req = &req;
-                async move {
-                    AttestationAgentServiceClient::new(client)
-                        .get_additional_evidence(ctx, req)
-                        .await
-                }
-            })
-            .await?;
-        Ok(resp.Evidence)
+        self.aa
+            .get_additional_evidence(&runtime_data)
+            .await
+            .map_err(aa_error)
     }
 
     /// AA `GetToken` for `token_type` (`kbs`, `coco_as`): the token bytes as AA answers
     /// them, wiped from memory when dropped (a `kbs` reply carries the TEE private key).
     pub async fn get_token(&self, token_type: &str) -> Result<Zeroizing<Vec<u8>>, BackendError> {
-        let req = GetTokenRequest {
-            TokenType: token_type.to_string(),
-            ..Default::default()
-        };
-        let mut resp = self
-            .call(&self.aa, "GetToken", |client, ctx| {
-                let req = &req;
-                async move {
-                    AttestationAgentServiceClient::new(client)
-                        .get_token(ctx, req)
-                        .await
-                }
-            })
-            .await?;
-        Ok(Zeroizing::new(std::mem::take(&mut resp.Token)))
+        self.aa.get_token(token_type).await.map_err(aa_error)
     }
 
     /// AA `GetTeeType`.
     pub async fn tee_type(&self) -> Result<String, BackendError> {
-        let req = GetTeeTypeRequest::default();
-        let resp = self
-            .call(&self.aa, "GetTeeType", |client, ctx| {
-                let req = &req;
-                async move {
-                    AttestationAgentServiceClient::new(client)
-                        .get_tee_type(ctx, req)
-                        .await
-                }
-            })
-            .await?;
-        Ok(resp.tee)
+        self.aa.get_tee_type().await.map_err(aa_error)
     }
 
     /// AA `GetAdditionalTees`.
     pub async fn additional_tees(&self) -> Result<Vec<String>, BackendError> {
-        let req = GetAdditionalTeesRequest::default();
-        let resp = self
-            .call(&self.aa, "GetAdditionalTees", |client, ctx| {
-                let req = &req;
-                async move {
-                    AttestationAgentServiceClient::new(client)
-                        .get_additional_tees(ctx, req)
-                        .await
-                }
-            })
-            .await?;
-        Ok(resp.additional_tees)
+        self.aa.get_additional_tees().await.map_err(aa_error)
     }
 
     /// AA `ExtendRuntimeMeasurement` for `event`, sent at most once (see the module
@@ -375,149 +276,24 @@ impl Backends {
         &self,
         event: &AaelEvent,
     ) -> Result<MeasurementOutcome, BackendError> {
-        const METHOD: &str = "ExtendRuntimeMeasurement";
-        let req = ExtendRuntimeMeasurementRequest {
-            Domain: event.domain.clone(),
-            Operation: event.operation.clone(),
-            Content: event.content.clone(),
-            RegisterIndex: event.register_index,
-            ..Default::default()
-        };
-        let resp = self
-            .call_once(&self.aa, METHOD, |client, ctx| {
-                let req = &req;
-                async move {
-                    AttestationAgentServiceClient::new(client)
-                        .extend_runtime_measurement(ctx, req)
-                        .await
-                }
-            })
-            .await?;
-        match resp.Result.enum_value() {
-            Ok(RuntimeMeasurementResult::OK) => Ok(MeasurementOutcome::Recorded),
-            Ok(RuntimeMeasurementResult::NOT_SUPPORTED) => Ok(MeasurementOutcome::NotSupported),
-            Ok(RuntimeMeasurementResult::NOT_ENABLED) => Ok(MeasurementOutcome::NotEnabled),
-            Err(value) => Err(BackendError::UnknownResult {
-                daemon: self.aa.daemon,
-                method: METHOD,
-                value,
-            }),
-        }
-    }
-
-    /// Runs `rpc` on the daemon's connection within the deadline; on a connection failure
-    /// reconnects once and runs it again.
-    async fn call<T, F, Fut>(
-        &self,
-        backend: &LazyClient,
-        method: &'static str,
-        rpc: F,
-    ) -> Result<T, BackendError>
-    where
-        F: Fn(Client, ttrpc::context::Context) -> Fut,
-        Fut: Future<Output = ttrpc::Result<T>>,
-    {
-        let deadline = Instant::now() + self.timeout;
-        let mut retried = false;
-        loop {
-            let (generation, client) = timeout_at(deadline, backend.get())
-                .await
-                .map_err(|_| self.timed_out(backend, method))??;
-            let ctx = self.context_until(deadline, backend, method)?;
-            match timeout_at(deadline, rpc(client, ctx)).await {
-                Err(_) => return Err(self.timed_out(backend, method)),
-                Ok(Ok(answer)) => return Ok(answer),
-                Ok(Err(ttrpc::Error::RpcStatus(status))) => {
-                    return Err(status_error(backend, method, &status))
-                }
-                Ok(Err(source)) => {
-                    backend.forget(generation).await;
-                    if Instant::now() >= deadline {
-                        return Err(self.timed_out(backend, method));
-                    }
-                    if retried {
-                        return Err(BackendError::Transport {
-                            daemon: backend.daemon,
-                            method,
-                            source,
-                        });
-                    }
-                    tracing::info!(
-                        daemon = %backend.daemon,
-                        method,
-                        error = %source,
-                        "connection lost; reconnecting once"
-                    );
-                    retried = true;
-                }
-            }
-        }
-    }
-
-    /// Runs `rpc` once, within the deadline, on a connection opened for it: for calls
-    /// that must not be repeated. A connection failure after sending leaves open whether
-    /// the daemon acted; it is reported, never retried.
-    async fn call_once<T, F, Fut>(
-        &self,
-        backend: &LazyClient,
-        method: &'static str,
-        rpc: F,
-    ) -> Result<T, BackendError>
-    where
-        F: FnOnce(Client, ttrpc::context::Context) -> Fut,
-        Fut: Future<Output = ttrpc::Result<T>>,
-    {
-        let deadline = Instant::now() + self.timeout;
-        let client = timeout_at(deadline, backend.connect())
+        let result = self
+            .aa
+            .extend_runtime_measurement(
+                &event.domain,
+                &event.operation,
+                &event.content,
+                event.register_index,
+            )
             .await
-            .map_err(|_| self.timed_out(backend, method))??;
-        let ctx = self.context_until(deadline, backend, method)?;
-        match timeout_at(deadline, rpc(client, ctx)).await {
-            Err(_) => Err(self.timed_out(backend, method)),
-            Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(ttrpc::Error::RpcStatus(status))) => Err(status_error(backend, method, &status)),
-            Ok(Err(source)) => Err(BackendError::Transport {
-                daemon: backend.daemon,
-                method,
-                source,
-            }),
-        }
-    }
-
-    /// A ttRPC context whose timeout ends at `deadline`.
-    fn context_until(
-        &self,
-        deadline: Instant,
-        backend: &LazyClient,
-        method: &'static str,
-    ) -> Result<ttrpc::context::Context, BackendError> {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        if remaining.is_zero() {
-            // a zero ttRPC timeout would mean "wait forever"
-            return Err(self.timed_out(backend, method));
-        }
-        let nanos = i64::try_from(remaining.as_nanos()).unwrap_or(i64::MAX);
-        Ok(ttrpc::context::with_timeout(nanos))
-    }
-
-    fn timed_out(&self, backend: &LazyClient, method: &'static str) -> BackendError {
-        BackendError::Timeout {
-            daemon: backend.daemon,
-            method,
-            timeout: self.timeout,
-        }
+            .map_err(aa_error)?;
+        Ok(match result {
+            RuntimeMeasurementResult::OK => MeasurementOutcome::Recorded,
+            RuntimeMeasurementResult::NOT_SUPPORTED => MeasurementOutcome::NotSupported,
+            RuntimeMeasurementResult::NOT_ENABLED => MeasurementOutcome::NotEnabled,
+        })
     }
 }
 
-fn status_error(
-    backend: &LazyClient,
-    method: &'static str,
-    status: &ttrpc::Status,
-) -> BackendError {
-    BackendError::Status {
-        daemon: backend.daemon,
-        method,
-        code: status.code(),
-        message: status.message().to_string(),
-    }
+fn aa_error(error: CallError) -> BackendError {
+    BackendError::from_call(Daemon::AttestationAgent, error)
 }

@@ -134,7 +134,19 @@ pub enum ResourcePathError {
     /// Every segment is fine but there are not exactly three of them.
     #[error("a resource path has exactly 3 segments (repository/type/tag), found {0}")]
     SegmentCount(usize),
+    /// The `kbs:///` URI for it would be longer than the CDH accepts.
+    #[error("the resource URI would be {len} bytes, more than {max}")]
+    TooLong {
+        /// length of the URI
+        len: usize,
+        /// [`MAX_KBS_URI_LEN`]
+        max: usize,
+    },
 }
+
+/// Longest resource URI the CDH takes (kbs_protocol's `MAX_RESOURCE_URI_LEN`): a longer one
+/// is the caller's error (400) here, not a failed CDH call.
+pub const MAX_KBS_URI_LEN: usize = 4096;
 
 impl ResourcePathError {
     /// A wrong segment count names no resource (404); everything else is a bad request (400).
@@ -197,14 +209,22 @@ impl ResourcePath {
             }
             segments.push(segment);
         }
-        match <[String; 3]>::try_from(segments) {
-            Ok([repository, resource_type, tag]) => Ok(Self {
+        let path = match <[String; 3]>::try_from(segments) {
+            Ok([repository, resource_type, tag]) => Self {
                 repository,
                 resource_type,
                 tag,
-            }),
-            Err(segments) => Err(ResourcePathError::SegmentCount(segments.len())),
+            },
+            Err(segments) => return Err(ResourcePathError::SegmentCount(segments.len())),
+        };
+        let len = path.kbs_uri().len();
+        if len > MAX_KBS_URI_LEN {
+            return Err(ResourcePathError::TooLong {
+                len,
+                max: MAX_KBS_URI_LEN,
+            });
         }
+        Ok(path)
     }
 
     /// The resource URI the CDH's `GetResource` takes: `kbs:///<repository>/<type>/<tag>`.
@@ -436,6 +456,26 @@ mod tests {
             assert_eq!(&err, expected, "{path}");
             assert!(!err.is_not_found(), "{path}");
         }
+    }
+
+    /// Found by the `rest_request` fuzz target: each `<` becomes `%3C` in the URI, so a
+    /// 4.5 KB path named a URI the CDH refuses as too long.
+    #[test]
+    fn paths_whose_uri_is_too_long_are_bad_requests() {
+        let tag = "%3C".repeat(1400);
+        let err = ResourcePath::parse(&format!("def/key/{tag}")).unwrap_err();
+        assert_eq!(
+            err,
+            ResourcePathError::TooLong {
+                len: "kbs:///def/key/".len() + 3 * 1400,
+                max: MAX_KBS_URI_LEN
+            }
+        );
+        assert!(!err.is_not_found());
+        // the longest accepted URI is exactly the limit
+        let tag = "t".repeat(MAX_KBS_URI_LEN - "kbs:///def/key/".len());
+        let path = ResourcePath::parse(&format!("def/key/{tag}")).unwrap();
+        assert_eq!(path.kbs_uri().len(), MAX_KBS_URI_LEN);
     }
 
     #[test]

@@ -12,6 +12,10 @@ use crate::snapshot::SnapshotterKind;
 
 /// Where layers, snapshots and metadata live by default (`/run`: encrypted guest memory).
 pub const DEFAULT_WORK_DIR: &str = "/run/kata-containers/image/";
+/// Default minimum rate of a registry response body, bytes per second.
+pub const DEFAULT_LOW_SPEED_LIMIT: u64 = 1024;
+/// Default window over which that rate is measured, seconds.
+pub const DEFAULT_LOW_SPEED_TIME_SECS: u64 = 60;
 /// Layers of one image fetched at once by default.
 pub const DEFAULT_MAX_CONCURRENT_LAYER_DOWNLOADS: usize = 3;
 
@@ -188,6 +192,12 @@ pub struct ImageConfig {
     pub allow_device_nodes: bool,
     /// `unpack_limits`
     pub unpack_limits: UnpackLimits,
+    /// `low_speed_limit`: a registry response body (layer, manifest, token) that brings
+    /// fewer bytes per second than this, averaged over `low_speed_time_secs` of waiting,
+    /// is abandoned (0: no minimum; a stalled body then waits forever)
+    pub low_speed_limit: u64,
+    /// `low_speed_time_secs`: the window of `low_speed_limit`
+    pub low_speed_time_secs: u64,
 }
 
 impl Default for ImageConfig {
@@ -208,6 +218,8 @@ impl Default for ImageConfig {
             platform: None,
             allow_device_nodes: false,
             unpack_limits: UnpackLimits::default(),
+            low_speed_limit: DEFAULT_LOW_SPEED_LIMIT,
+            low_speed_time_secs: DEFAULT_LOW_SPEED_TIME_SECS,
         }
     }
 }
@@ -252,6 +264,12 @@ impl ImageConfig {
         if let Some(registry) = &self.registry_config {
             registry.validate()?;
         }
+        if self.low_speed_limit > 0 && self.low_speed_time_secs == 0 {
+            return Err(ConfigError::Invalid {
+                key: "low_speed_time_secs",
+                reason: "must be at least 1 when low_speed_limit is set".into(),
+            });
+        }
         if let Some(platform) = &self.platform {
             PlatformSpec::parse(platform).map_err(|reason| ConfigError::Invalid {
                 key: "platform",
@@ -259,6 +277,14 @@ impl ImageConfig {
             })?;
         }
         Ok(())
+    }
+
+    /// The minimum transfer rate of registry responses, if any.
+    pub fn low_speed(&self) -> Option<crate::registry::LowSpeed> {
+        (self.low_speed_limit > 0).then(|| crate::registry::LowSpeed {
+            bytes_per_sec: self.low_speed_limit,
+            window: std::time::Duration::from_secs(self.low_speed_time_secs),
+        })
     }
 
     /// Layers of one image fetched at once (at least 1).
@@ -321,6 +347,25 @@ mod tests {
         assert_eq!(c.snapshotter, SnapshotterKind::Flatten);
         assert!(c.allow_device_nodes);
         assert_eq!(c.unpack_limits.max_entry_bytes, 1024);
+        assert_eq!(c.unpack_limits.max_compression_ratio, 256);
+        let slow = ImageConfig::from_toml(
+            "low_speed_limit = 10\nlow_speed_time_secs = 2\n[unpack_limits]\nmax_compression_ratio = 0\n",
+        )
+        .unwrap();
+        assert_eq!(
+            slow.low_speed(),
+            Some(crate::registry::LowSpeed {
+                bytes_per_sec: 10,
+                window: std::time::Duration::from_secs(2)
+            })
+        );
+        assert_eq!(slow.unpack_limits.max_compression_ratio, 0);
+        assert_eq!(
+            ImageConfig::from_toml("low_speed_limit = 0\nlow_speed_time_secs = 0")
+                .unwrap()
+                .low_speed(),
+            None
+        );
         assert_eq!(
             c.unpack_limits.max_layer_bytes,
             UnpackLimits::default().max_layer_bytes
@@ -339,6 +384,7 @@ mod tests {
             "max_concurrent_layer_downloads_per_image = -1",
             "snapshotter = \"nydus\"",
             "platform = \"linux\"",
+            "low_speed_time_secs = 0",
             "[registry_config]\n[[registry_config.registry]]\ninsecure = true",
             "[registry_config]\n[[registry_config.registry]]\nprefix = \"*.example.com\"\nlocation = \"x.io\"",
             "[registry_config]\n[[registry_config.registry]]\nprefix = \"ex*ample.com\"",

@@ -193,6 +193,7 @@ impl ImageClient {
         let registry = RegistryClient::new(&ClientSettings {
             proxy: config.image_pull_proxy.clone(),
             extra_root_certificates: config.extra_root_certificates.clone(),
+            low_speed: config.low_speed(),
         })
         .map_err(|source| PullError::Registry {
             reference: String::new(),

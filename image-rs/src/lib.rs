@@ -46,3 +46,13 @@ pub use reference::Reference;
 pub use registry::Credentials;
 pub use resource::{LocalResources, ResourceError, ResourceProvider};
 pub use snapshot::SnapshotterKind;
+
+/// Entry points for the fuzz targets in `fuzz/` (compiled only with `--cfg fuzzing`).
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing {
+    /// A `WWW-Authenticate` value: whether it holds a challenge this client answers.
+    pub fn www_authenticate(header: &str) -> bool {
+        crate::registry::client::parse_challenge(header).is_some()
+    }
+}

@@ -43,6 +43,76 @@ fn listing(dir: &Path) -> BTreeSet<PathBuf> {
     out
 }
 
+/// A raw ustar header block: `name` and `link` as given (no validation, `..` and
+/// absolute paths included), so that archives the writer refuses can be built.
+fn raw_header(name: &[u8], kind: u8, size: u64, link: &[u8]) -> [u8; 512] {
+    let mut h = [0u8; 512];
+    h[..name.len().min(100)].copy_from_slice(&name[..name.len().min(100)]);
+    h[100..108].copy_from_slice(b"0000644\0");
+    h[108..116].copy_from_slice(b"0000000\0");
+    h[116..124].copy_from_slice(b"0000000\0");
+    h[124..136].copy_from_slice(format!("{size:011o}\0").as_bytes());
+    h[136..148].copy_from_slice(b"00000000000\0");
+    h[156] = kind;
+    h[157..157 + link.len().min(100)].copy_from_slice(&link[..link.len().min(100)]);
+    h[257..263].copy_from_slice(b"ustar\0");
+    h[263..265].copy_from_slice(b"00");
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u32 = h.iter().map(|b| u32::from(*b)).sum();
+    h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    h
+}
+
+/// `data` as tar entry content: the data and its padding to a block.
+fn padded(data: &[u8]) -> Vec<u8> {
+    let mut out = data.to_vec();
+    out.resize(data.len().div_ceil(512) * 512, 0);
+    out
+}
+
+/// A tar of raw pieces and the end-of-archive marker.
+fn raw_tar(pieces: &[Vec<u8>]) -> Vec<u8> {
+    let mut out: Vec<u8> = pieces.concat();
+    out.extend_from_slice(&[0u8; 1024]);
+    out
+}
+
+/// A PAX extended header (`x`) carrying `records`, then the entry header it applies to.
+fn pax_entry(records: &[(&str, &str)], header: [u8; 512]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (key, value) in records {
+        let rest = key.len() + value.len() + 3;
+        let mut len = rest + 1;
+        while len != rest + len.to_string().len() {
+            len = rest + len.to_string().len();
+        }
+        body.extend_from_slice(format!("{len} {key}={value}\n").as_bytes());
+    }
+    let mut out = raw_header(b"PaxHeaders/x", b'x', body.len() as u64, b"").to_vec();
+    out.extend_from_slice(&padded(&body));
+    out.extend_from_slice(&header);
+    out
+}
+
+/// A GNU long-name (`L`) entry naming the next header `name`.
+fn gnu_long_name(name: &str, header: [u8; 512]) -> Vec<u8> {
+    let mut data = name.as_bytes().to_vec();
+    data.push(0);
+    let mut out = raw_header(b"././@LongLink", b'L', data.len() as u64, b"").to_vec();
+    out.extend_from_slice(&padded(&data));
+    out.extend_from_slice(&header);
+    out
+}
+
+/// A gzip layer of exactly `tar`.
+fn raw_tar_layer(tar: Vec<u8>) -> ImageSpec {
+    raw_layer(
+        gzip(&tar),
+        &tar,
+        "application/vnd.oci.image.layer.v1.tar+gzip",
+    )
+}
+
 type Check = fn(&PullError) -> bool;
 
 fn unpack_error(e: &PullError) -> Option<&UnpackError> {
@@ -320,6 +390,145 @@ fn cases(outside: &Path) -> Vec<Case> {
             limits: None,
             check: |e| matches!(e, PullError::Layer(LayerError::DiffIdMismatch { .. })),
         },
+        // --- more routes out of the root ---
+        Case {
+            name: "pax-path-override-dotdot",
+            image: raw_tar_layer(raw_tar(&[
+                pax_entry(
+                    &[("path", "../pax-escape")],
+                    raw_header(b"benign", b'0', 1, b""),
+                ),
+                padded(b"x"),
+            ])),
+            limits: None,
+            check: |e| matches!(unpack_error(e), Some(UnpackError::PathTraversal { .. })),
+        },
+        Case {
+            name: "pax-path-override-absolute",
+            image: raw_tar_layer(raw_tar(&[
+                pax_entry(
+                    &[("path", &out("pax-abs"))],
+                    raw_header(b"benign", b'0', 1, b""),
+                ),
+                padded(b"x"),
+            ])),
+            limits: None,
+            check: |e| matches!(unpack_error(e), Some(UnpackError::AbsolutePath { .. })),
+        },
+        Case {
+            name: "pax-linkpath-override-hardlink",
+            image: raw_tar_layer(raw_tar(&[pax_entry(
+                &[("linkpath", "../../../outside/secret")],
+                raw_header(b"hl", b'1', 0, b"benign"),
+            )])),
+            limits: None,
+            check: |e| matches!(unpack_error(e), Some(UnpackError::PathTraversal { .. })),
+        },
+        Case {
+            name: "gnu-long-name-dotdot",
+            image: raw_tar_layer(raw_tar(&[
+                gnu_long_name(
+                    &format!("{}/../../../../gnu-escape", "d".repeat(150)),
+                    raw_header(b"benign", b'0', 1, b""),
+                ),
+                padded(b"x"),
+            ])),
+            limits: None,
+            check: |e| matches!(unpack_error(e), Some(UnpackError::PathTraversal { .. })),
+        },
+        Case {
+            name: "long-pax-name-dotdot",
+            image: layer(vec![Entry::file(
+                &format!("{}/{}escape", "a".repeat(120), "../".repeat(3)),
+                "x",
+            )]),
+            limits: None,
+            check: |e| matches!(unpack_error(e), Some(UnpackError::PathTraversal { .. })),
+        },
+        Case {
+            name: "symlink-chain-then-write",
+            image: layer(vec![
+                Entry::symlink("b", &out("")),
+                Entry::symlink("a", "b"),
+                Entry::file("a/evil", "x"),
+            ]),
+            limits: None,
+            check: |e| matches!(unpack_error(e), Some(UnpackError::SymlinkInPath { .. })),
+        },
+        Case {
+            name: "dir-replaced-by-symlink-then-write",
+            image: layer(vec![
+                Entry::dir("d/"),
+                Entry::file("d/ok", "x"),
+                Entry::symlink("d", &out("")),
+                Entry::file("d/evil", "x"),
+            ]),
+            limits: None,
+            check: |e| matches!(unpack_error(e), Some(UnpackError::SymlinkInPath { .. })),
+        },
+        Case {
+            name: "whiteout-through-symlink",
+            image: layer(vec![
+                Entry::symlink("l", &out("")),
+                Entry::file("l/.wh.secret", ""),
+            ]),
+            limits: None,
+            check: |e| matches!(unpack_error(e), Some(UnpackError::SymlinkInPath { .. })),
+        },
+        Case {
+            name: "opaque-through-symlink",
+            image: layer(vec![
+                Entry::symlink("l", &out("")),
+                Entry::file("l/.wh..wh..opq", ""),
+            ]),
+            limits: None,
+            check: |e| matches!(unpack_error(e), Some(UnpackError::SymlinkInPath { .. })),
+        },
+        Case {
+            name: "whiteout-with-dotdot",
+            image: layer(vec![
+                Entry::dir("a/"),
+                Entry::file("a/../../.wh.secret", ""),
+            ]),
+            limits: None,
+            check: |e| matches!(unpack_error(e), Some(UnpackError::PathTraversal { .. })),
+        },
+        Case {
+            name: "whiteout-absolute",
+            image: raw_tar_layer(raw_tar(&[raw_header(
+                out(".wh.secret").as_bytes(),
+                b'0',
+                0,
+                b"",
+            )
+            .to_vec()])),
+            limits: None,
+            check: |e| matches!(unpack_error(e), Some(UnpackError::AbsolutePath { .. })),
+        },
+        Case {
+            name: "hardlink-chain-through-symlink",
+            image: layer(vec![
+                Entry::dir("d/"),
+                Entry::symlink("d/s", &out("")),
+                Entry::hardlink("h1", "d/s/secret"),
+            ]),
+            limits: None,
+            check: |e| matches!(unpack_error(e), Some(UnpackError::SymlinkInPath { .. })),
+        },
+        Case {
+            name: "char-device-in-deep-dir",
+            image: layer(vec![Entry::char_device("a/b/c/kmsg", 1, 11)]),
+            limits: None,
+            check: |e| {
+                matches!(
+                    unpack_error(e),
+                    Some(UnpackError::DeviceNotAllowed {
+                        kind: "character",
+                        ..
+                    })
+                )
+            },
+        },
         Case {
             name: "unsupported-media-type",
             image: raw_layer(
@@ -395,7 +604,7 @@ async fn hostile_layers_are_refused_with_typed_errors_and_leave_nothing() {
     std::fs::create_dir_all(&outside).unwrap();
     std::fs::write(outside.join("secret"), "do not touch").unwrap();
     let all = cases(&outside);
-    assert!(all.len() >= 25);
+    assert!(all.len() >= 39);
     for case in all {
         let (reference, _) = env
             .publish(&case.image, &format!("hostile/{}", case.name), "v1")
@@ -483,4 +692,45 @@ async fn a_corrupt_or_substituted_blob_is_refused_as_such() {
         )
     })
     .await;
+}
+
+/// Writing onto a symlink leaf, or hard-linking a symlink, never goes through it: the
+/// link is replaced (or linked) and nothing outside the root changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_onto_symlink_leaves_replace_the_link() {
+    let env = Env::plain();
+    let outside = env.dir.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    let secret = outside.join("secret");
+    std::fs::write(&secret, "do not touch").unwrap();
+    let target = secret.to_string_lossy().into_owned();
+    let image = layer(vec![
+        Entry::symlink("f", &target),
+        Entry::file("f", "replaced"),
+        Entry::symlink("s", &target),
+        Entry::hardlink("h", "s"),
+    ]);
+    let (reference, _) = env.publish(&image, "hostile/symlink-leaf", "v1").await;
+    let client = env.client("work-leaf").await;
+    let bundle = env.dir.path().join("bundle-leaf");
+    let options = PullOptions {
+        snapshotter: Some(image_rs::SnapshotterKind::Flatten),
+        ..PullOptions::default()
+    };
+    client
+        .pull_image(&reference, &bundle, &options)
+        .await
+        .unwrap();
+    let rootfs = bundle.join("rootfs");
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("f")).unwrap(),
+        "replaced"
+    );
+    assert!(!rootfs.join("f").is_symlink());
+    assert!(std::fs::symlink_metadata(rootfs.join("h"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(std::fs::read_to_string(&secret).unwrap(), "do not touch");
+    assert_eq!(listing(&outside), BTreeSet::from([PathBuf::from("secret")]));
 }

@@ -2,10 +2,10 @@
 //! PEM, DER (SPKI, PKCS#1, PKCS#8, SEC1), password-protected PKCS#8 and JWK.
 
 use base64::Engine;
+use der::asn1::UintRef;
+use der::{Decode, Encode};
+use jose::{RsaPrivateKey, RsaPublicKey};
 use pkcs8::{DecodePrivateKey, DecodePublicKey};
-use rsa::pkcs1::{DecodeRsaPrivateKey, DecodeRsaPublicKey};
-use rsa::traits::PublicKeyParts;
-use rsa::{BigUint, RsaPrivateKey, RsaPublicKey};
 use zeroize::Zeroizing;
 
 /// Upper bound for a key file; real ones are a few KiB.
@@ -50,7 +50,7 @@ pub enum KeyError {
 /// A public key of a JWE recipient.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PublicKey {
-    /// RSA (up to 4096 bits)
+    /// RSA (2048 to 8192 bits)
     Rsa(Box<RsaPublicKey>),
     /// EC P-256
     P256(p256::PublicKey),
@@ -76,7 +76,7 @@ pub enum PrivateKey {
 impl std::fmt::Debug for PrivateKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kind = match self {
-            PrivateKey::Rsa(k) => format!("RSA-{}", k.size() * 8),
+            PrivateKey::Rsa(k) => format!("RSA-{}", k.bits()),
             PrivateKey::P256(_) => "P-256".into(),
             PrivateKey::P384(_) => "P-384".into(),
             PrivateKey::P521(_) => "P-521".into(),
@@ -89,7 +89,7 @@ impl PrivateKey {
     /// The matching public key.
     pub fn public_key(&self) -> PublicKey {
         match self {
-            PrivateKey::Rsa(k) => PublicKey::Rsa(Box::new(k.to_public_key())),
+            PrivateKey::Rsa(k) => PublicKey::Rsa(Box::new(k.public_key())),
             PrivateKey::P256(k) => PublicKey::P256(k.public_key()),
             PrivateKey::P384(k) => PublicKey::P384(k.public_key()),
             PrivateKey::P521(k) => PublicKey::P521(k.public_key()),
@@ -168,26 +168,39 @@ pub fn parse_public_key(data: &[u8]) -> Result<PublicKey, KeyError> {
         for block in pem_blocks(data)? {
             match block.label.as_str() {
                 "PUBLIC KEY" => return public_key_from_spki(&block.der),
-                "RSA PUBLIC KEY" => {
-                    return RsaPublicKey::from_pkcs1_der(&block.der)
-                        .map(|k| PublicKey::Rsa(Box::new(k)))
-                        .map_err(|e| KeyError::Rsa(e.to_string()))
-                }
+                "RSA PUBLIC KEY" => return rsa_public_from_pkcs1(&block.der),
                 _ => {}
             }
         }
         return Err(KeyError::Unrecognised { what: "public" });
     }
     public_key_from_spki(data).or_else(|_| {
-        RsaPublicKey::from_pkcs1_der(data)
-            .map(|k| PublicKey::Rsa(Box::new(k)))
-            .map_err(|_| KeyError::Unrecognised { what: "public" })
+        rsa_public_from_pkcs1(data).map_err(|_| KeyError::Unrecognised { what: "public" })
     })
 }
 
+fn rsa_key_error(e: jose::RsaError) -> KeyError {
+    KeyError::Rsa(e.to_string())
+}
+
+fn rsa_public(n: &[u8], e: &[u8]) -> Result<PublicKey, KeyError> {
+    RsaPublicKey::from_components(n, e)
+        .map(|k| PublicKey::Rsa(Box::new(k)))
+        .map_err(rsa_key_error)
+}
+
+fn rsa_public_from_pkcs1(der: &[u8]) -> Result<PublicKey, KeyError> {
+    let key = pkcs1::RsaPublicKey::from_der(der).map_err(|e| KeyError::Rsa(e.to_string()))?;
+    rsa_public(key.modulus.as_bytes(), key.public_exponent.as_bytes())
+}
+
 fn public_key_from_spki(der: &[u8]) -> Result<PublicKey, KeyError> {
-    if let Ok(k) = RsaPublicKey::from_public_key_der(der) {
-        return Ok(PublicKey::Rsa(Box::new(k)));
+    if let Ok(info) = spki::SubjectPublicKeyInfoRef::from_der(der) {
+        if info.algorithm.oid == pkcs1::ALGORITHM_OID {
+            return RsaPublicKey::from_spki_der(der)
+                .map(|k| PublicKey::Rsa(Box::new(k)))
+                .map_err(rsa_key_error);
+        }
     }
     if let Ok(k) = p256::PublicKey::from_public_key_der(der) {
         return Ok(PublicKey::P256(k));
@@ -243,8 +256,12 @@ fn private_key_from_encrypted(der: &[u8], password: Option<&[u8]>) -> Result<Pri
 }
 
 fn private_key_from_pkcs8(der: &[u8]) -> Result<PrivateKey, KeyError> {
-    if let Ok(k) = RsaPrivateKey::from_pkcs8_der(der) {
-        return checked_rsa(k);
+    if let Ok(info) = pkcs8::PrivateKeyInfo::from_der(der) {
+        if info.algorithm.oid == pkcs1::ALGORITHM_OID {
+            return RsaPrivateKey::from_pkcs8_der(der)
+                .map(|k| PrivateKey::Rsa(Box::new(k)))
+                .map_err(rsa_key_error);
+        }
     }
     if let Ok(k) = p256::SecretKey::from_pkcs8_der(der) {
         return Ok(PrivateKey::P256(k));
@@ -258,15 +275,11 @@ fn private_key_from_pkcs8(der: &[u8]) -> Result<PrivateKey, KeyError> {
     Err(KeyError::Unrecognised { what: "private" })
 }
 
+/// AWS-LC checks the key's consistency when it reads it.
 fn rsa_from_pkcs1(der: &[u8]) -> Result<PrivateKey, KeyError> {
     RsaPrivateKey::from_pkcs1_der(der)
-        .map_err(|e| KeyError::Rsa(e.to_string()))
-        .and_then(checked_rsa)
-}
-
-fn checked_rsa(key: RsaPrivateKey) -> Result<PrivateKey, KeyError> {
-    key.validate().map_err(|e| KeyError::Rsa(e.to_string()))?;
-    Ok(PrivateKey::Rsa(Box::new(key)))
+        .map(|k| PrivateKey::Rsa(Box::new(k)))
+        .map_err(rsa_key_error)
 }
 
 fn ec_from_sec1(der: &[u8]) -> Result<PrivateKey, KeyError> {
@@ -315,7 +328,7 @@ impl Jwk {
         self.value.get(name).and_then(serde_json::Value::as_str)
     }
 
-    fn uint(&self, name: &str) -> Result<BigUint, KeyError> {
+    fn uint(&self, name: &str) -> Result<Zeroizing<Vec<u8>>, KeyError> {
         let text = self
             .str(name)
             .ok_or_else(|| KeyError::Jwk(format!("missing `{name}`")))?;
@@ -324,7 +337,7 @@ impl Jwk {
                 .decode(text.trim_end_matches('='))
                 .map_err(|_| KeyError::Jwk(format!("`{name}` is not base64url")))?,
         );
-        Ok(BigUint::from_bytes_be(&bytes))
+        Ok(bytes)
     }
 
     fn kty(&self) -> Result<&str, KeyError> {
@@ -335,9 +348,7 @@ impl Jwk {
 
 fn public_key_from_jwk(jwk: &Jwk) -> Result<PublicKey, KeyError> {
     match jwk.kty()? {
-        "RSA" => RsaPublicKey::new(jwk.uint("n")?, jwk.uint("e")?)
-            .map(|k| PublicKey::Rsa(Box::new(k)))
-            .map_err(|e| KeyError::Rsa(e.to_string())),
+        "RSA" => rsa_public(&jwk.uint("n")?, &jwk.uint("e")?),
         "EC" => {
             let bad = |e: elliptic_curve::Error| KeyError::Jwk(format!("EC key: {e}"));
             match jwk.str("crv") {
@@ -359,16 +370,7 @@ fn public_key_from_jwk(jwk: &Jwk) -> Result<PublicKey, KeyError> {
 
 fn private_key_from_jwk(jwk: &Jwk) -> Result<PrivateKey, KeyError> {
     match jwk.kty()? {
-        "RSA" => {
-            let key = RsaPrivateKey::from_components(
-                jwk.uint("n")?,
-                jwk.uint("e")?,
-                jwk.uint("d")?,
-                vec![jwk.uint("p")?, jwk.uint("q")?],
-            )
-            .map_err(|e| KeyError::Rsa(e.to_string()))?;
-            checked_rsa(key)
-        }
+        "RSA" => rsa_private_from_jwk(jwk),
         "EC" => {
             if jwk.str("d").is_none() {
                 return Err(KeyError::Jwk("EC JWK has no private `d`".into()));
@@ -389,6 +391,37 @@ fn private_key_from_jwk(jwk: &Jwk) -> Result<PrivateKey, KeyError> {
         }
         other => Err(KeyError::Jwk(format!("unsupported kty `{other}`"))),
     }
+}
+
+/// An RSA private JWK with all its CRT members (RFC 7518 §6.3.2 requires them all once
+/// any is present), as PKCS#1 for AWS-LC.
+fn rsa_private_from_jwk(jwk: &Jwk) -> Result<PrivateKey, KeyError> {
+    let members = ["n", "e", "d", "p", "q", "dp", "dq", "qi"]
+        .iter()
+        .map(|name| jwk.uint(name))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| {
+            KeyError::Jwk(format!(
+                "RSA private JWK needs n, e, d, p, q, dp, dq and qi: {e}"
+            ))
+        })?;
+    let uint = |i: usize| UintRef::new(&members[i]).map_err(|e| KeyError::Rsa(e.to_string()));
+    let der = Zeroizing::new(
+        pkcs1::RsaPrivateKey {
+            modulus: uint(0)?,
+            public_exponent: uint(1)?,
+            private_exponent: uint(2)?,
+            prime1: uint(3)?,
+            prime2: uint(4)?,
+            exponent1: uint(5)?,
+            exponent2: uint(6)?,
+            coefficient: uint(7)?,
+            other_prime_infos: None,
+        }
+        .to_der()
+        .map_err(|e| KeyError::Rsa(e.to_string()))?,
+    );
+    rsa_from_pkcs1(&der)
 }
 
 /// The JWK `alg` member of a key file, if it is a JWK that names one.
@@ -445,6 +478,71 @@ mod tests {
         assert!(matches!(
             parse_public_key(&vec![b'{'; MAX_KEY_FILE + 1]),
             Err(KeyError::TooLarge(_))
+        ));
+    }
+
+    #[test]
+    fn rsa_keys_read_from_pkcs1_pkcs8_and_jwk() {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+        let key = RsaPrivateKey::generate_2048().unwrap();
+        let public = PublicKey::Rsa(Box::new(key.public_key()));
+        let pkcs1 = key.to_pkcs1_der().unwrap();
+        let pkcs8 = key.to_pkcs8_der().unwrap();
+        for der in [pkcs1.as_slice(), pkcs8.as_slice()] {
+            assert_eq!(parse_private_key(der, None).unwrap().public_key(), public);
+        }
+        let pem =
+            pem_rfc7468::encode_string("RSA PRIVATE KEY", Default::default(), &pkcs1).unwrap();
+        assert_eq!(
+            parse_private_key(pem.as_bytes(), None)
+                .unwrap()
+                .public_key(),
+            public
+        );
+        // a JWK from the PKCS#1 members
+        let k = pkcs1::RsaPrivateKey::from_der(&pkcs1).unwrap();
+        let members = [
+            ("n", k.modulus),
+            ("e", k.public_exponent),
+            ("d", k.private_exponent),
+            ("p", k.prime1),
+            ("q", k.prime2),
+            ("dp", k.exponent1),
+            ("dq", k.exponent2),
+            ("qi", k.coefficient),
+        ];
+        let mut jwk = serde_json::Map::new();
+        jwk.insert("kty".into(), "RSA".into());
+        for (name, value) in members {
+            jwk.insert(name.into(), B64.encode(value.as_bytes()).into());
+        }
+        let text = serde_json::to_string(&jwk).unwrap();
+        assert_eq!(
+            parse_private_key(text.as_bytes(), None)
+                .unwrap()
+                .public_key(),
+            public
+        );
+        assert_eq!(parse_public_key(text.as_bytes()).unwrap(), public);
+        // without its CRT members, or with a wrong one, it is refused
+        let mut no_crt = jwk.clone();
+        no_crt.remove("dp");
+        assert!(matches!(
+            parse_private_key(serde_json::to_string(&no_crt).unwrap().as_bytes(), None),
+            Err(KeyError::Jwk(_))
+        ));
+        let mut wrong = jwk.clone();
+        wrong.insert("qi".into(), B64.encode([3u8; 128]).into());
+        assert!(matches!(
+            parse_private_key(serde_json::to_string(&wrong).unwrap().as_bytes(), None),
+            Err(KeyError::Rsa(_))
+        ));
+        // too small for AWS-LC
+        assert!(matches!(
+            parse_public_key(
+                br#"{"kty":"RSA","n":"xcXFxcXFxcXFxcXFxcXFxcXFxcXFxcXFxcXFxcXFxcU","e":"AQAB"}"#
+            ),
+            Err(KeyError::Rsa(_))
         ));
     }
 

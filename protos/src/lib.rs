@@ -3,6 +3,13 @@
 //! Data Hub (`api`) and the ocicrypt keyprovider (`keyprovider`), generated at build time
 //! from `protos/*.proto` by pure-Rust codegen.
 //!
+//! Also the rest of what crosses between the daemons, so that no daemon links another
+//! daemon's implementation to speak to it:
+//! - the AAEL event encoding ([`AaelEvent`], [`pull_image_event`]);
+//! - the ttRPC metadata keys ([`TOKEN_REFRESH_METADATA_KEY`]);
+//! - the kernel command line ([`KernelCmdline`]) and `aa_kbc_params` ([`AaKbcParams`]);
+//! - the reconnecting ttRPC [`Connection`] and the typed attestation-agent [`AaClient`].
+//!
 //! A service whose trait method is not overridden answers the codegen default,
 //! `NOT_FOUND "/<package.Service>/<Method> is not supported"`, as upstream does.
 
@@ -69,3 +76,19 @@ pub use protobuf;
 pub use ttrpc;
 
 pub mod server;
+
+mod aael;
+mod client;
+mod cmdline;
+
+pub use aael::{
+    pull_image_content, pull_image_event, AaelEvent, DecodeError, EventError, EventField,
+    AAEL_TAGGED_EVENT_ID, MAX_EVENT_TEXT_LEN, PULL_IMAGE_DOMAIN, PULL_IMAGE_OPERATION,
+};
+pub use client::{
+    AaClient, CallError, Connection, TOKEN_REFRESH_METADATA_KEY, TOKEN_REFRESH_METADATA_VALUE,
+};
+pub use cmdline::{
+    AaKbcParams, AaKbcParamsError, KernelCmdline, AA_KBC_PARAMS_ENV, AA_KBC_PARAMS_KEY,
+    DEFAULT_AA_KBC_PARAMS, KERNEL_CMDLINE_PATH, MAX_KERNEL_CMDLINE_LEN,
+};

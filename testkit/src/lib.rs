@@ -5,7 +5,9 @@
 
 pub mod kata;
 pub mod kbs;
+pub mod kms;
 pub mod loopdev;
 pub mod process;
+pub mod registry_faults;
 pub mod suite;
 pub mod vm;

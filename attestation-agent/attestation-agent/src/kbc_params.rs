@@ -1,24 +1,16 @@
 //! `aa_kbc_params` (`<kbc>::<uri>`): where the agent finds its KBS when started without a
 //! config file. Taken from env `AA_KBC_PARAMS`, else from the kernel command line
 //! parameter `agent.aa_kbc_params=` (the first one, as upstream), else `offline_fs_kbc::`.
+//! The value and the command line are parsed by `protos`, as the data hub parses them.
 
-use std::{
-    ffi::OsString,
-    fmt,
-    io::Read,
-    path::{Path, PathBuf},
+use std::{ffi::OsString, fmt, path::PathBuf};
+
+use protos::{AaKbcParamsError, KernelCmdline};
+
+pub use protos::{
+    AA_KBC_PARAMS_ENV, AA_KBC_PARAMS_KEY, DEFAULT_AA_KBC_PARAMS,
+    KERNEL_CMDLINE_PATH as DEFAULT_CMDLINE_PATH,
 };
-
-/// Environment variable holding `<kbc>::<uri>`.
-pub const AA_KBC_PARAMS_ENV: &str = "AA_KBC_PARAMS";
-/// Kernel command line parameter holding `<kbc>::<uri>`.
-pub const CMDLINE_PARAM: &str = "agent.aa_kbc_params=";
-/// Used when neither the environment nor the kernel command line has it.
-pub const DEFAULT_AA_KBC_PARAMS: &str = "offline_fs_kbc::";
-/// The real kernel command line.
-pub const DEFAULT_CMDLINE_PATH: &str = "/proc/cmdline";
-/// Longer than any real kernel command line (the kernel caps it at a few KiB).
-const CMDLINE_LIMIT: u64 = 64 * 1024;
 
 /// Where aa_kbc_params came from (for messages and logs).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,7 +30,7 @@ impl fmt::Display for KbcParamsOrigin {
             KbcParamsOrigin::KernelCmdline(path) => {
                 write!(
                     f,
-                    "kernel command line {} ({CMDLINE_PARAM}...)",
+                    "kernel command line {} ({AA_KBC_PARAMS_KEY}=...)",
                     path.display()
                 )
             }
@@ -51,14 +43,12 @@ impl fmt::Display for KbcParamsOrigin {
 #[derive(Debug, thiserror::Error)]
 pub enum KbcParamsError {
     /// Not of the form `<kbc>::<uri>`.
-    #[error("aa_kbc_params {value:?} from {origin} is malformed: {reason}; expected <kbc>::<uri>, e.g. cc_kbc::https://kbs.example:8080 or offline_fs_kbc::")]
+    #[error("aa_kbc_params from {origin}: {source}")]
     Malformed {
-        /// the value
-        value: String,
         /// where it came from
         origin: KbcParamsOrigin,
         /// what is wrong
-        reason: &'static str,
+        source: AaKbcParamsError,
     },
     /// The `cc_kbc` URI is not an http(s) URL.
     #[error("aa_kbc_params from {origin}: KBS URI {uri:?} of cc_kbc is not an http:// or https:// URL: {reason}")]
@@ -83,7 +73,7 @@ pub enum KbcParamsError {
     },
 }
 
-/// A parsed `<kbc>::<uri>`.
+/// aa_kbc_params as the agent resolved them: the parsed `<kbc>::<uri>` and its origin.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AaKbcParams {
     /// KBC name, e.g. `cc_kbc`, `offline_fs_kbc`.
@@ -97,31 +87,17 @@ pub struct AaKbcParams {
 impl AaKbcParams {
     /// Parses `value` (`<kbc>::<uri>`), remembering its origin for messages.
     pub fn parse(value: &str, origin: KbcParamsOrigin) -> Result<Self, KbcParamsError> {
-        let malformed = |reason| KbcParamsError::Malformed {
-            value: value.to_string(),
-            origin: origin.clone(),
-            reason,
-        };
-        let (kbc, uri) = value.split_once("::").ok_or_else(|| malformed("no `::`"))?;
-        if kbc.is_empty() {
-            return Err(malformed("the KBC name is empty"));
+        Self::with_origin(protos::AaKbcParams::parse(value), origin)
+    }
+
+    fn with_origin(
+        parsed: Result<protos::AaKbcParams, AaKbcParamsError>,
+        origin: KbcParamsOrigin,
+    ) -> Result<Self, KbcParamsError> {
+        match parsed {
+            Ok(protos::AaKbcParams { kbc, uri }) => Ok(Self { kbc, uri, origin }),
+            Err(source) => Err(KbcParamsError::Malformed { origin, source }),
         }
-        if kbc
-            .chars()
-            .any(|c| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
-        {
-            return Err(malformed(
-                "the KBC name has characters other than [A-Za-z0-9_-]",
-            ));
-        }
-        if uri.chars().any(char::is_whitespace) {
-            return Err(malformed("the URI contains whitespace"));
-        }
-        Ok(Self {
-            kbc: kbc.to_string(),
-            uri: uri.to_string(),
-            origin,
-        })
     }
 
     /// Finds aa_kbc_params: `env_value` (the value of `AA_KBC_PARAMS`, if set) wins; else
@@ -138,12 +114,12 @@ impl AaKbcParams {
             return Self::parse(&value, KbcParamsOrigin::Env);
         }
         let path = cmdline_path.into();
-        let cmdline = read_cmdline(&path).map_err(|source| KbcParamsError::Cmdline {
+        let cmdline = KernelCmdline::read(&path).map_err(|source| KbcParamsError::Cmdline {
             path: path.clone(),
             source,
         })?;
-        match cmdline_param(&cmdline, CMDLINE_PARAM) {
-            Some(value) => Self::parse(value, KbcParamsOrigin::KernelCmdline(path)),
+        match cmdline.aa_kbc_params() {
+            Some(parsed) => Self::with_origin(parsed, KbcParamsOrigin::KernelCmdline(path)),
             None => Self::parse(DEFAULT_AA_KBC_PARAMS, KbcParamsOrigin::Default),
         }
     }
@@ -165,24 +141,6 @@ impl AaKbcParams {
     }
 }
 
-/// Reads a kernel command line file (at most 64 KiB of it).
-pub fn read_cmdline(path: &Path) -> std::io::Result<String> {
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)?
-        .take(CMDLINE_LIMIT)
-        .read_to_end(&mut bytes)?;
-    // The command line is ASCII in practice; stray bytes must not hide the parameter.
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
-}
-
-/// The value of the first `prefix<value>` word of `cmdline` (`prefix` ends in `=`): a
-/// repeated parameter takes its first value, as kata-agent and upstream read it.
-pub fn cmdline_param<'a>(cmdline: &'a str, prefix: &str) -> Option<&'a str> {
-    cmdline
-        .split_ascii_whitespace()
-        .find_map(|word| word.strip_prefix(prefix))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,28 +156,11 @@ mod tests {
         (dir, path)
     }
 
+    /// The rules of `<kbc>::<uri>` are protos' (tested there); the agent's error names
+    /// where the value came from.
     #[test]
-    fn parses_kbc_and_uri() {
-        let p = parse("cc_kbc::https://kbs.example:8080").unwrap();
-        assert_eq!(p.kbc, "cc_kbc");
-        assert_eq!(p.uri, "https://kbs.example:8080");
-        // only the first `::` splits
-        let p = parse("cc_kbc::http://[::1]:8080").unwrap();
-        assert_eq!(p.uri, "http://[::1]:8080");
-        let p = parse("offline_fs_kbc::").unwrap();
-        assert_eq!((p.kbc.as_str(), p.uri.as_str()), ("offline_fs_kbc", ""));
-    }
-
-    #[test]
-    fn malformed_params_are_refused_with_a_clear_message() {
-        for (bad, why) in [
-            ("cc_kbc", "no `::`"),
-            ("cc_kbc:https://kbs", "no `::`"),
-            ("", "no `::`"),
-            ("::https://kbs", "empty"),
-            ("cc kbc::https://kbs", "characters"),
-            ("cc_kbc::https://kbs x", "whitespace"),
-        ] {
+    fn malformed_params_name_their_origin() {
+        for (bad, why) in [("cc_kbc", "no `::`"), ("::https://kbs", "empty")] {
             let err = parse(bad).unwrap_err();
             assert!(matches!(err, KbcParamsError::Malformed { .. }), "{bad}");
             let text = err.to_string();
@@ -227,6 +168,12 @@ mod tests {
             assert!(text.contains("<kbc>::<uri>"), "{text}");
             assert!(text.contains("AA_KBC_PARAMS"), "{text}");
         }
+        let p = parse("cc_kbc::http://[::1]:8080").unwrap();
+        assert_eq!(
+            (p.kbc.as_str(), p.uri.as_str()),
+            ("cc_kbc", "http://[::1]:8080")
+        );
+        assert_eq!(p.origin, KbcParamsOrigin::Env);
     }
 
     #[test]

@@ -10,9 +10,7 @@ use attestation_agent::{
     config::{Config, LoadedConfig},
     eventlog::DEFAULT_EVENTLOG_DIR,
     initdata::InitDataRequest,
-    kbc_params::{
-        cmdline_param, read_cmdline, AaKbcParams, AA_KBC_PARAMS_ENV, DEFAULT_CMDLINE_PATH,
-    },
+    kbc_params::{AaKbcParams, AA_KBC_PARAMS_ENV, DEFAULT_CMDLINE_PATH},
     service, version_text, AttestationAgent, DEFAULT_SOCKET,
 };
 use attester::{parse_flag, DetectOptions, Env, Platform, SamplePolicy};
@@ -119,7 +117,7 @@ fn load_config(args: &Args) -> Result<(LoadedConfig, Option<String>)> {
 }
 
 /// Kernel parameter that sets strict mode (`false`) or allows the sample attester (`true`).
-const ALLOW_SAMPLE_PARAM: &str = "aa.allow_sample=";
+const ALLOW_SAMPLE_PARAM: &str = "aa.allow_sample";
 
 /// Who decides whether the sample attester may stand in: the config file's
 /// `[attester] allow_sample`, else the kernel parameter `aa.allow_sample`, else
@@ -139,19 +137,19 @@ fn sample_policy(config: &Config, kernel_cmdline: &std::path::Path) -> Result<Sa
         ));
     }
     // A guest without a readable command line has no parameter to honour.
-    let Ok(cmdline) = read_cmdline(kernel_cmdline) else {
+    let Ok(cmdline) = protos::KernelCmdline::read(kernel_cmdline) else {
         return Ok(SamplePolicy::FallBack);
     };
-    match cmdline_param(&cmdline, ALLOW_SAMPLE_PARAM) {
+    match cmdline.first(ALLOW_SAMPLE_PARAM) {
         None => Ok(SamplePolicy::FallBack),
         // A strict-mode switch that cannot be read must not fall back silently.
         Some(value) => match parse_flag(value) {
             Some(allowed) => Ok(decided(
                 allowed,
-                format!("kernel parameter {ALLOW_SAMPLE_PARAM}{value}"),
+                format!("kernel parameter {ALLOW_SAMPLE_PARAM}={value}"),
             )),
             None => anyhow::bail!(
-                "kernel parameter {ALLOW_SAMPLE_PARAM}{value} is not a boolean: use \
+                "kernel parameter {ALLOW_SAMPLE_PARAM}={value} is not a boolean: use \
                  true/1/yes/on or false/0/no/off"
             ),
         },

@@ -28,6 +28,8 @@ const CONSULTED_VARS: &[&str] = &[
     "AA_TPM_AK_HANDLE",
     // SGX in an Occlum enclave
     "OCCLUM",
+    // the NVML library of the NVIDIA GPU attester
+    "AA_NVML_LIBRARY",
 ];
 
 /// A snapshot of the environment variables attesters read, so tests pass values in
@@ -223,6 +225,8 @@ const PRIMARY_PROBES: &[(Tee, Probe)] = &[
 /// Device attesters, each added when its probe finds the device.
 const DEVICE_PROBES: &[(Tee, Probe)] = &[
     (Tee::SampleDevice, probe_sample_device),
+    #[cfg(feature = "nvidia-attester")]
+    (Tee::Nvidia, crate::nvidia::probe),
     // A TPM next to another TEE, as upstream: only in builds without the TDX and Azure
     // attesters (whose platforms expose a vTPM that is part of their own evidence).
     #[cfg(all(
@@ -517,9 +521,19 @@ mod tests {
             feature = "csv-attester",
             feature = "tpm-attester",
             feature = "az-snp-vtpm-attester",
-            feature = "az-tdx-vtpm-attester"
+            feature = "az-tdx-vtpm-attester",
+            feature = "nvidia-attester"
         )))]
         assert_eq!(compiled_attesters(), vec![Tee::Sample, Tee::SampleDevice]);
+        #[cfg(feature = "nvidia-attester")]
+        {
+            let all = compiled_attesters();
+            let sample_device = all.iter().position(|t| *t == Tee::SampleDevice);
+            assert_eq!(
+                sample_device.and_then(|at| all.get(at + 1)),
+                Some(&Tee::Nvidia)
+            );
+        }
     }
 
     /// A device whose evidence always fails.

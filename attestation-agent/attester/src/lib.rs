@@ -8,9 +8,10 @@
 //!
 //! Hardware attesters are compiled in by cargo features (`tdx-attester`, `snp-attester`,
 //! `sgx-attester`, `cca-attester`, `se-attester`, `csv-attester`, `tpm-attester`,
-//! `az-snp-vtpm-attester`, `az-tdx-vtpm-attester`, `all-attesters`).
+//! `az-snp-vtpm-attester`, `az-tdx-vtpm-attester`, `nvidia-attester`, `all-attesters`).
 
-// Only the small device modules (`*/ioctl.rs`) allow `unsafe`, each block with a SAFETY note.
+// Only the small device modules (`*/ioctl.rs`, and `nvidia/nvml.rs` for the driver's C
+// library) allow `unsafe`, each block with a SAFETY note.
 #![deny(unsafe_code)]
 
 mod detect;
@@ -43,6 +44,8 @@ pub mod azure;
 pub mod cca;
 #[cfg(feature = "csv-attester")]
 pub mod csv;
+#[cfg(feature = "nvidia-attester")]
+pub mod nvidia;
 #[cfg(feature = "se-attester")]
 pub mod se;
 #[cfg(feature = "sgx-attester")]

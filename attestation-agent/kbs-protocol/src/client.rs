@@ -13,11 +13,12 @@
 //! - 403 (policy denial in newer trustee) and 404 are final;
 //! - network errors, timeouts and 5xx answers are retried with backoff and jitter.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 use tracing::{debug, info};
 use zeroize::Zeroizing;
@@ -51,16 +52,25 @@ pub struct KbsClientConfig {
     pub initdata_toml: Option<String>,
     /// Whole-request timeout.
     pub request_timeout: Duration,
+    /// Limit for one [`KbsClient::get_resource`], [`KbsClient::get_token`] or
+    /// [`KbsClient::refresh_token`] call, its attestation and retries included: a KBS that
+    /// trickles its replies or keeps failing cannot hold a caller longer than this. Below
+    /// the 50 s that CDH gives AA and the REST shim gives CDH, so the answer is this
+    /// client's error, not the caller's timeout.
+    pub operation_timeout: Duration,
     pub connect_timeout: Duration,
     pub retry: RetryPolicy,
     /// A cached token is replaced when it expires within this margin (capped at half the
     /// token's lifetime, so short-lived tokens are still reused).
     pub token_refresh_margin: Duration,
+    /// After the KBS called a brand-new token invalid, reads fail without attesting again
+    /// for this long (a 401 storm costs one attestation per backoff, not one per read).
+    pub token_refusal_backoff: Duration,
 }
 
 impl KbsClientConfig {
-    /// Defaults for the KBS at `url`: P-256 key, no RSA1_5, 60 s request timeout, 4 tries,
-    /// 30 s refresh margin.
+    /// Defaults for the KBS at `url`: P-256 key, no RSA1_5, 60 s request timeout, 45 s per
+    /// operation, 4 tries, 30 s refresh margin.
     pub fn new(url: &str) -> Result<Self> {
         let parsed = url::Url::parse(url).map_err(|e| Error::InvalidUrl {
             url: url.to_string(),
@@ -85,9 +95,11 @@ impl KbsClientConfig {
             allow_rsa1_5: false,
             initdata_toml: None,
             request_timeout: Duration::from_secs(60),
+            operation_timeout: Duration::from_secs(45),
             connect_timeout: Duration::from_secs(10),
             retry: RetryPolicy::default(),
             token_refresh_margin: Duration::from_secs(30),
+            token_refusal_backoff: Duration::from_secs(5),
         })
     }
 }
@@ -105,11 +117,23 @@ struct Credential {
     session_cookie: Option<String>,
     obtained_at: Instant,
     obtained_wall: SystemTime,
+    /// For a token issued just now: when it expires on this host's monotonic clock
+    /// (`obtained_at + exp - iat`), immune to skew between the KBS's clock and this one.
+    local_expiry: Option<Instant>,
     /// Whether the token comes from an attestation made for this client (a handshake, or
     /// a provider asked for a new attestation), not from a provider's cache.
     attested: bool,
     /// Paths the KBS refused with this token while it was brand new.
     denied_paths: StdMutex<HashSet<String>>,
+    /// When the KBS called this token, brand new, invalid (`TokenVerifierError`).
+    token_refused_at: StdMutex<Option<Instant>>,
+}
+
+/// Whether a 401 refuses the token itself (trustee's `TokenVerifierError`, `TokenNotFound`)
+/// rather than the path (`PolicyDeny`, `PluginInternalError` for a missing resource).
+fn refuses_token(err: &Error) -> bool {
+    err.error_information()
+        .is_some_and(|info| matches!(info.kind(), "TokenVerifierError" | "TokenNotFound"))
 }
 
 impl Credential {
@@ -119,18 +143,31 @@ impl Credential {
         session_cookie: Option<String>,
         attested: bool,
     ) -> Self {
+        let obtained_at = Instant::now();
+        // A cached token handed out by a provider may be old already: only a token from an
+        // attestation made for this call starts its lifetime now.
+        let local_expiry = attested
+            .then(|| token.lifetime())
+            .flatten()
+            .and_then(|lifetime| obtained_at.checked_add(lifetime));
         Self {
             token,
             keypair,
             session_cookie,
             attested,
-            obtained_at: Instant::now(),
+            obtained_at,
             obtained_wall: SystemTime::now(),
+            local_expiry,
             denied_paths: StdMutex::new(HashSet::new()),
+            token_refused_at: StdMutex::new(None),
         }
     }
 
     fn is_fresh(&self, margin: Duration) -> bool {
+        if let Some(expiry) = self.local_expiry {
+            let margin = margin.min(expiry.duration_since(self.obtained_at) / 2);
+            return Instant::now() + margin < expiry;
+        }
         let lifetime = self
             .token
             .expires_at()
@@ -149,10 +186,24 @@ impl Credential {
             .unwrap_or(false)
     }
 
-    fn mark_denied(&self, path: &str) {
-        if let Ok(mut set) = self.denied_paths.lock() {
+    /// Remembers a refusal of this (brand new) token: of the token itself, or of `path`.
+    fn remember_refusal(&self, path: &str, err: &Error) {
+        if refuses_token(err) {
+            if let Ok(mut refused) = self.token_refused_at.lock() {
+                *refused = Some(Instant::now());
+            }
+        } else if let Ok(mut set) = self.denied_paths.lock() {
             set.insert(path.to_string());
         }
+    }
+
+    /// Whether the KBS called this token invalid within `backoff`.
+    fn refused_within(&self, backoff: Duration) -> bool {
+        self.token_refused_at
+            .lock()
+            .ok()
+            .and_then(|at| *at)
+            .is_some_and(|at| at.elapsed() < backoff)
     }
 }
 
@@ -165,8 +216,16 @@ struct CacheState {
     refused: bool,
 }
 
+/// Challenges remembered to refuse a KBS that repeats its nonce.
+const REMEMBERED_NONCES: usize = 64;
+/// Longest nonce accepted (trustee's is 44 characters; an SE challenge is a JSON request of
+/// a few KiB).
+const MAX_NONCE_LEN: usize = 16 * 1024;
+
 struct Inner {
     config: KbsClientConfig,
+    /// SHA-256 of the latest [`REMEMBERED_NONCES`] challenge nonces.
+    seen_nonces: StdMutex<VecDeque<[u8; 32]>>,
     transport: Transport,
     source: CredentialSource,
     cache: Mutex<CacheState>,
@@ -242,6 +301,7 @@ impl KbsClient {
                 source,
                 cache: Mutex::new(CacheState::default()),
                 attempts_finished: AtomicU64::new(0),
+                seen_nonces: StdMutex::new(VecDeque::with_capacity(REMEMBERED_NONCES)),
             }),
         })
     }
@@ -253,7 +313,7 @@ impl KbsClient {
     /// A valid token and its TEE key pair: the cached one, or a fresh attestation. This is
     /// what AA's `GetToken("kbs")` returns.
     pub async fn get_token(&self) -> Result<(Token, Arc<TeeKeyPair>)> {
-        let credential = self.credential().await?;
+        let credential = self.within_deadline("auth", self.credential()).await?;
         Ok((credential.token.clone(), credential.keypair.clone()))
     }
 
@@ -261,7 +321,9 @@ impl KbsClient {
     /// (AA's forced refresh). Concurrent refreshes share one attestation: a token another
     /// caller obtained after this call began is new to this caller too.
     pub async fn refresh_token(&self) -> Result<(Token, Arc<TeeKeyPair>)> {
-        let credential = self.credential_obtained_after(Some(Instant::now())).await?;
+        let credential = self
+            .within_deadline("auth", self.credential_obtained_after(Some(Instant::now())))
+            .await?;
         Ok((credential.token.clone(), credential.keypair.clone()))
     }
 
@@ -275,24 +337,45 @@ impl KbsClient {
     /// Fetches and decrypts a resource: `GET {url}/kbs/v0/<uri.kbs_path()>`.
     pub async fn get_resource(&self, uri: &ResourceUri) -> Result<Zeroizing<Vec<u8>>> {
         let path = uri.kbs_path();
+        self.within_deadline(&path, self.get_resource_unbounded(&path, uri))
+            .await
+    }
+
+    async fn get_resource_unbounded(
+        &self,
+        path: &str,
+        uri: &ResourceUri,
+    ) -> Result<Zeroizing<Vec<u8>>> {
         let jwe_required = uri.plugin() == DEFAULT_PLUGIN;
         let started = Instant::now();
         let credential = self.credential().await?;
         let fresh = credential.attested && credential.obtained_at >= started;
-        match self.fetch(&path, jwe_required, &credential).await? {
+        match self.fetch(path, jwe_required, &credential).await? {
             Fetch::Ok(bytes) => Ok(bytes),
-            Fetch::Unauthorized(err) if fresh || credential.was_denied(&path) => {
-                credential.mark_denied(&path);
+            Fetch::Unauthorized(err) if fresh => {
+                credential.remember_refusal(path, &err);
+                Err(err)
+            }
+            // A path denied to this token stays denied; a token the KBS called invalid is
+            // not replaced again before the backoff (at most one attestation per backoff
+            // during a 401 storm), but is replaced after it (the KBS may have revoked it).
+            Fetch::Unauthorized(err)
+                if (!refuses_token(&err) && credential.was_denied(path))
+                    || credential.refused_within(self.inner.config.token_refusal_backoff) =>
+            {
                 Err(err)
             }
             Fetch::Unauthorized(_) => {
-                info!(%path, "the KBS refused the cached token; attesting again once");
+                info!(
+                    path,
+                    "the KBS refused the cached token; attesting again once"
+                );
                 self.invalidate(&credential).await;
                 let renewed = self.credential().await?;
-                match self.fetch(&path, jwe_required, &renewed).await? {
+                match self.fetch(path, jwe_required, &renewed).await? {
                     Fetch::Ok(bytes) => Ok(bytes),
                     Fetch::Unauthorized(err) => {
-                        renewed.mark_denied(&path);
+                        renewed.remember_refusal(path, &err);
                         Err(err)
                     }
                 }
@@ -399,6 +482,55 @@ impl KbsClient {
         }
     }
 
+    /// Refuses a nonce that cannot give the evidence freshness: empty, absurdly long, or
+    /// one this client already bound evidence to (a replaying or broken KBS).
+    fn check_nonce(&self, url: &str, nonce: &str) -> Result<()> {
+        let refuse = |reason: String| Error::Protocol {
+            url: url.to_string(),
+            reason,
+        };
+        if nonce.is_empty() {
+            return Err(refuse("the challenge nonce is empty".to_string()));
+        }
+        if nonce.len() > MAX_NONCE_LEN {
+            return Err(refuse(format!(
+                "the challenge nonce has {} bytes, more than {MAX_NONCE_LEN}",
+                nonce.len()
+            )));
+        }
+        let digest: [u8; 32] = Sha256::digest(nonce.as_bytes()).into();
+        let mut seen = self
+            .inner
+            .seen_nonces
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if seen.contains(&digest) {
+            return Err(refuse(
+                "the KBS repeated a challenge nonce this client already answered".to_string(),
+            ));
+        }
+        if seen.len() == REMEMBERED_NONCES {
+            seen.pop_front();
+        }
+        seen.push_back(digest);
+        Ok(())
+    }
+
+    /// Runs one public operation within [`KbsClientConfig::operation_timeout`].
+    async fn within_deadline<T>(
+        &self,
+        what: &str,
+        operation: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let limit = self.inner.config.operation_timeout;
+        tokio::time::timeout(limit, operation)
+            .await
+            .map_err(|_| Error::Timeout {
+                url: self.inner.transport.endpoint(what),
+                timeout_ms: limit.as_millis(),
+            })?
+    }
+
     /// One Request-Challenge-Attestation-Response exchange.
     async fn handshake(
         &self,
@@ -429,6 +561,7 @@ impl KbsClient {
             url: reply.url.clone(),
             reason: format!("no {SESSION_COOKIE} cookie in the challenge reply"),
         })?;
+        self.check_nonce(&reply.url, &challenge.nonce)?;
         let hash = challenge.hash_algorithm()?;
         let tee_pubkey = keypair.public_jwk();
         let json_error = |e: serde_json::Error| Error::Protocol {

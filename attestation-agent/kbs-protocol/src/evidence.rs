@@ -1,11 +1,18 @@
 //! Where the client's evidence comes from: [`EvidenceProvider`], implemented once for the
-//! `attester` crate's detected attesters by [`AttesterEvidenceProvider`]. AA (in-process)
-//! and `kbs-client` both use it, so the sample attester is only ever used when
-//! `attester::detect` allowed it (`AA_SAMPLE_ATTESTER=1` or an explicit opt-in).
+//! `attester` crate's detected attesters by `AttesterEvidenceProvider` (feature
+//! `attester`). AA (in-process) and `kbs-client` both use it, so the sample attester is
+//! only ever used when `attester::detect` allowed it (`AA_SAMPLE_ATTESTER=1` or an
+//! explicit opt-in).
+//!
+//! The adapter stays beside the trait rather than in the agent or the attester crate:
+//! `kbs-client` (in this crate) needs it too, and neither of those can be a dependency of
+//! this crate without a cycle.
 
+#[cfg(feature = "attester")]
 use std::sync::Arc;
 
 use async_trait::async_trait;
+#[cfg(feature = "attester")]
 use attester::Detected;
 
 use crate::token::ProviderError;
@@ -32,11 +39,13 @@ pub trait EvidenceProvider: Send + Sync {
 
 /// Evidence from the attesters `attester::detect` found: the primary attester's TEE and
 /// evidence, and every device attester's evidence as additional evidence.
+#[cfg(feature = "attester")]
 #[derive(Debug, Clone)]
 pub struct AttesterEvidenceProvider {
     attesters: Arc<Detected>,
 }
 
+#[cfg(feature = "attester")]
 impl AttesterEvidenceProvider {
     /// A provider over `attesters` (shared with whoever else serves evidence from them).
     pub fn new(attesters: Arc<Detected>) -> Self {
@@ -49,6 +58,7 @@ impl AttesterEvidenceProvider {
     }
 }
 
+#[cfg(feature = "attester")]
 #[async_trait]
 impl EvidenceProvider for AttesterEvidenceProvider {
     async fn tee(&self) -> Result<String, ProviderError> {
@@ -67,7 +77,7 @@ impl EvidenceProvider for AttesterEvidenceProvider {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "attester"))]
 mod tests {
     use super::*;
     use attester::{Attester, AttesterError, SampleAttester, SampleDeviceAttester, Tee};

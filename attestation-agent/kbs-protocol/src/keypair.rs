@@ -5,8 +5,8 @@
 //! (`RSA-OAEP-256`), and ML-KEM-768 (`ML-KEM-768+A192KW`, trustee's experimental
 //! post-quantum key, sent as the `AKP` JWK of draft-ietf-jose-pqc-kem).
 //!
-//! Key material is zeroized on drop (the RustCrypto secret key types wipe themselves) and
-//! never appears in `Debug` output; PEM exports are returned in `Zeroizing` buffers. An
+//! Key material is zeroized on drop (the RustCrypto secret key types wipe themselves, AWS-LC
+//! wipes the RSA key when it frees it) and never appears in `Debug` output; PEM exports are returned in `Zeroizing` buffers. An
 //! ML-KEM-768 key exports as PKCS#8 `PRIVATE KEY` with `id-alg-ml-kem-768` and the 64-byte
 //! seed form of RFC 9935 (what OpenSSL 3.5+ and Python's `cryptography` write); upstream
 //! cannot export it at all, so its AA cannot hand such a key to the data hub.
@@ -18,27 +18,16 @@ use p256::elliptic_curve::sec1::ToEncodedPoint;
 use p256::pkcs8::der::pem as pem_codec;
 use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
 use rand_core::{OsRng, RngCore};
-use rsa::pkcs1::{DecodeRsaPrivateKey, EncodeRsaPrivateKey};
-use rsa::traits::PublicKeyParts;
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::wire::TeePubKey;
 
-/// JWE key-management algorithm announced for EC keys.
-pub const ALG_ECDH_ES_A256KW: &str = "ECDH-ES+A256KW";
-/// JWE key-management algorithm announced for RSA keys.
-pub const ALG_RSA_OAEP_256: &str = "RSA-OAEP-256";
-/// Deprecated RSA PKCS#1 v1.5 key transport (accepted only when allowed in config).
-pub const ALG_RSA1_5: &str = "RSA1_5";
-/// JWE key-management algorithm announced for ML-KEM-768 keys (trustee's and upstream's
-/// experimental post-quantum `alg`; draft-ietf-jose-pqc-kem).
-pub const ALG_ML_KEM_768_A192KW: &str = "ML-KEM-768+A192KW";
+/// The JWE key-management algorithms announced for EC, RSA and ML-KEM-768 keys.
+pub use jose::jwe::{ALG_ECDH_ES_A256KW, ALG_ML_KEM_768_A192KW, ALG_RSA_OAEP_256};
 /// JWK key type of the ML-KEM key (draft-ietf-jose-pqc-kem "Algorithm Key Pair").
 pub const KTY_AKP: &str = "AKP";
 /// Bytes of an ML-KEM-768 encapsulation (public) key (FIPS 203).
 pub const ML_KEM_768_PUBLIC_KEY_LEN: usize = 1184;
-/// Bytes of an ML-KEM-768 ciphertext (FIPS 203), the JWE `ek` header.
-pub const ML_KEM_768_CIPHERTEXT_LEN: usize = 1088;
 /// Bytes of an ML-KEM seed (`d || z`), the private key.
 const ML_KEM_SEED_LEN: usize = 64;
 /// PKCS#8 v1 `OneAsymmetricKey` of ML-KEM-768 in seed form up to the seed:
@@ -117,19 +106,22 @@ pub enum KeyError {
 pub(crate) enum KeyMaterial {
     P256(p256::SecretKey),
     P521(p521::SecretKey),
-    Rsa(Box<rsa::RsaPrivateKey>),
+    Rsa(Box<RsaKey>),
     /// wipes itself on drop (ml-kem's `zeroize` feature)
     MlKem768(Box<ml_kem::DecapsulationKey768>),
 }
 
-impl KeyMaterial {
-    /// The key family, for error messages.
-    pub(crate) fn kind(&self) -> &'static str {
-        match self {
-            KeyMaterial::P256(_) | KeyMaterial::P521(_) => "EC",
-            KeyMaterial::Rsa(_) => "RSA",
-            KeyMaterial::MlKem768(_) => "ML-KEM-768",
-        }
+/// An RSA TEE key (AWS-LC, constant-time decryption) and its public numbers for the JWK.
+pub(crate) struct RsaKey {
+    key: jose::RsaPrivateKey,
+    n: Vec<u8>,
+    e: Vec<u8>,
+}
+
+impl RsaKey {
+    fn new(key: jose::RsaPrivateKey) -> Result<Self, jose::RsaError> {
+        let (n, e) = key.public_key().components()?;
+        Ok(Self { key, n, e })
     }
 }
 
@@ -182,6 +174,21 @@ fn ml_kem_768_from_pkcs8_pem(pem: &str) -> Option<ml_kem::DecapsulationKey768> {
     Some(key)
 }
 
+/// An RSA key from a PEM block of `label` read by `read` (PKCS#1 or PKCS#8 DER).
+fn rsa_from_pem(
+    pem: &str,
+    label: &str,
+    read: fn(&[u8]) -> Result<jose::RsaPrivateKey, jose::RsaError>,
+) -> Option<KeyMaterial> {
+    let (found, der) = pem_codec::decode_vec(pem.as_bytes()).ok()?;
+    let der = Zeroizing::new(der);
+    if found != label {
+        return None;
+    }
+    let key = RsaKey::new(read(&der).ok()?).ok()?;
+    Some(KeyMaterial::Rsa(Box::new(key)))
+}
+
 /// A TEE key pair (private key material; zeroized on drop).
 pub struct TeeKeyPair {
     pub(crate) material: KeyMaterial,
@@ -203,10 +210,12 @@ impl TeeKeyPair {
             TeeKeyAlgorithm::EcP256 => KeyMaterial::P256(p256::SecretKey::random(&mut OsRng)),
             TeeKeyAlgorithm::EcP521 => KeyMaterial::P521(p521::SecretKey::random(&mut OsRng)),
             TeeKeyAlgorithm::Rsa2048 => KeyMaterial::Rsa(Box::new(
-                rsa::RsaPrivateKey::new(&mut OsRng, RSA_BITS).map_err(|e| KeyError::Generate {
-                    algorithm,
-                    reason: e.to_string(),
-                })?,
+                jose::RsaPrivateKey::generate_2048()
+                    .and_then(RsaKey::new)
+                    .map_err(|e| KeyError::Generate {
+                        algorithm,
+                        reason: e.to_string(),
+                    })?,
             )),
             TeeKeyAlgorithm::MlKem768 => {
                 let mut seed = Zeroizing::new([0u8; ML_KEM_SEED_LEN]);
@@ -228,6 +237,16 @@ impl TeeKeyPair {
             KeyMaterial::P521(_) => TeeKeyAlgorithm::EcP521,
             KeyMaterial::Rsa(_) => TeeKeyAlgorithm::Rsa2048,
             KeyMaterial::MlKem768(_) => TeeKeyAlgorithm::MlKem768,
+        }
+    }
+
+    /// The private key as `jose` uses it to open a reply.
+    pub(crate) fn decryption_key(&self) -> jose::DecryptionKey<'_> {
+        match &self.material {
+            KeyMaterial::P256(key) => jose::DecryptionKey::P256(key),
+            KeyMaterial::P521(key) => jose::DecryptionKey::P521(key),
+            KeyMaterial::Rsa(key) => jose::DecryptionKey::Rsa(&key.key),
+            KeyMaterial::MlKem768(key) => jose::DecryptionKey::MlKem768(key),
         }
     }
 
@@ -253,8 +272,8 @@ impl TeeKeyPair {
             }
             KeyMaterial::Rsa(key) => TeePubKey::Rsa {
                 alg: ALG_RSA_OAEP_256.to_string(),
-                n: URL_SAFE_NO_PAD.encode(key.n().to_bytes_be()),
-                e: URL_SAFE_NO_PAD.encode(key.e().to_bytes_be()),
+                n: URL_SAFE_NO_PAD.encode(&key.n),
+                e: URL_SAFE_NO_PAD.encode(&key.e),
             },
             KeyMaterial::MlKem768(key) => TeePubKey::Akp {
                 alg: ALG_ML_KEM_768_A192KW.to_string(),
@@ -271,7 +290,12 @@ impl TeeKeyPair {
         match &self.material {
             KeyMaterial::P256(key) => key.to_pkcs8_pem(LineEnding::LF).map_err(|e| export(&e)),
             KeyMaterial::P521(key) => key.to_pkcs8_pem(LineEnding::LF).map_err(|e| export(&e)),
-            KeyMaterial::Rsa(key) => key.to_pkcs1_pem(LineEnding::LF).map_err(|e| export(&e)),
+            KeyMaterial::Rsa(key) => {
+                let der = key.key.to_pkcs1_der().map_err(|e| export(&e))?;
+                pem_codec::encode_string("RSA PRIVATE KEY", LineEnding::LF, &der)
+                    .map(Zeroizing::new)
+                    .map_err(|e| export(&e))
+            }
             KeyMaterial::MlKem768(key) => {
                 let der = ml_kem_768_to_pkcs8(key)?;
                 pem_codec::encode_string("PRIVATE KEY", LineEnding::LF, &der)
@@ -286,9 +310,7 @@ impl TeeKeyPair {
     pub fn from_pem(pem: &str) -> Result<Self, KeyError> {
         let pem = pem.trim();
         let material = if pem.starts_with("-----BEGIN RSA PRIVATE KEY-----") {
-            rsa::RsaPrivateKey::from_pkcs1_pem(pem)
-                .ok()
-                .map(|key| KeyMaterial::Rsa(Box::new(key)))
+            rsa_from_pem(pem, "RSA PRIVATE KEY", jose::RsaPrivateKey::from_pkcs1_der)
         } else if pem.starts_with("-----BEGIN EC PRIVATE KEY-----") {
             p256::SecretKey::from_sec1_pem(pem)
                 .map(KeyMaterial::P256)
@@ -299,11 +321,7 @@ impl TeeKeyPair {
                 .map(KeyMaterial::P256)
                 .or_else(|_| p521::SecretKey::from_pkcs8_pem(pem).map(KeyMaterial::P521))
                 .ok()
-                .or_else(|| {
-                    rsa::RsaPrivateKey::from_pkcs8_pem(pem)
-                        .ok()
-                        .map(|key| KeyMaterial::Rsa(Box::new(key)))
-                })
+                .or_else(|| rsa_from_pem(pem, "PRIVATE KEY", jose::RsaPrivateKey::from_pkcs8_der))
                 .or_else(|| {
                     ml_kem_768_from_pkcs8_pem(pem).map(|key| KeyMaterial::MlKem768(Box::new(key)))
                 })
@@ -311,7 +329,7 @@ impl TeeKeyPair {
             None
         };
         match material {
-            Some(KeyMaterial::Rsa(key)) if key.size() * 8 < RSA_BITS => {
+            Some(KeyMaterial::Rsa(key)) if key.key.bits() < RSA_BITS => {
                 Err(KeyError::UnrecognizedPem)
             }
             Some(material) => Ok(Self { material }),
@@ -409,7 +427,6 @@ mod tests {
         fn zeroizes_on_drop<T: zeroize::ZeroizeOnDrop>() {}
         zeroizes_on_drop::<p256::SecretKey>();
         zeroizes_on_drop::<p521::SecretKey>();
-        zeroizes_on_drop::<rsa::RsaPrivateKey>();
         zeroizes_on_drop::<ml_kem::DecapsulationKey768>();
     }
 

@@ -32,6 +32,7 @@ pub struct Token {
     raw: Zeroizing<String>,
     expires_at: Option<SystemTime>,
     not_before: Option<SystemTime>,
+    issued_at: Option<SystemTime>,
 }
 
 impl std::fmt::Debug for Token {
@@ -39,6 +40,7 @@ impl std::fmt::Debug for Token {
         f.debug_struct("Token")
             .field("expires_at", &self.expires_at)
             .field("not_before", &self.not_before)
+            .field("issued_at", &self.issued_at)
             .finish_non_exhaustive()
     }
 }
@@ -49,6 +51,8 @@ struct TimeClaims {
     exp: Option<serde_json::Number>,
     #[serde(default)]
     nbf: Option<serde_json::Number>,
+    #[serde(default)]
+    iat: Option<serde_json::Number>,
 }
 
 fn claim_time(
@@ -103,6 +107,7 @@ impl Token {
             raw: Zeroizing::new(raw.to_string()),
             expires_at: claim_time(claims.exp, "exp")?,
             not_before: claim_time(claims.nbf, "nbf")?,
+            issued_at: claim_time(claims.iat, "iat")?,
         })
     }
 
@@ -113,6 +118,12 @@ impl Token {
 
     pub fn expires_at(&self) -> Option<SystemTime> {
         self.expires_at
+    }
+
+    /// `exp - iat` as the KBS's clock counts it: how long the token lasts from its issue,
+    /// whatever the skew between the KBS's clock and this one.
+    pub fn lifetime(&self) -> Option<Duration> {
+        self.expires_at?.duration_since(self.issued_at?).ok()
     }
 
     /// Whether the token can still be presented: `nbf` reached and `exp` more than `margin`
@@ -258,6 +269,34 @@ mod tests {
         assert!(no_exp.is_fresh(Duration::from_secs(3600)));
         let future = Token::parse(&jwt(&format!(r#"{{"nbf":{}}}"#, now + 3600))).unwrap();
         assert!(!future.is_fresh(Duration::ZERO));
+    }
+
+    #[test]
+    fn lifetime_is_exp_minus_iat_whatever_the_clock() {
+        // issued by a KBS whose clock is a day behind: expired by this clock, yet 300 s long
+        let day_ago = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            - 86_400;
+        let token = Token::parse(&jwt(&format!(
+            r#"{{"iat":{day_ago},"exp":{}}}"#,
+            day_ago + 300
+        )))
+        .unwrap();
+        assert_eq!(token.lifetime(), Some(Duration::from_secs(300)));
+        assert!(!token.is_fresh(Duration::ZERO));
+        for no_lifetime in [
+            r#"{"exp":100}"#.to_string(),
+            r#"{"iat":100}"#.to_string(),
+            r#"{"iat":200,"exp":100}"#.to_string(),
+        ] {
+            assert_eq!(Token::parse(&jwt(&no_lifetime)).unwrap().lifetime(), None);
+        }
+        assert!(matches!(
+            Token::parse(&jwt(r#"{"iat":"yesterday"}"#)),
+            Err(TokenError::Malformed(_))
+        ));
     }
 
     #[test]

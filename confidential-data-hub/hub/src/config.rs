@@ -49,8 +49,9 @@ use serde::Deserialize;
 
 use config_document::{DocumentError, Parsed};
 
+use protos::{AaKbcParams, KernelCmdline, AA_KBC_PARAMS_ENV, AA_KBC_PARAMS_KEY};
+
 use crate::{
-    cmdline::KernelCmdline,
     credentials::check_credential_path,
     pull::{hub_transport, KEY_PROVIDER_NAME},
 };
@@ -65,7 +66,7 @@ pub const DEFAULT_LOG_LEVEL: &str = "info";
 /// The directory every credential file must lie under.
 pub const DEFAULT_CREDENTIALS_DIR: &str = "/run/confidential-containers/cdh/kbs";
 /// Where the kernel command line is read from.
-pub const DEFAULT_KERNEL_CMDLINE: &str = "/proc/cmdline";
+pub const DEFAULT_KERNEL_CMDLINE: &str = protos::KERNEL_CMDLINE_PATH;
 /// KBC used when neither a config file nor `aa_kbc_params` names one (as upstream).
 pub const FALLBACK_KBC: &str = kms::OFFLINE_FS_KBC;
 /// Largest config file accepted, in bytes (inline policies and certificates included).
@@ -79,7 +80,6 @@ pub const SERVICE_SOCKETS: [&str; 4] = [
 ];
 
 const KBS_RESOURCES_PARAM: &str = "cdh.kbs_resources";
-const AA_KBC_PARAMS_PARAM: &str = "agent.aa_kbc_params";
 
 /// The environment variables the CDH reads, captured once by the binary so that the
 /// library never touches the process environment. Empty values count as unset.
@@ -595,23 +595,18 @@ fn check_ttrpc_address(address: &str, origin: &Origin<'_>, key: &str) -> Result<
         .map_err(|e| origin.invalid(key, e.to_string()))
 }
 
-/// `<kbc>::<url>`; the URL may itself contain `::` (IPv6).
-fn parse_aa_kbc_params(
-    value: &str,
+/// The `[kbc]` of aa_kbc_params `parsed` (by protos' parser, the agent's).
+fn kbc_from_aa_kbc_params(
+    parsed: Result<AaKbcParams, protos::AaKbcParamsError>,
     origin: &Origin<'_>,
     key: &str,
 ) -> Result<KbcConfig, ConfigError> {
-    match value.split_once("::") {
-        Some((name, url)) if !name.is_empty() => Ok(KbcConfig {
-            name: name.to_string(),
-            url: url.to_string(),
-            kbs_cert: None,
-        }),
-        _ => Err(origin.invalid(
-            key,
-            format!("`{value}` is not of the form <kbc name>::<kbs url>"),
-        )),
-    }
+    let AaKbcParams { kbc, uri } = parsed.map_err(|e| origin.invalid(key, e.to_string()))?;
+    Ok(KbcConfig {
+        name: kbc,
+        url: uri,
+        kbs_cert: None,
+    })
 }
 
 /// A PEM value that says something: upstream's own example config writes
@@ -698,12 +693,17 @@ impl Config {
     pub fn load(options: &LoadOptions) -> Result<LoadedConfig, ConfigError> {
         let env = &options.env;
         let cmdline_origin = Origin::Cmdline(&options.kernel_cmdline);
-        let cmdline = KernelCmdline::read(&options.kernel_cmdline).map_err(|source| {
-            ConfigError::ReadCmdline {
-                path: options.kernel_cmdline.clone(),
-                source,
+        // a missing command line (no /proc, a test) is an empty one
+        let cmdline = match KernelCmdline::read(&options.kernel_cmdline) {
+            Ok(cmdline) => cmdline,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => KernelCmdline::default(),
+            Err(source) => {
+                return Err(ConfigError::ReadCmdline {
+                    path: options.kernel_cmdline.clone(),
+                    source,
+                })
             }
-        })?;
+        };
         let mut warnings = Vec::new();
         let mut notes = Vec::new();
 
@@ -787,7 +787,9 @@ impl Config {
         let env_kbc = env
             .aa_kbc_params
             .as_deref()
-            .map(|value| parse_aa_kbc_params(value, &Origin::Env, "AA_KBC_PARAMS"))
+            .map(|value| {
+                kbc_from_aa_kbc_params(AaKbcParams::parse(value), &Origin::Env, AA_KBC_PARAMS_ENV)
+            })
             .transpose()?;
         let kbc = match (&config_file, file.kbc) {
             (
@@ -828,25 +830,25 @@ impl Config {
                 })
             }
             (None, _) => {
-                let count = cmdline.count(AA_KBC_PARAMS_PARAM);
+                let count = cmdline.count(AA_KBC_PARAMS_KEY);
                 if count > 1 {
                     warnings.push(format!(
                         "{} is given {count} times: the first one counts (as upstream)",
-                        cmdline_origin.setting(AA_KBC_PARAMS_PARAM)
+                        cmdline_origin.setting(AA_KBC_PARAMS_KEY)
                     ));
                 }
-                let from_params = match (env_kbc, cmdline.first(AA_KBC_PARAMS_PARAM)) {
+                let from_params = match (env_kbc, cmdline.aa_kbc_params()) {
                     (Some(kbc), _) => Some(kbc),
-                    (None, Some(value)) => Some(parse_aa_kbc_params(
-                        value,
+                    (None, Some(parsed)) => Some(kbc_from_aa_kbc_params(
+                        parsed,
                         &cmdline_origin,
-                        AA_KBC_PARAMS_PARAM,
+                        AA_KBC_PARAMS_KEY,
                     )?),
                     (None, None) => None,
                 };
                 let mut kbc = from_params.unwrap_or_else(|| {
                     warnings.push(format!(
-                        "no config file, no AA_KBC_PARAMS and no {AA_KBC_PARAMS_PARAM} kernel parameter: using {FALLBACK_KBC}"
+                        "no config file, no AA_KBC_PARAMS and no {AA_KBC_PARAMS_KEY} kernel parameter: using {FALLBACK_KBC}"
                     ));
                     KbcConfig {
                         name: FALLBACK_KBC.to_string(),
@@ -1816,13 +1818,13 @@ a = 1
         assert_invalid(
             f.load_without_file(),
             "kernel parameter `agent.aa_kbc_params`",
-            "<kbc name>::<kbs url>",
+            "<kbc>::<uri>",
         );
         f.cmdline = "agent.aa_kbc_params=::http://kbs".into();
         assert_invalid(
             f.load_without_file(),
             "kernel parameter `agent.aa_kbc_params`",
-            "<kbc name>::<kbs url>",
+            "<kbc>::<uri>",
         );
         f.env.aa_kbc_params = Some("cc_kbc:http://kbs".into());
         assert_invalid(
@@ -1952,7 +1954,7 @@ authenticated_registry_credentials_uri = "kbs:///file/cred/x"
         assert_invalid(
             f.load_toml(MINIMAL),
             "environment variable AA_KBC_PARAMS",
-            "<kbc name>::<kbs url>",
+            "<kbc>::<uri>",
         );
     }
 

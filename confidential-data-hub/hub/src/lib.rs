@@ -19,7 +19,6 @@
 #![forbid(unsafe_code)]
 
 pub mod client;
-mod cmdline;
 pub mod config;
 mod credentials;
 mod hub;

@@ -59,6 +59,21 @@ struct Cli {
     #[cfg(feature = "aws")]
     #[arg(long, hide = true)]
     aws_endpoint_url: Option<String>,
+
+    /// Connect to this address for every Alibaba Cloud KMS host (tests with a local KMS).
+    #[cfg(feature = "aliyun")]
+    #[arg(long, hide = true)]
+    aliyun_resolve: Option<std::net::SocketAddr>,
+
+    /// PEM CA certificates trusted for Alibaba Cloud's regional KMS hosts (tests).
+    #[cfg(feature = "aliyun")]
+    #[arg(long, hide = true)]
+    aliyun_ca_file: Option<PathBuf>,
+
+    /// The ECS metadata server instead of http://100.100.100.200 (tests).
+    #[cfg(feature = "aliyun")]
+    #[arg(long, hide = true)]
+    aliyun_metadata_url: Option<String>,
 }
 
 #[tokio::main]
@@ -89,6 +104,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(url) = &cli.aws_endpoint_url {
         kms_providers = kms_providers.with_aws_endpoint_url(url);
     }
+    // upstream's credential directory variables of the aliyun and ehsm providers
+    let env_dir = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    #[cfg(feature = "aliyun")]
+    {
+        if let Some(dir) = env_dir(kms::plugins::aliyun::KEY_PATH_ENV) {
+            kms_providers = kms_providers.with_aliyun_credential_dir(dir);
+        }
+        let extra_root_pems = match &cli.aliyun_ca_file {
+            Some(path) => vec![std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?],
+            None => Vec::new(),
+        };
+        kms_providers = kms_providers.with_aliyun_network(kms::plugins::aliyun::AliyunNetwork {
+            resolve: cli.aliyun_resolve,
+            extra_root_pems,
+            metadata_url: cli.aliyun_metadata_url.clone(),
+        });
+    }
+    #[cfg(feature = "ehsm")]
+    if let Some(dir) = env_dir(kms::plugins::ehsm::KEY_PATH_ENV) {
+        kms_providers = kms_providers.with_ehsm_credential_dir(dir);
+    }
+    #[cfg(not(any(feature = "aliyun", feature = "ehsm")))]
+    let _ = env_dir;
     let options = LoadOptions {
         config_file: cli.config,
         kernel_cmdline: cli.kernel_cmdline,

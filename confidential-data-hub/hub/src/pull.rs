@@ -33,7 +33,6 @@ use std::{
 };
 
 use async_trait::async_trait;
-use attestation_agent::eventlog::{pull_image_event, EventError};
 use image_policy::{ContainersPolicy, PolicyLoadError, PolicyOptions};
 use image_rs::{
     reference::ReferenceError,
@@ -50,6 +49,7 @@ use ocicrypt_rs::keywrap::{
     },
     KeyWrappers,
 };
+use protos::{pull_image_event, EventError};
 use tokio::sync::OnceCell;
 use tracing::{error, info, warn};
 
@@ -106,7 +106,7 @@ pub enum MeasurementError {
     Event(#[from] EventError),
     /// The agent was reached but did not record the event.
     #[error("the attestation agent did not record the PullImage event: {0}")]
-    Agent(ClientError),
+    Agent(Box<ClientError>),
 }
 
 /// Why an image was not pulled.
@@ -302,9 +302,13 @@ pub async fn measure_pull(
     digest: &str,
 ) -> Result<PullMeasurement, MeasurementError> {
     let event = pull_image_event(image, digest)?;
-    let agent = match AaClient::connect(aa_socket, AA_TIMEOUT).await {
-        Ok(agent) => agent,
-        Err(e) => {
+    let agent = AaClient::new(aa_socket, AA_TIMEOUT);
+    let result = match agent
+        .extend_runtime_measurement(event.domain(), event.operation(), event.content(), None)
+        .await
+    {
+        Ok(result) => result,
+        Err(e @ ClientError::Connect { .. }) => {
             warn!(
                 aa_socket,
                 image,
@@ -313,11 +317,8 @@ pub async fn measure_pull(
             );
             return Ok(PullMeasurement::AgentUnreachable);
         }
+        Err(e) => return Err(MeasurementError::Agent(Box::new(e))),
     };
-    let result = agent
-        .extend_runtime_measurement(event.domain(), event.operation(), event.content(), None)
-        .await
-        .map_err(MeasurementError::Agent)?;
     Ok(match result {
         RuntimeMeasurementResult::OK => PullMeasurement::Recorded,
         RuntimeMeasurementResult::NOT_ENABLED => PullMeasurement::NotEnabled,

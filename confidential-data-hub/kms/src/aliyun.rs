@@ -1,8 +1,10 @@
-//! Alibaba Cloud KMS (feature `aliyun`): the request signing of the dedicated KMS instance
-//! API with client-key credentials (spec 5.8, `RSA_PKCS1_SHA_256`).
+//! Alibaba Cloud KMS wire formats (feature `aliyun`): the request signing of both APIs the
+//! `aliyun` provider ([`crate::plugins::aliyun`]) calls, the client-key credential and the
+//! protobuf messages of a dedicated KMS instance.
 //!
-//! Every request to `https://<instance>.cryptoservice.kms.aliyuncs.com/` is a `POST` of a
-//! protobuf body with these headers; `Authorization: Bearer <signature>` signs
+//! **KMS instance API** (`https://<kms instance id>.cryptoservice.kms.aliyuncs.com/`, client
+//! key credentials): every request is a `POST` of a protobuf body; `Authorization: Bearer
+//! <signature>` signs
 //!
 //! ```text
 //! POST\n<SHA-256 of the body, upper-case hex>\napplication/x-protobuf\n<Date>\n
@@ -12,20 +14,24 @@
 //! with RSASSA-PKCS1-v1_5 over SHA-256 under the client key, base64-encoded. The access-key
 //! header is spelled `x-kms-acccesskeyid` (three c's) on the wire, as the service expects.
 //!
-//! Only the signing is implemented: the Alibaba client itself (protobuf bodies, the
-//! password-protected PKCS#12 client-key file, the instance CA) is not, so the provider
-//! registry does not offer `aliyun`.
+//! **KMS OpenAPI, RPC style** (`https://kms.<region>.aliyuncs.com/`, STS credentials of an
+//! ECS RAM role or an STS token): the parameters travel in the query; `Signature` is the
+//! base64 HMAC-SHA1 under `<AccessKeySecret>&` of
+//! `POST&%2F&<percent-encoded "k=v&…" of every other parameter, sorted by name>`.
 
 use std::{collections::BTreeMap, time::SystemTime};
 
 use base64::{engine::general_purpose::STANDARD, Engine as _};
+use hmac::{Hmac, Mac as _};
 use rsa::{
     pkcs1v15::SigningKey,
     pkcs8::DecodePrivateKey,
     signature::{SignatureEncoding as _, Signer as _},
     RsaPrivateKey,
 };
+use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
+use zeroize::Zeroizing;
 
 /// `x-kms-apiversion`
 pub const API_VERSION: &str = "dkms-gcs-0.2";
@@ -35,13 +41,20 @@ pub const SIGNATURE_METHOD: &str = "RSA_PKCS1_SHA_256";
 pub const CONTENT_TYPE: &str = "application/x-protobuf";
 /// The access-key header, with the service's spelling.
 pub const ACCESS_KEY_ID_HEADER: &str = "x-kms-acccesskeyid";
+/// `Version` of the KMS OpenAPI.
+pub const RPC_API_VERSION: &str = "2016-01-20";
+/// `SignatureMethod` of the KMS OpenAPI.
+pub const RPC_SIGNATURE_METHOD: &str = "HMAC-SHA1";
 
-/// Why a signer could not be built.
+/// Why a credential or signer could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum AliyunError {
     /// The client key is not a PKCS#8 RSA private key.
     #[error("aliyun client key is not a PKCS#8 RSA private key: {0}")]
     ClientKey(String),
+    /// The client-key file is not `{"KeyId": …, "PrivateKeyData": …}`.
+    #[error("aliyun client key file: {0}")]
+    ClientKeyFile(String),
 }
 
 /// SHA-256 of `body`, upper-case hex (the `content-sha256` header).
@@ -72,8 +85,9 @@ pub fn string_to_sign(
     text
 }
 
-/// An HTTP date (RFC 7231 IMF-fixdate, e.g. `Tue, 05 Mar 2024 09:08:07 GMT`).
-pub fn http_date(time: SystemTime) -> String {
+/// UTC calendar fields of `time`: (year, month, day, hour, minute, second, weekday with
+/// 0 = Thursday).
+fn civil(time: SystemTime) -> (i64, i64, i64, u64, u64, u64, usize) {
     let secs = time
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -90,23 +104,158 @@ pub fn http_date(time: SystemTime) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
+    (
+        year,
+        month,
+        day,
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        days.rem_euclid(7) as usize,
+    )
+}
+
+/// An HTTP date (RFC 7231 IMF-fixdate, e.g. `Tue, 05 Mar 2024 09:08:07 GMT`).
+pub fn http_date(time: SystemTime) -> String {
     const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
+    let (year, month, day, h, m, s, weekday) = civil(time);
     format!(
         "{}, {:02} {} {:04} {:02}:{:02}:{:02} GMT",
-        WEEKDAYS[days.rem_euclid(7) as usize],
+        WEEKDAYS[weekday],
         day,
         MONTHS[(month - 1) as usize],
         year,
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
+        h,
+        m,
+        s
     )
 }
 
-/// Signs requests with a client key.
+/// An ISO 8601 UTC timestamp (`2024-03-05T09:08:07Z`, the OpenAPI's `Timestamp`).
+pub fn iso8601(time: SystemTime) -> String {
+    let (year, month, day, h, m, s, _) = civil(time);
+    format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}Z")
+}
+
+/// Percent-encoding of the OpenAPI: RFC 3986 unreserved characters stay, every other byte
+/// becomes `%XX` (so a space is `%20`, `*` is `%2A` and `~` stays).
+pub fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 3);
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The OpenAPI's string to sign for a `POST` with `params` (without `Signature`).
+pub fn rpc_string_to_sign(params: &BTreeMap<String, String>) -> String {
+    let canonical = params
+        .iter()
+        .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
+        .collect::<Vec<_>>()
+        .join("&");
+    format!("POST&%2F&{}", percent_encode(&canonical))
+}
+
+/// The OpenAPI's `Signature` of `params` under `access_key_secret`.
+pub fn rpc_signature(params: &BTreeMap<String, String>, access_key_secret: &str) -> String {
+    let key = Zeroizing::new(format!("{access_key_secret}&"));
+    // HMAC takes keys of any length
+    let mut mac = match Hmac::<sha1::Sha1>::new_from_slice(key.as_bytes()) {
+        Ok(mac) => mac,
+        Err(_) => unreachable!("HMAC accepts every key length"),
+    };
+    mac.update(rpc_string_to_sign(params).as_bytes());
+    STANDARD.encode(mac.finalize().into_bytes())
+}
+
+/// One DER element of `buf`: (tag, whole element length, content range).
+fn der_element(buf: &[u8]) -> Option<(u8, usize, std::ops::Range<usize>)> {
+    let tag = *buf.first()?;
+    let first = *buf.get(1)?;
+    let (len, header) = if first < 0x80 {
+        (usize::from(first), 2)
+    } else {
+        let count = usize::from(first & 0x7f);
+        if count == 0 || count > 4 {
+            return None;
+        }
+        let mut len = 0usize;
+        for b in buf.get(2..2 + count)? {
+            len = (len << 8) | usize::from(*b);
+        }
+        (len, 2 + count)
+    };
+    let end = header.checked_add(len)?;
+    (end <= buf.len()).then_some((tag, end, header..end))
+}
+
+fn der_encode(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let len = content.len();
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes: Vec<u8> = len
+            .to_be_bytes()
+            .into_iter()
+            .skip_while(|b| *b == 0)
+            .collect();
+        out.push(0x80 | bytes.len() as u8);
+        out.extend(bytes);
+    }
+    out.extend_from_slice(content);
+    out
+}
+
+/// The PFX with its MacData's `iterations` written out: Alibaba Cloud's client keys
+/// leave the DEFAULT 1 out, which the PKCS#12 parser requires. `None` if the outer layout
+/// is not `SEQUENCE { INTEGER, SEQUENCE, [SEQUENCE { DigestInfo, salt[, iterations] }] }`.
+fn with_mac_iterations(der: &[u8]) -> Option<Vec<u8>> {
+    let (tag, end, content) = der_element(der)?;
+    if tag != 0x30 || end != der.len() {
+        return None;
+    }
+    let mut elements = Vec::new();
+    let mut rest = &der[content];
+    while !rest.is_empty() {
+        let (tag, end, content) = der_element(rest)?;
+        elements.push((tag, &rest[..end], &rest[content]));
+        rest = &rest[end..];
+    }
+    match elements.as_slice() {
+        [(0x02, version, _), (0x30, auth_safe, _), (0x30, _, mac_content)] => {
+            let mut count = 0;
+            let mut inner = *mac_content;
+            while !inner.is_empty() {
+                let (_, end, _) = der_element(inner)?;
+                inner = &inner[end..];
+                count += 1;
+            }
+            let mut mac = mac_content.to_vec();
+            match count {
+                2 => mac.extend_from_slice(&[0x02, 0x01, 0x01]),
+                3 => {}
+                _ => return None,
+            }
+            let mut body = version.to_vec();
+            body.extend_from_slice(auth_safe);
+            body.extend(der_encode(0x30, &mac));
+            Some(der_encode(0x30, &body))
+        }
+        [(0x02, _, _), (0x30, _, _)] => Some(der.to_vec()),
+        _ => None,
+    }
+}
+
+/// Signs KMS instance requests with a client key.
 pub struct RequestSigner {
     client_key_id: String,
     key: SigningKey<Sha256>,
@@ -120,26 +269,67 @@ impl std::fmt::Debug for RequestSigner {
     }
 }
 
+/// The client-key file Alibaba Cloud hands out (`clientKey_<id>.json`).
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ClientKeyFile {
+    key_id: String,
+    private_key_data: String,
+}
+
 impl RequestSigner {
-    /// A signer for client key `client_key_id` with its PKCS#8 PEM private key.
-    pub fn from_pkcs8_pem(client_key_id: &str, pem: &str) -> Result<Self, AliyunError> {
-        let key = RsaPrivateKey::from_pkcs8_pem(pem)
-            .map_err(|e| AliyunError::ClientKey(e.to_string()))?;
-        Ok(Self::new(client_key_id, key))
+    /// A signer from a client-key file (`{"KeyId", "PrivateKeyData": <base64 PKCS#12>}`)
+    /// and its password (trailing whitespace and newlines ignored, as upstream).
+    pub fn from_client_key_file(json: &[u8], password: &str) -> Result<Self, AliyunError> {
+        if json.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(AliyunError::ClientKeyFile("not a JSON object".into()));
+        }
+        let file: ClientKeyFile = serde_json::from_slice(json).map_err(|e| {
+            AliyunError::ClientKeyFile(format!(
+                "not {{\"KeyId\",\"PrivateKeyData\"}} JSON (line {}, column {})",
+                e.line(),
+                e.column()
+            ))
+        })?;
+        let pkcs12 = Zeroizing::new(
+            STANDARD
+                .decode(file.private_key_data.trim())
+                .map_err(|_| AliyunError::ClientKeyFile("PrivateKeyData is not base64".into()))?,
+        );
+        let not_pkcs12 = || AliyunError::ClientKeyFile("PrivateKeyData is not PKCS#12".into());
+        let pkcs12 = Zeroizing::new(with_mac_iterations(&pkcs12).ok_or_else(not_pkcs12)?);
+        let pfx = p12::PFX::parse(&pkcs12).map_err(|_| not_pkcs12())?;
+        let password = password.trim_end();
+        if !pfx.verify_mac(password) {
+            return Err(AliyunError::ClientKeyFile(
+                "the password does not open the PKCS#12 client key".into(),
+            ));
+        }
+        let keys = pfx.key_bags(password).map_err(|_| {
+            AliyunError::ClientKeyFile("the PKCS#12 client key cannot be decrypted".into())
+        })?;
+        let der = Zeroizing::new(keys.into_iter().next().ok_or_else(|| {
+            AliyunError::ClientKeyFile("the PKCS#12 file holds no private key".into())
+        })?);
+        if file.key_id.is_empty() {
+            return Err(AliyunError::ClientKeyFile("KeyId is empty".into()));
+        }
+        Self::from_pkcs8_der(&file.key_id, &der)
     }
 
     /// A signer for client key `client_key_id` with its PKCS#8 DER private key.
     pub fn from_pkcs8_der(client_key_id: &str, der: &[u8]) -> Result<Self, AliyunError> {
         let key = RsaPrivateKey::from_pkcs8_der(der)
             .map_err(|e| AliyunError::ClientKey(e.to_string()))?;
-        Ok(Self::new(client_key_id, key))
-    }
-
-    fn new(client_key_id: &str, key: RsaPrivateKey) -> Self {
-        Self {
+        Ok(Self {
             client_key_id: client_key_id.to_string(),
             key: SigningKey::new(key),
-        }
+        })
+    }
+
+    /// The client key id (`KAAP.…`).
+    pub fn client_key_id(&self) -> &str {
+        &self.client_key_id
     }
 
     /// The base64 RSASSA-PKCS1-v1_5 SHA-256 signature of `string_to_sign`.
@@ -181,10 +371,162 @@ impl RequestSigner {
     }
 }
 
+/// The KMS instance API's protobuf messages (`dkms_api`), field numbers as the service's.
+pub mod dkms {
+    /// `Encrypt`
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct EncryptRequest {
+        /// key id or alias
+        #[prost(string, tag = "1")]
+        pub key_id: String,
+        /// data
+        #[prost(bytes = "vec", tag = "2")]
+        pub plaintext: Vec<u8>,
+        /// `AES_GCM`
+        #[prost(string, tag = "3")]
+        pub algorithm: String,
+        /// additional authenticated data
+        #[prost(bytes = "vec", tag = "4")]
+        pub aad: Vec<u8>,
+        /// IV (empty: the service picks one)
+        #[prost(bytes = "vec", tag = "5")]
+        pub iv: Vec<u8>,
+        /// padding of block modes
+        #[prost(string, tag = "6")]
+        pub padding_mode: String,
+    }
+
+    /// `Encrypt` answer
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct EncryptResponse {
+        /// key id
+        #[prost(string, tag = "1")]
+        pub key_id: String,
+        /// ciphertext
+        #[prost(bytes = "vec", tag = "2")]
+        pub ciphertext_blob: Vec<u8>,
+        /// the IV used
+        #[prost(bytes = "vec", tag = "3")]
+        pub iv: Vec<u8>,
+        /// request id
+        #[prost(string, tag = "4")]
+        pub request_id: String,
+        /// algorithm
+        #[prost(string, tag = "5")]
+        pub algorithm: String,
+        /// padding
+        #[prost(string, tag = "6")]
+        pub padding_mode: String,
+    }
+
+    /// `Decrypt`
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct DecryptRequest {
+        /// ciphertext
+        #[prost(bytes = "vec", tag = "1")]
+        pub ciphertext_blob: Vec<u8>,
+        /// key id or alias
+        #[prost(string, tag = "2")]
+        pub key_id: String,
+        /// `AES_GCM`
+        #[prost(string, tag = "3")]
+        pub algorithm: String,
+        /// additional authenticated data
+        #[prost(bytes = "vec", tag = "4")]
+        pub aad: Vec<u8>,
+        /// the IV of the encryption
+        #[prost(bytes = "vec", tag = "5")]
+        pub iv: Vec<u8>,
+        /// padding of block modes
+        #[prost(string, tag = "6")]
+        pub padding_mode: String,
+    }
+
+    /// `Decrypt` answer
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct DecryptResponse {
+        /// key id
+        #[prost(string, tag = "1")]
+        pub key_id: String,
+        /// data
+        #[prost(bytes = "vec", tag = "2")]
+        pub plaintext: Vec<u8>,
+        /// request id
+        #[prost(string, tag = "3")]
+        pub request_id: String,
+        /// algorithm
+        #[prost(string, tag = "4")]
+        pub algorithm: String,
+        /// padding
+        #[prost(string, tag = "5")]
+        pub padding_mode: String,
+    }
+
+    /// `GetSecretValue`
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct GetSecretValueRequest {
+        /// secret name
+        #[prost(string, tag = "1")]
+        pub secret_name: String,
+        /// e.g. `ACSCurrent`
+        #[prost(string, tag = "2")]
+        pub version_stage: String,
+        /// version id
+        #[prost(string, tag = "3")]
+        pub version_id: String,
+        /// whether to return the extended config
+        #[prost(bool, tag = "4")]
+        pub fetch_extended_config: bool,
+    }
+
+    /// `GetSecretValue` answer (the fields the provider reads)
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct GetSecretValueResponse {
+        /// secret name
+        #[prost(string, tag = "1")]
+        pub secret_name: String,
+        /// secret type
+        #[prost(string, tag = "2")]
+        pub secret_type: String,
+        /// the secret
+        #[prost(string, tag = "3")]
+        pub secret_data: String,
+        /// `text` or `binary` (base64 in `secret_data`)
+        #[prost(string, tag = "4")]
+        pub secret_data_type: String,
+        /// stages of the version
+        #[prost(string, repeated, tag = "5")]
+        pub version_stages: Vec<String>,
+        /// version id
+        #[prost(string, tag = "6")]
+        pub version_id: String,
+        /// request id
+        #[prost(string, tag = "8")]
+        pub request_id: String,
+    }
+
+    /// The body of every failed request.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Error {
+        /// HTTP status
+        #[prost(int32, tag = "1")]
+        pub status_code: i32,
+        /// e.g. `SignatureNotMatch`
+        #[prost(string, tag = "2")]
+        pub error_code: String,
+        /// text
+        #[prost(string, tag = "3")]
+        pub error_message: String,
+        /// request id
+        #[prost(string, tag = "4")]
+        pub request_id: String,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rsa::{pkcs1v15::VerifyingKey, signature::Verifier as _};
+    use rsa::{pkcs1v15::VerifyingKey, pkcs8::EncodePrivateKey as _, signature::Verifier as _};
     use std::time::Duration;
 
     // A throwaway key and the signature `openssl dgst -sha256 -sign client-key.pem
@@ -194,6 +536,19 @@ mod tests {
     const STRING_TO_SIGN: &str = include_str!("../tests/data/aliyun/string-to-sign.txt");
     const SIGNATURE: &str = include_str!("../tests/data/aliyun/signature.b64");
     const DATE: &str = "Tue, 05 Mar 2024 09:08:07 GMT";
+    // Upstream's PKCS#12 client-key test vector (an Alibaba Cloud client key's format:
+    // 3DES-shrouded key bag, RC2-40 certificate bag, SHA-1 MAC) and its password.
+    const UPSTREAM_P12: &str = include_str!("../tests/data/aliyun/upstream-client-key.p12.b64");
+    const UPSTREAM_PASSWORD: &str = "c383f5528f54394676ca89b8e47096e7";
+
+    fn signer() -> RequestSigner {
+        let key = RsaPrivateKey::from_pkcs8_pem(KEY_PEM).unwrap();
+        RequestSigner::from_pkcs8_der(
+            "KAAP.example-client-key",
+            key.to_pkcs8_der().unwrap().as_bytes(),
+        )
+        .unwrap()
+    }
 
     #[test]
     fn the_string_to_sign_is_the_published_layout() {
@@ -217,7 +572,7 @@ mod tests {
 
     #[test]
     fn signatures_match_openssl() {
-        let signer = RequestSigner::from_pkcs8_pem("KAAP.example-client-key", KEY_PEM).unwrap();
+        let signer = signer();
         assert_eq!(signer.sign(STRING_TO_SIGN), SIGNATURE.trim());
 
         let headers = signer.headers(
@@ -256,32 +611,146 @@ mod tests {
     }
 
     #[test]
-    fn bad_client_keys_are_refused() {
+    fn upstreams_pkcs12_client_key_opens_with_its_password() {
+        let file = format!(
+            r#"{{"KeyId":"KAAP.upstream","PrivateKeyData":"{}"}}"#,
+            UPSTREAM_P12.trim()
+        );
+        // the password file may end in a newline
+        let signer =
+            RequestSigner::from_client_key_file(file.as_bytes(), &format!("{UPSTREAM_PASSWORD}\n"))
+                .unwrap();
+        assert_eq!(signer.client_key_id(), "KAAP.upstream");
+        assert_eq!(
+            STANDARD
+                .decode(signer.sign("example content"))
+                .unwrap()
+                .len(),
+            256
+        );
+
+        let err = RequestSigner::from_client_key_file(file.as_bytes(), "wrong").unwrap_err();
+        assert!(err.to_string().contains("password"), "{err}");
+    }
+
+    #[test]
+    fn bad_client_key_files_are_refused_without_echoing_them() {
+        let key = RsaPrivateKey::from_pkcs8_pem(KEY_PEM).unwrap();
+        let good_der = key.to_pkcs8_der().unwrap();
+        let truncated = STANDARD.encode(&STANDARD.decode(UPSTREAM_P12.trim()).unwrap()[..900]);
         for bad in [
-            "",
-            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+            String::new(),
+            "[]".into(),
+            r#"{"KeyId":"KAAP.x"}"#.into(),
+            r#"{"KeyId":"KAAP.x","PrivateKeyData":5}"#.into(),
+            r#"{"KeyId":"KAAP.x","PrivateKeyData":"@@not base64 s3cr3t"}"#.into(),
+            format!(
+                r#"{{"KeyId":"KAAP.x","PrivateKeyData":"{}"}}"#,
+                STANDARD.encode(b"s3cr3t")
+            ),
+            format!(r#"{{"KeyId":"KAAP.x","PrivateKeyData":"{truncated}"}}"#),
+            format!(
+                r#"{{"KeyId":"","PrivateKeyData":"{}"}}"#,
+                UPSTREAM_P12.trim()
+            ),
+            format!(
+                r#"{{"KeyId":"KAAP.x","PrivateKeyData":"{}""#,
+                UPSTREAM_P12.trim()
+            ),
         ] {
-            assert!(matches!(
-                RequestSigner::from_pkcs8_pem("k", bad),
-                Err(AliyunError::ClientKey(_))
-            ));
+            let err =
+                RequestSigner::from_client_key_file(bad.as_bytes(), UPSTREAM_PASSWORD).unwrap_err();
+            assert!(!err.to_string().contains("s3cr3t"), "{err}");
+            assert!(!err.to_string().contains("MIIJ"), "{err}");
         }
-        assert!(RequestSigner::from_pkcs8_der("k", &[0x30, 0x03, 0x02, 0x01, 0x00]).is_err());
+        assert!(matches!(
+            RequestSigner::from_pkcs8_der("k", &[0x30, 0x03, 0x02, 0x01, 0x00]),
+            Err(AliyunError::ClientKey(_))
+        ));
+        assert!(RequestSigner::from_pkcs8_der("k", good_der.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn pfx_layouts_are_checked() {
+        let der = STANDARD.decode(UPSTREAM_P12.trim()).unwrap();
+        let fixed = with_mac_iterations(&der).unwrap();
+        // the three bytes of `INTEGER 1`
+        assert_eq!(fixed.len(), der.len() + 3);
+        assert!(p12::PFX::parse(&fixed).is_ok());
+        // already complete: unchanged
+        assert_eq!(with_mac_iterations(&fixed).unwrap(), fixed);
+        for bad in [
+            &der[..der.len() - 1],
+            &der[..4],
+            &[][..],
+            &[0x30, 0x84, 0xff, 0xff, 0xff, 0xff][..],
+            &[0x30, 0x03, 0x02, 0x01, 0x03][..],
+            &[0x04, 0x00][..],
+        ] {
+            assert!(with_mac_iterations(bad).is_none(), "{bad:02x?}");
+        }
     }
 
     #[test]
     fn http_dates_match_date_utility() {
-        // `date -u -d @<secs> '+%a, %d %b %Y %H:%M:%S GMT'`
-        for (secs, expected) in [
-            (0, "Thu, 01 Jan 1970 00:00:00 GMT"),
-            (1_709_629_687, "Tue, 05 Mar 2024 09:08:07 GMT"),
-            (951_782_400, "Tue, 29 Feb 2000 00:00:00 GMT"),
-            (4_102_444_799, "Thu, 31 Dec 2099 23:59:59 GMT"),
+        // `date -u -d @<secs> '+%a, %d %b %Y %H:%M:%S GMT'` and `+%Y-%m-%dT%H:%M:%SZ`
+        for (secs, expected, iso) in [
+            (0, "Thu, 01 Jan 1970 00:00:00 GMT", "1970-01-01T00:00:00Z"),
+            (
+                1_709_629_687,
+                "Tue, 05 Mar 2024 09:08:07 GMT",
+                "2024-03-05T09:08:07Z",
+            ),
+            (
+                951_782_400,
+                "Tue, 29 Feb 2000 00:00:00 GMT",
+                "2000-02-29T00:00:00Z",
+            ),
+            (
+                4_102_444_799,
+                "Thu, 31 Dec 2099 23:59:59 GMT",
+                "2099-12-31T23:59:59Z",
+            ),
         ] {
-            assert_eq!(
-                http_date(SystemTime::UNIX_EPOCH + Duration::from_secs(secs)),
-                expected
-            );
+            let time = SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+            assert_eq!(http_date(time), expected);
+            assert_eq!(iso8601(time), iso);
         }
+    }
+
+    /// The parameters of the OpenAPI signature example in Alibaba Cloud's documentation
+    /// (`DescribeRegions` with AccessKeySecret `testsecret`), signed for POST.
+    #[test]
+    fn rpc_signatures_match_the_published_example() {
+        let params: BTreeMap<String, String> = [
+            ("AccessKeyId", "testid"),
+            ("Action", "DescribeRegions"),
+            ("Format", "XML"),
+            ("SignatureMethod", "HMAC-SHA1"),
+            ("SignatureNonce", "3ee8c1b8-83d3-44af-a94f-4e0ad82fd6cf"),
+            ("SignatureVersion", "1.0"),
+            ("Timestamp", "2016-02-23T12:46:24Z"),
+            ("Version", "2014-05-26"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(
+            rpc_string_to_sign(&params),
+            "POST&%2F&AccessKeyId%3Dtestid%26Action%3DDescribeRegions%26Format%3DXML\
+             %26SignatureMethod%3DHMAC-SHA1%26SignatureNonce%3D3ee8c1b8-83d3-44af-a94f-4e0ad82fd6cf\
+             %26SignatureVersion%3D1.0%26Timestamp%3D2016-02-23T12%253A46%253A24Z%26Version%3D2014-05-26"
+        );
+        assert_eq!(percent_encode("a b*c~d/é"), "a%20b%2Ac~d%2F%C3%A9");
+        // `printf %s "$string_to_sign" | openssl dgst -sha1 -hmac 'testsecret&' -binary |
+        // base64` (the same for GET gives the documentation's OLeaidS1JvxuMvnyHOwuJ+uX5qY=)
+        assert_eq!(
+            rpc_signature(&params, "testsecret"),
+            "MxbnVAM4w6sft9xjVpe/GCKueuk="
+        );
+        assert_ne!(
+            rpc_signature(&params, "othersecret"),
+            "MxbnVAM4w6sft9xjVpe/GCKueuk="
+        );
     }
 }

@@ -37,15 +37,9 @@ use kbs_protocol::{
     token::{decode_aa_token_reply, TokenReplyError},
     KbsClient, KbsClientConfig, ProviderError, TeeKeyPair, Token, TokenNeed, TokenProvider,
 };
-use protos::{
-    attestation_agent::GetTokenRequest, attestation_agent_ttrpc::AttestationAgentServiceClient,
-};
-use tokio::{
-    sync::{Mutex, Semaphore},
-    time::{timeout_at, Instant},
-};
-use tracing::{debug, info};
-use ttrpc::r#async::Client;
+use protos::{AaClient, CallError};
+use tokio::sync::Semaphore;
+use tracing::debug;
 use zeroize::Zeroizing;
 
 use crate::{Kbc, KbcError};
@@ -53,7 +47,7 @@ use crate::{Kbc, KbcError};
 /// The token type CDH asks AA for.
 pub const KBS_TOKEN_TYPE: &str = "kbs";
 /// ttRPC metadata key telling AA to attest again rather than answer from its token cache.
-pub const TOKEN_REFRESH_METADATA: &str = "coco-token-refresh";
+pub use protos::TOKEN_REFRESH_METADATA_KEY as TOKEN_REFRESH_METADATA;
 /// Limit for one `GetToken` call, connecting and the reconnect included (as upstream).
 pub const AA_TOKEN_TIMEOUT: Duration = Duration::from_secs(50);
 /// Distinct resource requests in flight to the KBS at once.
@@ -101,31 +95,22 @@ pub enum AaTokenError {
     Reply(#[from] TokenReplyError),
 }
 
-/// The current connection to AA; `generation` tells connections apart so that a caller who
-/// saw an old connection fail does not drop a newer one.
-struct Slot {
-    generation: u64,
-    client: Option<Client>,
-}
-
 /// The passport-mode [`TokenProvider`]: AA's `GetToken("kbs")` over ttRPC, on a connection
-/// opened on first use and replaced once when it turns out dead.
+/// opened on first use and replaced once when it turns out dead ([`AaClient`]).
 ///
 /// `kbs_protocol` asks for [`TokenNeed::NewAttestation`] after the KBS refused a token;
 /// that request carries [`TOKEN_REFRESH_METADATA`] so that AA attests again instead of
 /// answering from its cache.
 pub struct AaTokenProvider {
-    addr: String,
-    timeout: Duration,
-    slot: Mutex<Slot>,
+    aa: AaClient,
     tokens_handed_out: AtomicU64,
 }
 
 impl fmt::Debug for AaTokenProvider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AaTokenProvider")
-            .field("addr", &self.addr)
-            .field("timeout", &self.timeout)
+            .field("addr", &self.aa.addr())
+            .field("timeout", &self.aa.timeout())
             .field("tokens_handed_out", &self.tokens_handed_out())
             .finish_non_exhaustive()
     }
@@ -135,20 +120,17 @@ impl AaTokenProvider {
     /// A provider for AA at `addr` (`unix:///...`); nothing is connected yet.
     pub fn new(addr: impl Into<String>) -> Self {
         Self {
-            addr: addr.into(),
-            timeout: AA_TOKEN_TIMEOUT,
-            slot: Mutex::new(Slot {
-                generation: 0,
-                client: None,
-            }),
+            aa: AaClient::new(addr, AA_TOKEN_TIMEOUT),
             tokens_handed_out: AtomicU64::new(0),
         }
     }
 
     /// The same provider with another limit per `GetToken` call.
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
+    pub fn with_timeout(self, timeout: Duration) -> Self {
+        Self {
+            aa: AaClient::new(self.aa.addr(), timeout),
+            ..self
+        }
     }
 
     /// How many tokens this provider has handed out.
@@ -156,84 +138,29 @@ impl AaTokenProvider {
         self.tokens_handed_out.load(Ordering::Acquire)
     }
 
-    /// The live connection, connecting first if there is none. The lock is held while
-    /// connecting so that concurrent first callers open one connection.
-    async fn connection(&self) -> Result<(u64, Client), AaTokenError> {
-        let mut slot = self.slot.lock().await;
-        if let Some(client) = &slot.client {
-            return Ok((slot.generation, client.clone()));
-        }
-        let client = Client::connect(&self.addr)
-            .await
-            .map_err(|source| AaTokenError::Connect {
-                addr: self.addr.clone(),
-                source,
-            })?;
-        debug!(addr = %self.addr, "connected to the attestation agent");
-        slot.generation += 1;
-        slot.client = Some(client.clone());
-        Ok((slot.generation, client))
-    }
-
-    /// Drops connection `generation` if it is still the current one.
-    async fn forget(&self, generation: u64) {
-        let mut slot = self.slot.lock().await;
-        if slot.generation == generation {
-            slot.client = None;
-        }
-    }
-
     /// AA's `GetToken("kbs")` reply bytes; `refresh` asks AA to attest again.
     async fn request_token(&self, refresh: bool) -> Result<Zeroizing<Vec<u8>>, AaTokenError> {
-        let deadline = Instant::now() + self.timeout;
-        let timed_out = || AaTokenError::Timeout {
-            addr: self.addr.clone(),
-            timeout: self.timeout,
+        let reply = if refresh {
+            self.aa.get_fresh_token(KBS_TOKEN_TYPE).await
+        } else {
+            self.aa.get_token(KBS_TOKEN_TYPE).await
         };
-        let request = GetTokenRequest {
-            TokenType: KBS_TOKEN_TYPE.to_string(),
-            ..Default::default()
-        };
-        let mut reconnected = false;
-        loop {
-            let (generation, client) = timeout_at(deadline, self.connection())
-                .await
-                .map_err(|_| timed_out())??;
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            if remaining.is_zero() {
-                // a zero ttRPC timeout would mean "no limit"
-                return Err(timed_out());
-            }
-            let mut ctx = ttrpc::context::with_timeout(
-                i64::try_from(remaining.as_nanos()).unwrap_or(i64::MAX),
-            );
-            if refresh {
-                ctx.add(TOKEN_REFRESH_METADATA.to_string(), "1".to_string());
-            }
-            let aa = AttestationAgentServiceClient::new(client);
-            match timeout_at(deadline, aa.get_token(ctx, &request)).await {
-                Err(_) => return Err(timed_out()),
-                Ok(Ok(mut reply)) => return Ok(Zeroizing::new(std::mem::take(&mut reply.Token))),
-                Ok(Err(ttrpc::Error::RpcStatus(status))) => {
-                    return Err(AaTokenError::Status {
-                        code: status.code(),
-                        message: status.message().to_string(),
-                    })
-                }
-                // ttRPC's own deadline (set to the same instant) ends the call this way
-                Ok(Err(_)) if Instant::now() >= deadline => return Err(timed_out()),
-                Ok(Err(source)) => {
-                    self.forget(generation).await;
-                    if reconnected {
-                        return Err(AaTokenError::Transport {
-                            addr: self.addr.clone(),
-                            source,
-                        });
-                    }
-                    info!(addr = %self.addr, error = %source, "connection to the attestation agent lost; reconnecting once");
-                    reconnected = true;
-                }
-            }
+        reply.map_err(|e| self.token_error(e))
+    }
+
+    /// The caller's view of a failed call: named for AA and for `GetToken("kbs")`.
+    fn token_error(&self, error: CallError) -> AaTokenError {
+        let addr = self.aa.addr().to_string();
+        match error {
+            CallError::Connect { addr, source } => AaTokenError::Connect { addr, source },
+            CallError::Status { code, message, .. } => AaTokenError::Status { code, message },
+            CallError::Transport { source, .. } => AaTokenError::Transport { addr, source },
+            CallError::Timeout { timeout, .. } => AaTokenError::Timeout { addr, timeout },
+            // GetToken's answer is bytes: nothing in it can have the wrong shape here
+            CallError::BadAnswer { method, reason } => AaTokenError::Transport {
+                addr,
+                source: ttrpc::Error::Others(format!("{method}: {reason}")),
+            },
         }
     }
 }

@@ -6,10 +6,11 @@
 //!   (`cc_kbc::CcKbc`), attested KBS access with tokens from the attestation agent; a build
 //!   without it says so instead of falling back to something else.
 //! - KMS and secret-store providers: the [`Getter`], [`Decrypter`] and [`Encrypter`]
-//!   traits, built by provider name with [`KmsProviders`] (`kbs`, `offline_fs`, and `aws`
-//!   with the `aws` feature).
+//!   traits, built by provider name with [`KmsProviders`] (`kbs`, `offline_fs`, and `aws`,
+//!   `aliyun`, `ehsm` with the features of the same names).
 //! - [`wrap`]: the A256GCM / A256CTR wraps of envelope secrets and layer-key packets.
-//! - With the `aliyun` feature, module `aliyun`: Alibaba Cloud KMS request signing.
+//! - With the `aliyun` feature, module `aliyun`: Alibaba Cloud KMS wire formats (request
+//!   signing, client keys, protobuf messages).
 
 #![forbid(unsafe_code)]
 
@@ -26,6 +27,6 @@ pub mod wrap;
 pub use kbc::{new_kbc, Kbc, KbcError, KbcParams, CC_KBC, OFFLINE_FS_KBC};
 pub use provider::{
     Annotations, Decrypter, Encrypter, Getter, KmsError, KmsProviders, Operation, ProviderSettings,
-    AWS_PROVIDER, COMPILED_PROVIDERS, DEFAULT_KMS_CREDENTIAL_DIR, KBS_PROVIDER,
-    OFFLINE_FS_PROVIDER,
+    ALIYUN_PROVIDER, AWS_PROVIDER, COMPILED_PROVIDERS, DEFAULT_KMS_CREDENTIAL_DIR, EHSM_PROVIDER,
+    KBS_PROVIDER, OFFLINE_FS_PROVIDER,
 };

@@ -12,6 +12,8 @@
 //! | `kbs` | KBS resource (name = resource URI) through the process's KBC | – | – | always |
 //! | `offline_fs` | local store file | local AES-256-GCM keys | same keys | always |
 //! | `aws` | Secrets Manager `GetSecretValue` | KMS `Decrypt` | KMS `Encrypt` | feature `aws` |
+//! | `aliyun` | KMS instance or Secrets Manager `GetSecretValue` | KMS instance `Decrypt` | KMS instance `Encrypt` | feature `aliyun` |
+//! | `ehsm` | eHSM `GetSecretValue` | eHSM `Decrypt` | eHSM `Encrypt` | feature `ehsm` |
 //!
 //! A provider left out of the build answers [`KmsError::NotCompiled`]; a name no build knows
 //! answers [`KmsError::UnknownProvider`].
@@ -44,6 +46,10 @@ pub const KBS_PROVIDER: &str = "kbs";
 pub const OFFLINE_FS_PROVIDER: &str = "offline_fs";
 /// Provider name: AWS KMS and Secrets Manager.
 pub const AWS_PROVIDER: &str = "aws";
+/// Provider name: Alibaba Cloud KMS.
+pub const ALIYUN_PROVIDER: &str = "aliyun";
+/// Provider name: Intel eHSM-KMS.
+pub const EHSM_PROVIDER: &str = "ehsm";
 
 /// The providers this build serves.
 pub const COMPILED_PROVIDERS: &[&str] = &[
@@ -51,6 +57,10 @@ pub const COMPILED_PROVIDERS: &[&str] = &[
     OFFLINE_FS_PROVIDER,
     #[cfg(feature = "aws")]
     AWS_PROVIDER,
+    #[cfg(feature = "aliyun")]
+    ALIYUN_PROVIDER,
+    #[cfg(feature = "ehsm")]
+    EHSM_PROVIDER,
 ];
 
 /// A provider operation, for error messages.
@@ -241,6 +251,12 @@ pub struct KmsProviders {
     aws_endpoint_url: Option<String>,
     #[cfg(feature = "aws")]
     aws_credential_dir: Option<PathBuf>,
+    #[cfg(feature = "aliyun")]
+    aliyun_credential_dir: Option<PathBuf>,
+    #[cfg(feature = "aliyun")]
+    aliyun_network: crate::plugins::aliyun::AliyunNetwork,
+    #[cfg(feature = "ehsm")]
+    ehsm_credential_dir: Option<PathBuf>,
 }
 
 impl fmt::Debug for KmsProviders {
@@ -251,6 +267,11 @@ impl fmt::Debug for KmsProviders {
         #[cfg(feature = "aws")]
         s.field("aws_endpoint_url", &self.aws_endpoint_url)
             .field("aws_credential_dir", &self.aws_credential_dir);
+        #[cfg(feature = "aliyun")]
+        s.field("aliyun_credential_dir", &self.aliyun_credential_dir)
+            .field("aliyun_network", &self.aliyun_network);
+        #[cfg(feature = "ehsm")]
+        s.field("ehsm_credential_dir", &self.ehsm_credential_dir);
         s.finish()
     }
 }
@@ -271,6 +292,12 @@ impl KmsProviders {
             aws_endpoint_url: None,
             #[cfg(feature = "aws")]
             aws_credential_dir: None,
+            #[cfg(feature = "aliyun")]
+            aliyun_credential_dir: None,
+            #[cfg(feature = "aliyun")]
+            aliyun_network: Default::default(),
+            #[cfg(feature = "ehsm")]
+            ehsm_credential_dir: None,
         }
     }
 
@@ -297,6 +324,46 @@ impl KmsProviders {
         self
     }
 
+    /// Reads the aliyun credential files from `dir` instead of `<credential dir>/aliyun`
+    /// (upstream's `ALIYUN_IN_GUEST_KEY_PATH`).
+    #[cfg(feature = "aliyun")]
+    pub fn with_aliyun_credential_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.aliyun_credential_dir = Some(dir.into());
+        self
+    }
+
+    /// Where the aliyun provider connects (tests, private networks). Set by the program,
+    /// never by a sealed secret.
+    #[cfg(feature = "aliyun")]
+    pub fn with_aliyun_network(mut self, network: crate::plugins::aliyun::AliyunNetwork) -> Self {
+        self.aliyun_network = network;
+        self
+    }
+
+    /// The directory of the aliyun credential files.
+    #[cfg(feature = "aliyun")]
+    pub fn aliyun_credential_dir(&self) -> PathBuf {
+        self.aliyun_credential_dir
+            .clone()
+            .unwrap_or_else(|| self.provider_dir(ALIYUN_PROVIDER))
+    }
+
+    /// Reads the eHSM credential files from `dir` instead of `<credential dir>/ehsm`
+    /// (upstream's `EHSM_IN_GUEST_KEY_PATH`).
+    #[cfg(feature = "ehsm")]
+    pub fn with_ehsm_credential_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.ehsm_credential_dir = Some(dir.into());
+        self
+    }
+
+    /// The directory of the eHSM credential files.
+    #[cfg(feature = "ehsm")]
+    pub fn ehsm_credential_dir(&self) -> PathBuf {
+        self.ehsm_credential_dir
+            .clone()
+            .unwrap_or_else(|| self.provider_dir(EHSM_PROVIDER))
+    }
+
     /// The credential directory.
     pub fn credential_dir(&self) -> &Path {
         &self.credential_dir
@@ -318,7 +385,10 @@ impl KmsProviders {
     }
 
     /// The secret store of `provider`.
-    #[cfg_attr(not(feature = "aws"), allow(unused_variables))]
+    #[cfg_attr(
+        not(any(feature = "aws", feature = "aliyun", feature = "ehsm")),
+        allow(unused_variables)
+    )]
     pub async fn getter(
         &self,
         provider: &str,
@@ -334,12 +404,19 @@ impl KmsProviders {
             ))),
             #[cfg(feature = "aws")]
             AWS_PROVIDER => Ok(Box::new(self.aws(settings).await?)),
+            #[cfg(feature = "aliyun")]
+            ALIYUN_PROVIDER => Ok(Box::new(self.aliyun(settings).await?)),
+            #[cfg(feature = "ehsm")]
+            EHSM_PROVIDER => Ok(Box::new(self.ehsm(settings).await?)),
             other => Err(unknown_or_not_compiled(other)),
         }
     }
 
     /// The KMS decrypter of `provider`.
-    #[cfg_attr(not(feature = "aws"), allow(unused_variables))]
+    #[cfg_attr(
+        not(any(feature = "aws", feature = "aliyun", feature = "ehsm")),
+        allow(unused_variables)
+    )]
     pub async fn decrypter(
         &self,
         provider: &str,
@@ -352,12 +429,19 @@ impl KmsProviders {
             ))),
             #[cfg(feature = "aws")]
             AWS_PROVIDER => Ok(Box::new(self.aws(settings).await?)),
+            #[cfg(feature = "aliyun")]
+            ALIYUN_PROVIDER => Ok(Box::new(self.aliyun(settings).await?)),
+            #[cfg(feature = "ehsm")]
+            EHSM_PROVIDER => Ok(Box::new(self.ehsm(settings).await?)),
             other => Err(unknown_or_not_compiled(other)),
         }
     }
 
     /// The KMS encrypter of `provider` (sealing side).
-    #[cfg_attr(not(feature = "aws"), allow(unused_variables))]
+    #[cfg_attr(
+        not(any(feature = "aws", feature = "aliyun", feature = "ehsm")),
+        allow(unused_variables)
+    )]
     pub async fn encrypter(
         &self,
         provider: &str,
@@ -370,6 +454,10 @@ impl KmsProviders {
             ))),
             #[cfg(feature = "aws")]
             AWS_PROVIDER => Ok(Box::new(self.aws(settings).await?)),
+            #[cfg(feature = "aliyun")]
+            ALIYUN_PROVIDER => Ok(Box::new(self.aliyun(settings).await?)),
+            #[cfg(feature = "ehsm")]
+            EHSM_PROVIDER => Ok(Box::new(self.ehsm(settings).await?)),
             other => Err(unknown_or_not_compiled(other)),
         }
     }
@@ -386,6 +474,27 @@ impl KmsProviders {
         )
         .await
     }
+
+    #[cfg(feature = "aliyun")]
+    async fn aliyun(
+        &self,
+        settings: &ProviderSettings,
+    ) -> Result<crate::plugins::aliyun::AliyunKms, KmsError> {
+        crate::plugins::aliyun::AliyunKms::from_settings(
+            settings,
+            &self.aliyun_credential_dir(),
+            &self.aliyun_network,
+        )
+        .await
+    }
+
+    #[cfg(feature = "ehsm")]
+    async fn ehsm(
+        &self,
+        settings: &ProviderSettings,
+    ) -> Result<crate::plugins::ehsm::EhsmKms, KmsError> {
+        crate::plugins::ehsm::EhsmKms::from_settings(settings, &self.ehsm_credential_dir()).await
+    }
 }
 
 /// The error for a provider name no arm matched: known but left out of this build, or
@@ -395,6 +504,14 @@ fn unknown_or_not_compiled(provider: &str) -> KmsError {
         AWS_PROVIDER => KmsError::NotCompiled {
             provider: provider.into(),
             feature: "aws",
+        },
+        ALIYUN_PROVIDER => KmsError::NotCompiled {
+            provider: provider.into(),
+            feature: "aliyun",
+        },
+        EHSM_PROVIDER => KmsError::NotCompiled {
+            provider: provider.into(),
+            feature: "ehsm",
         },
         _ => KmsError::UnknownProvider(provider.chars().take(64).collect()),
     }
@@ -475,7 +592,7 @@ mod tests {
             kms.credential_dir(),
             Path::new("/run/confidential-containers/cdh/kbs/kms-credential")
         );
-        for name in ["", "KBS", "vault", "ehsm", "kbs ", "../kbs"] {
+        for name in ["", "KBS", "vault", "EHSM", "kbs ", "../kbs", "aliyun/.."] {
             let err = kms.getter(name, &Map::new()).await.unwrap_err();
             assert!(
                 matches!(&err, KmsError::UnknownProvider(n) if n == name),
@@ -508,6 +625,46 @@ mod tests {
             kms.aws_credential_file(),
             Path::new("/run/other/aws-keys/credential.json")
         );
+    }
+
+    /// Upstream's locations, or `ALIYUN_IN_GUEST_KEY_PATH` / `EHSM_IN_GUEST_KEY_PATH`.
+    #[cfg(all(feature = "aliyun", feature = "ehsm"))]
+    #[test]
+    fn the_aliyun_and_ehsm_credential_dirs_are_upstreams() {
+        let kms = KmsProviders::default();
+        assert_eq!(
+            kms.aliyun_credential_dir(),
+            Path::new("/run/confidential-containers/cdh/kbs/kms-credential/aliyun")
+        );
+        assert_eq!(
+            kms.ehsm_credential_dir(),
+            Path::new("/run/confidential-containers/cdh/kbs/kms-credential/ehsm")
+        );
+        let kms = kms
+            .with_aliyun_credential_dir("/run/a")
+            .with_ehsm_credential_dir("/run/e");
+        assert_eq!(kms.aliyun_credential_dir(), Path::new("/run/a"));
+        assert_eq!(kms.ehsm_credential_dir(), Path::new("/run/e"));
+        assert_eq!(
+            crate::plugins::aliyun::KEY_PATH_ENV,
+            "ALIYUN_IN_GUEST_KEY_PATH"
+        );
+        assert_eq!(crate::plugins::ehsm::KEY_PATH_ENV, "EHSM_IN_GUEST_KEY_PATH");
+    }
+
+    #[cfg(not(any(feature = "aliyun", feature = "ehsm")))]
+    #[tokio::test]
+    async fn aliyun_and_ehsm_are_not_compiled_in() {
+        for (name, feature) in [("aliyun", "aliyun"), ("ehsm", "ehsm")] {
+            let err = KmsProviders::default()
+                .getter(name, &Map::new())
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(&err, KmsError::NotCompiled { feature: f, .. } if *f == feature),
+                "{err}"
+            );
+        }
     }
 
     #[cfg(not(feature = "aws"))]

@@ -631,6 +631,78 @@ impl SignaturePolicy for ContainersPolicy {
     }
 }
 
+/// Entry points for the fuzz targets in `fuzz/` (compiled only with `--cfg fuzzing`): the
+/// parsers of peer documents without the fetching around them.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing {
+    use std::time::SystemTime;
+
+    /// policy.json (with any inline `keyData`), then scope selection for a few references.
+    pub fn policy_json(json: &[u8]) -> bool {
+        let Ok(policy) = crate::config::Policy::parse(json) else {
+            return false;
+        };
+        for name in [
+            "docker.io/library/busybox:latest",
+            "quay.io/a/b@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "localhost:5000/x",
+        ] {
+            if let Ok(reference) = image_rs::reference::Reference::parse(name) {
+                let _ = policy.select(&reference);
+            }
+        }
+        true
+    }
+
+    /// One registries.d YAML document and the lookaside it picks for a reference.
+    pub fn registries_d(text: &str) -> bool {
+        let Ok(parsed) = crate::registries_d::RegistriesD::parse(text) else {
+            return false;
+        };
+        if let Ok(reference) = image_rs::reference::Reference::parse("example.com/ns/app:1") {
+            let _ = parsed.lookaside_for(&reference);
+        }
+        true
+    }
+
+    /// A signature payload, as simple signing and as cosign.
+    pub fn signature_payload(payload: &[u8]) -> bool {
+        let simple = crate::payload::parse(payload, crate::payload::SIMPLE_SIGNING_TYPE).is_ok();
+        let cosign = crate::payload::parse(payload, crate::payload::COSIGN_TYPE).is_ok();
+        simple || cosign
+    }
+
+    /// A GPG keyring (binary or armored).
+    pub fn gpg_keyring(data: &[u8]) -> bool {
+        crate::gpg::Keyring::parse(data).is_ok()
+    }
+
+    /// A cosign public key (PEM).
+    pub fn cosign_key(pem: &[u8]) -> bool {
+        crate::cosign::CosignKey::parse_pem(pem).is_ok()
+    }
+
+    /// A keyring to check signature blobs against.
+    #[derive(Debug)]
+    pub struct Keyring(crate::gpg::Keyring);
+
+    impl Keyring {
+        /// Parses a keyring, `None` when it does not parse.
+        pub fn parse(data: &[u8]) -> Option<Self> {
+            crate::gpg::Keyring::parse(data).ok().map(Self)
+        }
+
+        /// Checks a signature blob (a signed OpenPGP message) and the payload it carries.
+        pub fn verify(&self, blob: &[u8]) -> bool {
+            match self.0.verify(blob, SystemTime::now()) {
+                Ok(verified) => signature_payload(&verified.payload),
+                Err(_) => false,
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

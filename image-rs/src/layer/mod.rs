@@ -20,6 +20,7 @@ pub mod format;
 pub mod unpack;
 
 use std::io::{self, BufReader, Read};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -30,7 +31,7 @@ use crate::digest::{Digest, Hasher};
 use crate::registry::{BlobStream, RegistryError};
 use crate::store::StagingDir;
 pub use format::{layer_format, Compression, LayerFormat};
-pub use unpack::{unpack, UnpackError, UnpackLimits, UnpackOptions, UnpackStats};
+pub use unpack::{unpack, UnpackError, UnpackLimits, UnpackOptions, UnpackStats, RATIO_FREE_BYTES};
 
 /// Bytes of a layer buffered between the download and the unpacking thread, whatever
 /// the sizes of the chunks the HTTP stack hands out (up to ~400 KiB each).
@@ -98,6 +99,18 @@ pub enum LayerError {
     /// decryption failed
     #[error(transparent)]
     Decrypt(#[from] DecryptError),
+    /// the blob inflates more than `max_compression_ratio` allows (a decompression bomb)
+    #[error("layer {digest}: {uncompressed} bytes inflated from {compressed}, more than the {ratio}:1 compression ratio allowed (unpack_limits.max_compression_ratio): refused as a decompression bomb")]
+    CompressionRatio {
+        /// the layer digest
+        digest: Digest,
+        /// the limit
+        ratio: u64,
+        /// blob bytes read when refused
+        compressed: u64,
+        /// uncompressed bytes produced when refused
+        uncompressed: u64,
+    },
     /// the uncompressed tar does not have the config's diff_id
     #[error(
         "layer {digest}: diff_id mismatch: the image config says {expected}, the layer is {actual}"
@@ -143,7 +156,9 @@ impl LayerError {
             LayerError::Download { .. } => 4,
             LayerError::Decrypt(_) => 3,
             // An integrity failure explains content errors in the same stream.
-            LayerError::Decompress { .. } | LayerError::DiffIdMismatch { .. } => 2,
+            LayerError::Decompress { .. }
+            | LayerError::DiffIdMismatch { .. }
+            | LayerError::CompressionRatio { .. } => 2,
             LayerError::Unpack { .. } => 1,
             LayerError::UnsupportedMediaType { .. }
             | LayerError::Task { .. }
@@ -187,6 +202,8 @@ struct ChannelReader {
     expected: Digest,
     expected_size: u64,
     received: u64,
+    /// `received`, for the compression ratio check of the decoding side
+    consumed: Arc<AtomicU64>,
     verdict: Option<bool>,
     failure: Arc<Failure>,
     budget: Arc<tokio::sync::Semaphore>,
@@ -210,6 +227,7 @@ impl ChannelReader {
                     h.update(&bytes);
                 }
                 self.received += bytes.len() as u64;
+                self.consumed.store(self.received, Ordering::Relaxed);
                 self.current = bytes;
                 Ok(true)
             }
@@ -388,9 +406,19 @@ struct DiffIdReader {
     compression: Compression,
     hasher: Hasher,
     bytes: u64,
-    limit: u64,
+    limits: SizeLimits,
     digest: Digest,
     failure: Arc<Failure>,
+}
+
+/// The bounds on a layer's uncompressed stream.
+struct SizeLimits {
+    /// `max_layer_bytes`
+    max_bytes: u64,
+    /// `max_compression_ratio` (0: none)
+    ratio: u64,
+    /// blob bytes handed to the decoder so far
+    consumed: Arc<AtomicU64>,
 }
 
 impl Read for DiffIdReader {
@@ -410,12 +438,29 @@ impl Read for DiffIdReader {
             }
         })?;
         self.bytes += n as u64;
-        if self.bytes > self.limit {
+        if self.bytes > self.limits.max_bytes {
             self.failure.record(LayerError::Unpack {
                 digest: self.digest.clone(),
-                source: UnpackError::LayerTooLarge { limit: self.limit },
+                source: UnpackError::LayerTooLarge {
+                    limit: self.limits.max_bytes,
+                },
             });
             return Err(io::Error::other("layer size limit exceeded"));
+        }
+        if self.limits.ratio > 0 && self.bytes > RATIO_FREE_BYTES {
+            let compressed = self.limits.consumed.load(Ordering::Relaxed);
+            let allowed = compressed
+                .saturating_mul(self.limits.ratio)
+                .saturating_add(RATIO_FREE_BYTES);
+            if self.bytes > allowed {
+                self.failure.record(LayerError::CompressionRatio {
+                    digest: self.digest.clone(),
+                    ratio: self.limits.ratio,
+                    compressed,
+                    uncompressed: self.bytes,
+                });
+                return Err(io::Error::other("compression ratio limit exceeded"));
+            }
         }
         self.hasher.update(&buf[..n]);
         Ok(n)
@@ -529,6 +574,7 @@ pub async fn fetch_into(
         }
     }));
 
+    let consumed = Arc::new(AtomicU64::new(0));
     let reader = ChannelReader {
         rx,
         current: Bytes::new(),
@@ -536,6 +582,7 @@ pub async fn fetch_into(
         expected: digest.clone(),
         expected_size: job.descriptor.size,
         received: 0,
+        consumed: consumed.clone(),
         verdict: None,
         failure: failure.clone(),
         budget,
@@ -552,10 +599,14 @@ pub async fn fetch_into(
         let failure = failure.clone();
         let digest = digest.clone();
         let diff_id = job.diff_id.clone();
-        let limit = job.options.limits.max_layer_bytes;
+        let limits = SizeLimits {
+            max_bytes: job.options.limits.max_layer_bytes,
+            ratio: job.options.limits.max_compression_ratio,
+            consumed,
+        };
         tokio::task::spawn_blocking(move || {
             decode_blocking(
-                format, reader, cipher, diff_id, limit, failure, digest, full_tx, empty_rx,
+                format, reader, cipher, diff_id, limits, failure, digest, full_tx, empty_rx,
             )
         })
     };
@@ -716,7 +767,7 @@ fn decode_blocking(
     reader: ChannelReader,
     cipher: Option<CipherOptions>,
     diff_id: Digest,
-    limit: u64,
+    limits: SizeLimits,
     failure: Arc<Failure>,
     digest: Digest,
     out: std::sync::mpsc::SyncSender<Piece>,
@@ -724,7 +775,7 @@ fn decode_blocking(
 ) {
     let channel = SharedChannel(Arc::new(Mutex::new(reader)));
     let outcome = decode_stream(
-        format, &channel, cipher, &diff_id, limit, &failure, &digest, &out, &empty,
+        format, &channel, cipher, &diff_id, limits, &failure, &digest, &out, &empty,
     );
     match outcome {
         Ok(true) => {
@@ -746,7 +797,7 @@ fn decode_stream(
     channel: &SharedChannel,
     cipher: Option<CipherOptions>,
     diff_id: &Digest,
-    limit: u64,
+    limits: SizeLimits,
     failure: &Arc<Failure>,
     digest: &Digest,
     out: &std::sync::mpsc::SyncSender<Piece>,
@@ -784,7 +835,7 @@ fn decode_stream(
         compression: format.compression,
         hasher: Hasher::new(diff_id.algorithm()),
         bytes: 0,
-        limit,
+        limits,
         digest: digest.clone(),
         failure: failure.clone(),
     };

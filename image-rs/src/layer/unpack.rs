@@ -51,7 +51,16 @@ pub struct UnpackLimits {
     pub max_entries: u64,
     /// `max_path_depth`: components in one path
     pub max_path_depth: usize,
+    /// `max_compression_ratio`: how many times the bytes of the blob read so far the
+    /// uncompressed stream may grow to, beyond its first [`RATIO_FREE_BYTES`] (0: no
+    /// limit). Refuses decompression bombs after a few MiB instead of at
+    /// `max_layer_bytes`; raise it for images with huge runs of zeros.
+    pub max_compression_ratio: u64,
 }
+
+/// Uncompressed bytes of a layer never held against `max_compression_ratio`: small
+/// layers of empty files and directories inflate well beyond any sane ratio.
+pub const RATIO_FREE_BYTES: u64 = 16 << 20;
 
 impl Default for UnpackLimits {
     fn default() -> Self {
@@ -60,6 +69,7 @@ impl Default for UnpackLimits {
             max_entry_bytes: 32 << 30,
             max_entries: 4_000_000,
             max_path_depth: 256,
+            max_compression_ratio: 256,
         }
     }
 }

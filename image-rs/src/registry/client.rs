@@ -2,10 +2,16 @@
 //! bearer-token auth (tokens cached per repository), plain HTTP or unverified TLS for
 //! registries marked insecure, proxies and extra root CAs. TLS is rustls with the ring
 //! provider.
+//!
+//! Against a hostile registry: every body is read with a size limit (refused up front
+//! when its announced length is already over it) and a minimum rate ([`LowSpeed`]), so
+//! neither an endless nor a trickling answer holds a pull; redirects are followed at
+//! most 10 times; a 401 is answered once; credentials go to a token realm only over
+//! HTTPS or on the registry's own host.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, WWW_AUTHENTICATE};
@@ -91,6 +97,27 @@ pub enum RegistryError {
         url: String,
         /// the limit
         limit: u64,
+    },
+    /// an answer (its head or its body) arrived slower than the configured minimum rate
+    /// (a stalled or trickling registry)
+    #[error("{url} sent {bytes} bytes in {seconds} s, less than the {limit} bytes/s required (image.low_speed_limit, over image.low_speed_time_secs): stalled or trickling registry")]
+    TooSlow {
+        /// the URL
+        url: String,
+        /// bytes received in the window
+        bytes: u64,
+        /// the window, in seconds
+        seconds: u64,
+        /// the minimum rate, bytes per second
+        limit: u64,
+    },
+    /// a bearer-token realm this client will not send the credentials to
+    #[error("{registry} asks for a token from {realm}, a plain-HTTP endpoint on another host: the credentials for {registry} are not sent there in clear text")]
+    RealmRefused {
+        /// registry host
+        registry: String,
+        /// the realm URL
+        realm: String,
     },
     /// the content does not have the digest it was asked by
     #[error("{what} digest mismatch: expected {expected}, got {actual}")]
@@ -191,12 +218,106 @@ impl ServerCertVerifier for AcceptAnyCertificate {
 }
 
 /// Settings of the HTTP clients.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ClientSettings {
     /// proxies
     pub proxy: Option<ProxyConfig>,
     /// extra trusted root certificates (PEM)
     pub extra_root_certificates: Vec<String>,
+    /// every response body (manifest, blob, token) must arrive at this rate at least
+    pub low_speed: Option<LowSpeed>,
+}
+
+impl Default for ClientSettings {
+    fn default() -> Self {
+        Self {
+            proxy: None,
+            extra_root_certificates: Vec::new(),
+            low_speed: Some(LowSpeed::default()),
+        }
+    }
+}
+
+/// A minimum transfer rate (curl's `LOW_SPEED_LIMIT`/`LOW_SPEED_TIME`): a body that
+/// brings fewer than `bytes_per_sec × window` bytes in any `window` of waiting for it
+/// is abandoned. Only time spent waiting on the registry counts, not time the pull
+/// spends writing what it already has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LowSpeed {
+    /// the minimum rate, bytes per second (at least 1)
+    pub bytes_per_sec: u64,
+    /// the window the rate is averaged over
+    pub window: Duration,
+}
+
+impl Default for LowSpeed {
+    fn default() -> Self {
+        Self {
+            bytes_per_sec: crate::config::DEFAULT_LOW_SPEED_LIMIT,
+            window: Duration::from_secs(crate::config::DEFAULT_LOW_SPEED_TIME_SECS),
+        }
+    }
+}
+
+/// The rate check of one body.
+#[derive(Debug)]
+struct Progress {
+    limit: Option<LowSpeed>,
+    waited: Duration,
+    bytes: u64,
+}
+
+impl Progress {
+    fn new(limit: Option<LowSpeed>) -> Self {
+        Self {
+            limit,
+            waited: Duration::ZERO,
+            bytes: 0,
+        }
+    }
+
+    /// The next chunk of `response`, refused when the window closes with too few bytes.
+    async fn chunk(
+        &mut self,
+        response: &mut reqwest::Response,
+        url: &str,
+    ) -> Result<Option<Bytes>, RegistryError> {
+        let transport = |e: reqwest::Error| RegistryError::Transport {
+            url: url.to_string(),
+            message: error_chain(&e),
+        };
+        let Some(limit) = self.limit else {
+            return response.chunk().await.map_err(transport);
+        };
+        loop {
+            let started = Instant::now();
+            let left = limit.window.saturating_sub(self.waited);
+            // `chunk` is cancel-safe: a frame is either returned or left in the body.
+            let next = tokio::time::timeout(left, response.chunk()).await;
+            self.waited += started.elapsed();
+            if let Ok(Ok(Some(chunk))) = &next {
+                self.bytes += chunk.len() as u64;
+            }
+            if self.waited >= limit.window {
+                let seconds = limit.window.as_secs().max(1);
+                if self.bytes < limit.bytes_per_sec.saturating_mul(seconds) {
+                    return Err(RegistryError::TooSlow {
+                        url: url.to_string(),
+                        bytes: self.bytes,
+                        seconds,
+                        limit: limit.bytes_per_sec,
+                    });
+                }
+                self.waited = Duration::ZERO;
+                self.bytes = 0;
+            }
+            match next {
+                Ok(result) => return result.map_err(transport),
+                // the window closed with enough bytes: wait on in a new one
+                Err(_elapsed) => continue,
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -230,6 +351,7 @@ pub struct RegistryClient {
     verified: reqwest::Client,
     unverified: reqwest::Client,
     state: Arc<Mutex<SharedState>>,
+    low_speed: Option<LowSpeed>,
 }
 
 fn build_http(
@@ -306,6 +428,7 @@ impl RegistryClient {
             verified: build_http(settings, verified_tls)?,
             unverified: build_http(settings, unverified_tls)?,
             state: Arc::new(Mutex::new(SharedState::default())),
+            low_speed: settings.low_speed,
         })
     }
 
@@ -388,15 +511,7 @@ impl RegistryClient {
             });
         }
         let url = url.as_str();
-        let response =
-            self.verified
-                .get(url)
-                .send()
-                .await
-                .map_err(|e| RegistryError::Transport {
-                    url: url.to_string(),
-                    message: error_chain(&e),
-                })?;
+        let response = send_bounded(self.verified.get(url), self.low_speed, url).await?;
         let status = response.status();
         if status == StatusCode::NOT_FOUND {
             return Err(RegistryError::NotFound {
@@ -408,12 +523,13 @@ impl RegistryClient {
             return Err(RegistryError::Status {
                 url: url.to_string(),
                 status: status.as_u16(),
-                message: error_body(response).await,
+                message: error_body(response, self.low_speed).await,
             });
         }
         RegistryResponse {
             response,
             url: url.to_string(),
+            low_speed: self.low_speed,
         }
         .body(what, limit)
         .await
@@ -422,7 +538,7 @@ impl RegistryClient {
 
 /// A challenge from `WWW-Authenticate`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Challenge {
+pub(crate) enum Challenge {
     Basic,
     Bearer {
         realm: String,
@@ -433,7 +549,7 @@ enum Challenge {
 
 /// Parses `Scheme k="v", k2=v2` (first challenge with a known scheme; quoted strings may
 /// contain commas and backslash escapes).
-fn parse_challenge(header: &str) -> Option<Challenge> {
+pub(crate) fn parse_challenge(header: &str) -> Option<Challenge> {
     let header = header.trim();
     let (scheme, params) = header.split_once(' ').unwrap_or((header, ""));
     let mut map = HashMap::new();
@@ -483,6 +599,20 @@ fn parse_challenge(header: &str) -> Option<Challenge> {
     }
 }
 
+/// Whether the credentials of the registry at `base` may be sent to the token realm
+/// `realm`. A realm on another host is normal (Docker Hub's is `auth.docker.io`), so it
+/// is accepted as upstream does, but only over HTTPS: a plain-HTTP realm is accepted only
+/// on the registry's own host (any port), where the registry connection is no better.
+fn credentials_may_go_to(realm: &url::Url, base: &str) -> bool {
+    if realm.scheme() == "https" {
+        return true;
+    }
+    let registry_host = url::Url::parse(base)
+        .ok()
+        .and_then(|b| b.host_str().map(str::to_ascii_lowercase));
+    registry_host.is_some() && realm.host_str().map(str::to_ascii_lowercase) == registry_host
+}
+
 #[derive(Deserialize)]
 struct TokenResponse {
     token: Option<String>,
@@ -507,18 +637,13 @@ pub struct FetchedManifest {
 pub struct BlobStream {
     response: reqwest::Response,
     url: String,
+    progress: Progress,
 }
 
 impl BlobStream {
     /// The next chunk of the body, `None` at the end.
     pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, RegistryError> {
-        self.response
-            .chunk()
-            .await
-            .map_err(|e| RegistryError::Transport {
-                url: self.url.clone(),
-                message: error_chain(&e),
-            })
+        self.progress.chunk(&mut self.response, &self.url).await
     }
 }
 
@@ -527,6 +652,7 @@ impl BlobStream {
 pub struct RegistryResponse {
     response: reqwest::Response,
     url: String,
+    low_speed: Option<LowSpeed>,
 }
 
 impl RegistryResponse {
@@ -546,7 +672,7 @@ impl RegistryResponse {
     /// The whole body, refused beyond `limit` bytes (`what` names it in errors).
     pub async fn body(self, what: &'static str, limit: usize) -> Result<Vec<u8>, RegistryError> {
         let url = self.url;
-        read_limited(self.response, limit)
+        read_limited(self.response, limit, self.low_speed, &url)
             .await
             .map_err(|e| match e {
                 ReadError::TooLarge => RegistryError::TooLarge {
@@ -554,7 +680,7 @@ impl RegistryResponse {
                     url,
                     limit: limit as u64,
                 },
-                ReadError::Transport(message) => RegistryError::Transport { url, message },
+                ReadError::Failed(e) => e,
             })
     }
 }
@@ -596,6 +722,12 @@ impl Repository {
         if !matches!(url.scheme(), "https" | "http") {
             return Err(token_err("realm is not an http(s) URL".into()));
         }
+        if self.credentials.is_some() && !credentials_may_go_to(&url, &self.base) {
+            return Err(RegistryError::RealmRefused {
+                registry: self.host.clone(),
+                realm: realm.to_string(),
+            });
+        }
         let default_scope = format!("repository:{}:pull", self.repository);
         {
             let mut query = url.query_pairs_mut();
@@ -608,23 +740,23 @@ impl Repository {
         if let Some(c) = &self.credentials {
             request = request.basic_auth(&c.username, Some(c.password.as_str()));
         }
-        let response = request.send().await.map_err(|e| RegistryError::Transport {
-            url: realm.to_string(),
-            message: error_chain(&e),
-        })?;
+        let response = send_bounded(request, self.client.low_speed, realm).await?;
         let status = response.status();
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             return Err(RegistryError::Unauthorized {
                 registry: self.host.clone(),
                 repository: self.repository.clone(),
                 status: status.as_u16(),
-                message: format!("token endpoint: {}", error_body(response).await),
+                message: format!(
+                    "token endpoint: {}",
+                    error_body(response, self.client.low_speed).await
+                ),
             });
         }
         if !status.is_success() {
             return Err(token_err(format!("answered {status}")));
         }
-        let body = read_limited(response, MAX_TOKEN_RESPONSE)
+        let body = read_limited(response, MAX_TOKEN_RESPONSE, self.client.low_speed, realm)
             .await
             .map_err(|e| token_err(e.to_string()))?;
         let parsed: TokenResponse =
@@ -654,10 +786,7 @@ impl Repository {
             } else if let (true, Some(c)) = (self.basic, &self.credentials) {
                 request = request.basic_auth(&c.username, Some(c.password.as_str()));
             }
-            let response = request.send().await.map_err(|e| RegistryError::Transport {
-                url: url.to_string(),
-                message: error_chain(&e),
-            })?;
+            let response = send_bounded(request, self.client.low_speed, url).await?;
             if response.status() != StatusCode::UNAUTHORIZED || retried {
                 return Ok(response);
             }
@@ -701,9 +830,13 @@ impl Repository {
         let response = self.send(&url, accept).await?;
         let status = response.status();
         if status.is_success() {
-            return Ok(RegistryResponse { response, url });
+            return Ok(RegistryResponse {
+                response,
+                url,
+                low_speed: self.client.low_speed,
+            });
         }
-        let body = error_body(response).await;
+        let body = error_body(response, self.client.low_speed).await;
         Err(match status {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => RegistryError::Unauthorized {
                 registry: self.host.clone(),
@@ -865,8 +998,16 @@ impl Repository {
         &mut self,
         descriptor: &Descriptor,
     ) -> Result<BlobStream, RegistryError> {
-        let RegistryResponse { response, url } = self.open(descriptor, "blob").await?;
-        Ok(BlobStream { response, url })
+        let RegistryResponse {
+            response,
+            url,
+            low_speed,
+        } = self.open(descriptor, "blob").await?;
+        Ok(BlobStream {
+            response,
+            url,
+            progress: Progress::new(low_speed),
+        })
     }
 
     /// `host/repository` of this session.
@@ -891,9 +1032,35 @@ impl Repository {
     }
 }
 
+/// Sends `request`; with a minimum rate, a response head that does not come within its
+/// window is a stall like a body that does not.
+async fn send_bounded(
+    request: reqwest::RequestBuilder,
+    low_speed: Option<LowSpeed>,
+    url: &str,
+) -> Result<reqwest::Response, RegistryError> {
+    let transport = |e: reqwest::Error| RegistryError::Transport {
+        url: url.to_string(),
+        message: error_chain(&e),
+    };
+    let Some(limit) = low_speed else {
+        return request.send().await.map_err(transport);
+    };
+    match tokio::time::timeout(limit.window, request.send()).await {
+        Ok(response) => response.map_err(transport),
+        Err(_elapsed) => Err(RegistryError::TooSlow {
+            url: url.to_string(),
+            bytes: 0,
+            seconds: limit.window.as_secs().max(1),
+            limit: limit.bytes_per_sec,
+        }),
+    }
+}
+
 /// The start of an error response's body, for messages.
-async fn error_body(response: reqwest::Response) -> String {
-    read_limited(response, MAX_ERROR_BODY)
+async fn error_body(response: reqwest::Response, low_speed: Option<LowSpeed>) -> String {
+    let url = response.url().to_string();
+    read_limited(response, MAX_ERROR_BODY, low_speed, &url)
         .await
         .map(|b| String::from_utf8_lossy(&b).trim().to_string())
         .unwrap_or_default()
@@ -901,24 +1068,37 @@ async fn error_body(response: reqwest::Response) -> String {
 
 enum ReadError {
     TooLarge,
-    Transport(String),
+    Failed(RegistryError),
 }
 
 impl std::fmt::Display for ReadError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ReadError::TooLarge => f.write_str("response too large"),
-            ReadError::Transport(m) => f.write_str(m),
+            ReadError::Failed(e) => e.fmt(f),
         }
     }
 }
 
-async fn read_limited(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, ReadError> {
+async fn read_limited(
+    mut response: reqwest::Response,
+    limit: usize,
+    low_speed: Option<LowSpeed>,
+    url: &str,
+) -> Result<Vec<u8>, ReadError> {
+    // A length announced beyond the limit is refused before any byte is read.
+    if response
+        .content_length()
+        .is_some_and(|length| length > limit as u64)
+    {
+        return Err(ReadError::TooLarge);
+    }
+    let mut progress = Progress::new(low_speed);
     let mut out = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
+    while let Some(chunk) = progress
+        .chunk(&mut response, url)
         .await
-        .map_err(|e| ReadError::Transport(error_chain(&e)))?
+        .map_err(ReadError::Failed)?
     {
         if out.len() + chunk.len() > limit {
             return Err(ReadError::TooLarge);
@@ -975,6 +1155,37 @@ mod tests {
         ] {
             assert_eq!(parse_challenge(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn credentials_go_to_https_realms_or_the_registry_host_only() {
+        let url = |u: &str| url::Url::parse(u).unwrap();
+        let base = "http://127.0.0.1:5000";
+        assert!(credentials_may_go_to(
+            &url("https://auth.docker.io/token"),
+            base
+        ));
+        assert!(credentials_may_go_to(
+            &url("http://127.0.0.1:6000/token"),
+            base
+        ));
+        assert!(credentials_may_go_to(&url("http://127.0.0.1/token"), base));
+        assert!(!credentials_may_go_to(
+            &url("http://127.0.0.2:5000/token"),
+            base
+        ));
+        assert!(!credentials_may_go_to(
+            &url("http://evil.example/token"),
+            base
+        ));
+        assert!(credentials_may_go_to(
+            &url("http://REG.example:1/t"),
+            "https://reg.example"
+        ));
+        assert!(!credentials_may_go_to(
+            &url("http://reg.example.evil/t"),
+            "https://reg.example"
+        ));
     }
 
     #[test]

@@ -7,7 +7,7 @@ pub mod resolve;
 
 pub use auth::{AuthFile, AuthFileError, Credentials};
 pub use client::{
-    BlobStream, ClientSettings, FetchedManifest, RegistryClient, RegistryError, RegistryResponse,
-    Repository,
+    BlobStream, ClientSettings, FetchedManifest, LowSpeed, RegistryClient, RegistryError,
+    RegistryResponse, Repository,
 };
 pub use resolve::{resolve, PullSource, ResolveError, SourceKind};

@@ -11,9 +11,8 @@
 
 use aes_gcm::aead::Aead;
 use aes_gcm::{Aes128Gcm, Aes256Gcm, KeyInit};
+use jose::RsaPublicKey;
 use rand_core::{OsRng, RngCore};
-use rsa::pkcs8::DecodePublicKey;
-use rsa::{Pkcs1v15Encrypt, RsaPublicKey};
 use zeroize::Zeroizing;
 
 use crate::keys::PrivateKey;
@@ -242,7 +241,7 @@ impl Certificate {
             .expect(TAG_SEQUENCE, "subjectPublicKeyInfo")
             .map_err(bad)?
             .raw;
-        let public_key = RsaPublicKey::from_public_key_der(spki).map_err(|e| {
+        let public_key = RsaPublicKey::from_spki_der(spki).map_err(|e| {
             Pkcs7Error::Certificate(format!(
                 "not an RSA key (PKCS#7 here is RSA key transport): {e}"
             ))
@@ -272,7 +271,7 @@ pub fn encrypt(plaintext: &[u8], recipients: &[Certificate]) -> Result<Vec<u8>, 
     for cert in recipients {
         let encrypted_key = cert
             .public_key
-            .encrypt(&mut OsRng, Pkcs1v15Encrypt, key.as_slice())
+            .encrypt_pkcs1v15(key.as_slice())
             .map_err(|e| Pkcs7Error::Encrypt(e.to_string()))?;
         infos.push(tlv(
             TAG_SEQUENCE,
@@ -467,13 +466,9 @@ impl EnvelopedData<'_> {
                 continue;
             }
             for key in &rsa_keys {
-                let cek = match key.decrypt(Pkcs1v15Encrypt, r.encrypted_key) {
-                    Ok(cek) if cek.len() == key_len => Zeroizing::new(cek),
-                    Ok(_) | Err(_) => {
-                        reasons.push(format!("recipient {index}: key transport failed"));
-                        continue;
-                    }
-                };
+                // Constant-time RSA with implicit rejection: a bad key transport gives a
+                // random key, so it fails like altered content and is no padding oracle.
+                let cek = key.decrypt_pkcs1v15_key(r.encrypted_key, key_len);
                 match self.decrypt_content(&cek) {
                     Ok(plain) => return Ok(plain),
                     Err(Pkcs7Error::ContentAuthentication) => content_rejected = true,

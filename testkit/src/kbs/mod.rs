@@ -21,8 +21,10 @@
 //!   401 `PluginInternalError`, success 200 with an empty body;
 //! - other plugins are 404 `PluginNotFound`; HTTPS with a generated CA on request.
 //!
-//! Fault switches (500s, delays, dropped connections, corrupted JWE), counters, token
-//! revocation and restart on the same port let tests drive every client path.
+//! Fault switches (500s, 401 storms, delays, dropped connections, replies reset mid-body,
+//! never ending or oversized, corrupted or misaddressed JWE, reused or malformed nonces,
+//! clock skew, a reply-rate throttle), counters, token revocation and restart on the same
+//! port let tests drive every client path.
 
 mod crypto;
 mod server;
@@ -111,12 +113,51 @@ pub enum FaultTarget {
     Resource,
 }
 
+/// How the challenge (`/auth` reply) nonce is damaged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NonceFault {
+    #[default]
+    Fresh,
+    /// Every challenge carries the same nonce (the sessions still work).
+    Reused,
+    /// `""`
+    Empty,
+    /// A 1 MiB string.
+    Oversized,
+    /// A number instead of a string.
+    NotAString,
+}
+
+/// How a matching reply is broken on the wire (a 200 whose body never completes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyFault {
+    /// `Content-Length: 4096`, 1,000 bytes, then the connection is reset.
+    ResetMidBody,
+    /// Chunked, one byte every 100 ms, never finishing (slowloris).
+    NeverEnding,
+    /// Chunked, 64 KiB chunks as fast as the client reads, never finishing.
+    Oversized,
+    /// `Content-Length` of 1 TiB, then data as fast as the client reads.
+    OversizedDeclared,
+}
+
 /// Fault switches; replace them with [`TestKbs::set_faults`].
 #[derive(Debug, Clone, Default)]
 pub struct Faults {
     pub target: FaultTarget,
     /// The next N matching requests are answered 500.
     pub fail_with_500: u32,
+    /// The next N matching requests are answered 401 as trustee refuses (`AttestationError`
+    /// on `/auth` and `/attest`, `TokenVerifierError` on resources).
+    pub fail_with_401: u32,
+    /// Every matching request gets this broken reply.
+    pub broken_reply: Option<ReplyFault>,
+    /// Challenges carry this nonce.
+    pub nonce: NonceFault,
+    /// Seconds added to the KBS's clock when it issues and checks tokens (clock skew).
+    pub clock_offset_secs: i64,
+    /// Matching replies leave at most this many per second, in arrival order (0: no limit).
+    pub max_replies_per_sec: u32,
     /// The next N matching requests get their connection closed without a reply.
     pub drop_connections: u32,
     /// Every matching request waits this long first.
@@ -184,6 +225,10 @@ pub(crate) struct KbsState {
     pub last_tee_pubkey: Mutex<Option<Value>>,
     pub admin: Option<crypto::AdminVerifier>,
     pub admin_writes: Mutex<Vec<AdminWrite>>,
+    /// When the next throttled reply may leave.
+    pub throttle_next: Mutex<std::time::Instant>,
+    /// The nonce of [`NonceFault::Reused`].
+    pub reused_nonce: String,
 }
 
 /// A running test KBS. Dropping it stops the server.
@@ -235,6 +280,8 @@ impl TestKbs {
             last_tee_pubkey: Mutex::new(None),
             admin,
             admin_writes: Mutex::new(Vec::new()),
+            throttle_next: Mutex::new(std::time::Instant::now()),
+            reused_nonce: server::fresh_nonce(),
         });
         let server = tokio::spawn(server::serve(listener, state.clone(), tls.clone()));
         Ok(Self {

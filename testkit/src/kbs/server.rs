@@ -1,13 +1,17 @@
 //! HTTP handling of the test KBS.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD as STANDARD_NO_PAD_URL};
 use base64::Engine;
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::{Bytes, Incoming};
-use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, COOKIE, SET_COOKIE};
+use hyper::body::{Bytes, Frame, Incoming};
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, SET_COOKIE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use rand_core::{OsRng, RngCore};
@@ -21,7 +25,10 @@ use super::crypto::{
     TeeKey,
 };
 use super::tls::TlsMaterial;
-use super::{bump, lock, Access, AdminWrite, FaultTarget, KbsState, MissingResource};
+use super::{
+    bump, lock, Access, AdminWrite, FaultTarget, JweCorruption, KbsState, MissingResource,
+    NonceFault, ReplyFault,
+};
 
 const SESSION_COOKIE: &str = "kbs-session-id";
 const ERROR_TYPE_PREFIX: &str = "https://github.com/confidential-containers/kbs/errors";
@@ -74,10 +81,90 @@ impl std::fmt::Display for DroppedByFault {
 
 impl std::error::Error for DroppedByFault {}
 
-type Reply = Response<Full<Bytes>>;
+type BodyError = Box<dyn std::error::Error + Send + Sync>;
+type Reply = Response<BoxBody<Bytes, BodyError>>;
+
+/// The body of a [`ReplyFault`].
+struct BrokenBody {
+    fault: ReplyFault,
+    sent: usize,
+    pause: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+const RESET_AFTER_BYTES: usize = 1000;
+const RESET_DECLARED_BYTES: u64 = 4096;
+const SLOWLORIS_INTERVAL: Duration = Duration::from_millis(100);
+const FLOOD_CHUNK: usize = 64 * 1024;
+
+impl hyper::body::Body for BrokenBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match self.fault {
+            ReplyFault::ResetMidBody if self.sent >= RESET_AFTER_BYTES => {
+                Poll::Ready(Some(Err("connection reset by a test fault".into())))
+            }
+            ReplyFault::ResetMidBody => {
+                self.sent = RESET_AFTER_BYTES;
+                Poll::Ready(Some(Ok(Frame::data(Bytes::from(vec![
+                    b' ';
+                    RESET_AFTER_BYTES
+                ])))))
+            }
+            ReplyFault::NeverEnding => {
+                let pause = self
+                    .pause
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(SLOWLORIS_INTERVAL)));
+                if pause.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                self.pause = None;
+                self.sent += 1;
+                Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b" ")))))
+            }
+            ReplyFault::Oversized | ReplyFault::OversizedDeclared => {
+                self.sent += FLOOD_CHUNK;
+                Poll::Ready(Some(Ok(Frame::data(Bytes::from(vec![b'A'; FLOOD_CHUNK])))))
+            }
+        }
+    }
+}
+
+fn broken_reply(fault: ReplyFault) -> Reply {
+    let mut reply = Response::new(
+        BrokenBody {
+            fault,
+            sent: 0,
+            pause: None,
+        }
+        .boxed(),
+    );
+    reply
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let declared = match fault {
+        ReplyFault::ResetMidBody => Some(RESET_DECLARED_BYTES),
+        ReplyFault::OversizedDeclared => Some(1 << 40),
+        ReplyFault::NeverEnding | ReplyFault::Oversized => None,
+    };
+    if let Some(length) = declared {
+        reply
+            .headers_mut()
+            .insert(CONTENT_LENGTH, HeaderValue::from(length));
+    }
+    reply
+}
 
 fn response(status: u16, content_type: Option<&str>, body: Vec<u8>) -> Reply {
-    let mut reply = Response::new(Full::new(Bytes::from(body)));
+    let mut reply = Response::new(
+        Full::new(Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
     *reply.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     if let Some(content_type) = content_type {
         if let Ok(value) = HeaderValue::from_str(content_type) {
@@ -117,6 +204,17 @@ fn now_secs() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+/// The KBS's own clock for tokens: the real one plus the skew fault.
+fn kbs_now_secs(state: &KbsState) -> u64 {
+    let offset = lock(&state.faults).clock_offset_secs;
+    now_secs().saturating_add_signed(offset)
+}
+
+/// A challenge nonce as trustee makes it: standard base64 of 32 random bytes.
+pub(crate) fn fresh_nonce() -> String {
+    STANDARD.encode(random_bytes::<32>())
 }
 
 fn set_cookie(reply: &mut Reply, id: &str, expires: SystemTime) {
@@ -191,20 +289,31 @@ where
         .await;
 }
 
-/// Applies the fault switches to a request of `target`; `Ok(Some)` is a 500 reply.
+/// Applies the fault switches to a request of `target`; `Ok(Some)` is the reply to send
+/// instead of the real one.
 async fn apply_faults(
     state: &KbsState,
     target: FaultTarget,
 ) -> Result<Option<Reply>, DroppedByFault> {
-    let delay = {
+    let (delay, rate) = {
         let faults = lock(&state.faults);
         if faults.target != FaultTarget::All && faults.target != target {
             return Ok(None);
         }
-        faults.delay
+        (faults.delay, faults.max_replies_per_sec)
     };
     if delay > Duration::ZERO {
         tokio::time::sleep(delay).await;
+    }
+    if rate > 0 {
+        // Each request books the next free slot, so replies leave evenly spaced.
+        let slot = {
+            let mut next = lock(&state.throttle_next);
+            let slot = (*next).max(std::time::Instant::now());
+            *next = slot + Duration::from_secs(1) / rate;
+            slot
+        };
+        tokio::time::sleep_until(slot.into()).await;
     }
     let mut faults = lock(&state.faults);
     if faults.drop_connections > 0 {
@@ -219,7 +328,18 @@ async fn apply_faults(
             "injected test fault",
         )));
     }
-    Ok(None)
+    if faults.fail_with_401 > 0 {
+        faults.fail_with_401 -= 1;
+        return Ok(Some(match target {
+            FaultTarget::Resource => error(
+                401,
+                "TokenVerifierError",
+                "Token Verifier error: injected test fault",
+            ),
+            _ => attestation_error("injected test fault"),
+        }));
+    }
+    Ok(faults.broken_reply.map(broken_reply))
 }
 
 async fn handle(state: Arc<KbsState>, req: Request<Incoming>) -> Result<Reply, DroppedByFault> {
@@ -298,7 +418,13 @@ async fn auth(state: &KbsState, req: Request<Incoming>) -> Reply {
         ));
     }
 
-    let nonce = STANDARD.encode(random_bytes::<32>());
+    let nonce_fault = lock(&state.faults).nonce;
+    let nonce = match nonce_fault {
+        NonceFault::Reused => state.reused_nonce.clone(),
+        NonceFault::Empty => String::new(),
+        NonceFault::Oversized => "A".repeat(1024 * 1024),
+        NonceFault::Fresh | NonceFault::NotAString => fresh_nonce(),
+    };
     let id = hex::encode(random_bytes::<16>());
     let expires = SystemTime::now() + state.config.session_lifetime;
     let (extra_params, hash) = match &state.config.selected_hash_algorithm {
@@ -323,7 +449,11 @@ async fn auth(state: &KbsState, req: Request<Incoming>) -> Reply {
             },
         );
     }
-    let mut reply = json_reply(&json!({"nonce": nonce, "extra-params": extra_params}));
+    let wire_nonce = match nonce_fault {
+        NonceFault::NotAString => json!(4242),
+        _ => json!(nonce),
+    };
+    let mut reply = json_reply(&json!({"nonce": wire_nonce, "extra-params": extra_params}));
     set_cookie(&mut reply, &id, expires);
     reply
 }
@@ -432,7 +562,7 @@ async fn attest(state: &KbsState, req: Request<Incoming>) -> Reply {
         }
     }
 
-    let now = now_secs();
+    let now = kbs_now_secs(state);
     let claims = json!({
         "iss": "testkit-kbs",
         "iat": now,
@@ -552,7 +682,7 @@ fn resource(state: &KbsState, req: &Request<Incoming>, path: &str) -> Reply {
         return error(401, "TokenNotFound", "Attestation Token not found");
     };
     let signer = lock(&state.signer).clone();
-    let claims = match signer.verify(&token, now_secs()) {
+    let claims = match signer.verify(&token, kbs_now_secs(state)) {
         Ok(claims) => claims,
         Err(detail) => {
             return error(
@@ -610,6 +740,11 @@ fn resource(state: &KbsState, req: &Request<Incoming>, path: &str) -> Reply {
         let faults = lock(&state.faults);
         let applies = matches!(faults.target, FaultTarget::All | FaultTarget::Resource);
         (faults.force_rsa1_5, faults.corrupt_jwe.filter(|_| applies))
+    };
+    let key = if corruption == Some(JweCorruption::ForeignKey) {
+        key.foreign()
+    } else {
+        key
     };
     let mut jwe = match jwe_for_key(&key, &plaintext, force_rsa1_5) {
         Ok(jwe) => jwe,

@@ -46,7 +46,6 @@
 //! attester implements [`Attester::read_register`] never take that row unless another
 //! process extended the same register.
 
-pub mod event;
 pub mod tcg2;
 #[cfg(test)]
 pub(crate) mod test_tee;
@@ -63,7 +62,8 @@ use std::{
 use attester::{Attester, AttesterError, ExtendedRegister, HashAlgorithm, RuntimeMeasurement};
 use tracing::{debug, error, info, warn};
 
-pub use event::{
+// The event encoding is part of the wire the data hub shares with the agent (protos).
+pub use protos::{
     pull_image_content, pull_image_event, AaelEvent, DecodeError, EventError, EventField,
     AAEL_TAGGED_EVENT_ID, MAX_EVENT_TEXT_LEN, PULL_IMAGE_DOMAIN, PULL_IMAGE_OPERATION,
 };

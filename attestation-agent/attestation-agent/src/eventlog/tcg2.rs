@@ -14,7 +14,7 @@ use std::fmt;
 use attester::HashAlgorithm;
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
-use super::event::{AaelEvent, DecodeError};
+use protos::{AaelEvent, DecodeError};
 
 /// `EV_NO_ACTION`: the Spec ID header event.
 pub const EV_NO_ACTION: u32 = 0x3;

@@ -9,11 +9,9 @@
 //! `u32 text length` · event text.
 
 use attester::RegisterValue;
+use protos::{AaelEvent, EventError, MAX_EVENT_TEXT_LEN};
 
-use super::{
-    event::{AaelEvent, EventError, MAX_EVENT_TEXT_LEN},
-    tcg2::{algorithm_of_tpm_id, digest_len, tpm_algorithm_id},
-};
+use super::tcg2::{algorithm_of_tpm_id, digest_len, tpm_algorithm_id};
 
 const MAGIC: &[u8; 8] = b"AAELWAL1";
 

@@ -10,13 +10,10 @@ use std::{collections::HashMap, fmt, str::FromStr};
 
 use crate::AaError;
 
-/// ttRPC request metadata key that asks GetToken for a token newer than any the caller
-/// has seen (value [`TOKEN_REFRESH_METADATA_VALUE`]). The confidential data hub sends it
-/// after the KBS refused a cached token with 401; upstream agents ignore metadata, so the
-/// request stays wire-compatible.
-pub const TOKEN_REFRESH_METADATA_KEY: &str = "coco-token-refresh";
-/// The value of [`TOKEN_REFRESH_METADATA_KEY`] that forces a new attestation.
-pub const TOKEN_REFRESH_METADATA_VALUE: &str = "1";
+/// ttRPC request metadata asking GetToken for a token newer than any the caller has seen.
+/// The confidential data hub sends it after the KBS refused a cached token with 401;
+/// upstream agents ignore metadata, so the request stays wire-compatible.
+pub use protos::{TOKEN_REFRESH_METADATA_KEY, TOKEN_REFRESH_METADATA_VALUE};
 
 /// Longest token type echoed back in an error message.
 const MAX_ECHOED_TYPE_CHARS: usize = 64;

@@ -78,7 +78,7 @@ struct VaultArgs {
     /// The secret's name at the provider (a resource URI for provider kbs).
     #[arg(long, alias = "name")]
     resource_uri: String,
-    /// The secret store: kbs, offline_fs, aws.
+    /// The secret store: kbs, offline_fs, aws, aliyun, ehsm.
     #[arg(long)]
     provider: String,
     /// Provider settings (JSON object).
@@ -97,7 +97,7 @@ struct EnvelopeArgs {
     /// The file holding the secret.
     #[arg(long)]
     file_path: PathBuf,
-    /// The KMS: offline_fs (keys from --kms-credential-dir), aws.
+    /// The KMS: offline_fs (keys from --kms-credential-dir), aws, aliyun, ehsm.
     #[arg(long)]
     provider: String,
     /// Provider settings (JSON object), e.g. {"region":"eu-west-1"} for aws.
@@ -113,6 +113,10 @@ struct EnvelopeArgs {
     #[cfg(feature = "aws")]
     #[arg(long)]
     aws_endpoint_url: Option<String>,
+    /// Connect to this address for the Alibaba Cloud KMS instance (a local KMS).
+    #[cfg(feature = "aliyun")]
+    #[arg(long)]
+    aliyun_resolve: Option<std::net::SocketAddr>,
 }
 
 #[derive(Args)]
@@ -208,6 +212,13 @@ async fn seal_command(args: SealArgs) -> anyhow::Result<()> {
             #[cfg(feature = "aws")]
             if let Some(url) = env.aws_endpoint_url {
                 kms = kms.with_aws_endpoint_url(url);
+            }
+            #[cfg(feature = "aliyun")]
+            if let Some(addr) = env.aliyun_resolve {
+                kms = kms.with_aliyun_network(kms::plugins::aliyun::AliyunNetwork {
+                    resolve: Some(addr),
+                    ..Default::default()
+                });
             }
             let settings = json_object(env.provider_settings.as_deref(), "provider-settings")?;
             SecretContent::Envelope(
