@@ -10,6 +10,7 @@ use base64::{
     Engine,
 };
 use percent_encoding::{percent_decode, utf8_percent_encode, AsciiSet, CONTROLS};
+use protos::MAX_RESOURCE_URI_LEN;
 
 /// Which group of endpoints the server answers (`-f/--features`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,14 +140,10 @@ pub enum ResourcePathError {
     TooLong {
         /// length of the URI
         len: usize,
-        /// [`MAX_KBS_URI_LEN`]
+        /// [`protos::MAX_RESOURCE_URI_LEN`]
         max: usize,
     },
 }
-
-/// Longest resource URI the CDH takes (kbs_protocol's `MAX_RESOURCE_URI_LEN`): a longer one
-/// is the caller's error (400) here, not a failed CDH call.
-pub const MAX_KBS_URI_LEN: usize = 4096;
 
 impl ResourcePathError {
     /// A wrong segment count names no resource (404); everything else is a bad request (400).
@@ -218,10 +215,10 @@ impl ResourcePath {
             Err(segments) => return Err(ResourcePathError::SegmentCount(segments.len())),
         };
         let len = path.kbs_uri().len();
-        if len > MAX_KBS_URI_LEN {
+        if len > MAX_RESOURCE_URI_LEN {
             return Err(ResourcePathError::TooLong {
                 len,
-                max: MAX_KBS_URI_LEN,
+                max: MAX_RESOURCE_URI_LEN,
             });
         }
         Ok(path)
@@ -468,14 +465,14 @@ mod tests {
             err,
             ResourcePathError::TooLong {
                 len: "kbs:///def/key/".len() + 3 * 1400,
-                max: MAX_KBS_URI_LEN
+                max: MAX_RESOURCE_URI_LEN
             }
         );
         assert!(!err.is_not_found());
         // the longest accepted URI is exactly the limit
-        let tag = "t".repeat(MAX_KBS_URI_LEN - "kbs:///def/key/".len());
+        let tag = "t".repeat(MAX_RESOURCE_URI_LEN - "kbs:///def/key/".len());
         let path = ResourcePath::parse(&format!("def/key/{tag}")).unwrap();
-        assert_eq!(path.kbs_uri().len(), MAX_KBS_URI_LEN);
+        assert_eq!(path.kbs_uri().len(), MAX_RESOURCE_URI_LEN);
     }
 
     #[test]

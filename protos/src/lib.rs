@@ -77,6 +77,11 @@ pub use ttrpc;
 
 pub mod server;
 
+/// Longest resource URI (`kbs:///<repository>/<type>/<tag>`) the suite accepts, in bytes:
+/// the KBS client refuses a longer one, so the REST shim answers it with 400 before any call.
+/// Real resource URIs are a few dozen bytes.
+pub const MAX_RESOURCE_URI_LEN: usize = 4096;
+
 mod aael;
 mod client;
 mod cmdline;

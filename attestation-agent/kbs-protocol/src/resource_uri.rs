@@ -17,8 +17,7 @@ use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 /// The plugin a bare `kbs://` URI addresses.
 pub const DEFAULT_PLUGIN: &str = "resource";
 
-/// Longest accepted URI, in bytes. Real resource URIs are a few dozen bytes.
-pub const MAX_RESOURCE_URI_LEN: usize = 4096;
+pub use protos::MAX_RESOURCE_URI_LEN;
 
 const SCHEME: &str = "kbs";
 

@@ -166,8 +166,9 @@ fn describe(e: &PullError) -> String {
 }
 
 /// The ttRPC code of a failed pull: INVALID_ARGUMENT for a bad reference, PERMISSION_DENIED
-/// for a refusal (signature policy, blocked registry, registry credentials refused),
-/// NOT_FOUND when the registry has no such image (or none for this platform),
+/// for a refusal (signature policy, blocked registry, registry credentials refused, a token
+/// realm the credentials are not sent to), NOT_FOUND when the registry has no such image (or
+/// none for this platform), UNAVAILABLE when the registry stalled (worth a retry),
 /// ALREADY_EXISTS when the bundle exists, INTERNAL otherwise. When every source failed
 /// alike, their common code.
 pub fn pull_error_code(e: &PullError) -> ttrpc::Code {
@@ -179,9 +180,13 @@ pub fn pull_error_code(e: &PullError) -> ttrpc::Code {
         PullError::PolicyDenied { .. }
         | PullError::Resolve(ResolveError::Blocked { .. })
         | PullError::Registry {
-            source: RegistryError::Unauthorized { .. },
+            source: RegistryError::Unauthorized { .. } | RegistryError::RealmRefused { .. },
             ..
         } => Code::PERMISSION_DENIED,
+        PullError::Registry {
+            source: RegistryError::TooSlow { .. },
+            ..
+        } => Code::UNAVAILABLE,
         PullError::Registry {
             source: RegistryError::NotFound { .. },
             ..
@@ -624,6 +629,22 @@ mod tests {
                 Code::PERMISSION_DENIED,
             ),
             (unauthorized(), Code::PERMISSION_DENIED),
+            (
+                registry_error(RegistryError::RealmRefused {
+                    registry: "r.io".into(),
+                    realm: "http://elsewhere.io/token".into(),
+                }),
+                Code::PERMISSION_DENIED,
+            ),
+            (
+                registry_error(RegistryError::TooSlow {
+                    url: "http://r.io/v2/a/blobs/sha256:00".into(),
+                    bytes: 10,
+                    seconds: 60,
+                    limit: 1024,
+                }),
+                Code::UNAVAILABLE,
+            ),
             (not_found(), Code::NOT_FOUND),
             (
                 PullError::NoMatchingPlatform {

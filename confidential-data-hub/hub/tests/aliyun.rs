@@ -48,38 +48,14 @@ async fn aliyun_secrets_and_layer_keys_unseal_through_the_hub() {
     let ca_file = guest.path("aliyun-ca.pem");
     std::fs::write(&ca_file, server.ca_pem()).unwrap();
 
-    let keys = guest.path("keys");
-    run_ok(
-        SECRET,
-        &[
-            "keygen",
-            "--kid",
-            "aliyun-test",
-            "--output-dir",
-            path_str(&keys),
-        ],
-    );
-    std::fs::copy(
-        keys.join("public.jwk"),
+    let key = SigningKey::generate(guest.path("keys"), "aliyun-test");
+    std::fs::write(
         guest.sealed_secret_dir().join("aliyun-test"),
+        key.public_jwk(),
     )
     .unwrap();
     std::fs::write(guest.path("plain"), b"sealed with Alibaba Cloud KMS").unwrap();
-    let seal = |kind: &[&str]| {
-        let jwk = keys.join("private.jwk");
-        let mut args = vec![
-            "seal",
-            "--signing-kid",
-            "aliyun-test",
-            "--signing-jwk-path",
-            path_str(&jwk),
-        ];
-        args.extend_from_slice(kind);
-        String::from_utf8(run_ok(SECRET, &args))
-            .unwrap()
-            .trim_end()
-            .to_string()
-    };
+    let seal = |kind: &[&str]| key.seal("aliyun-test", kind);
     let client_settings = json!({
         "client_type": "client_key",
         "client_key_id": client_key.id,

@@ -74,39 +74,11 @@ async fn aws_envelope_and_vault_secrets_unseal_over_ttrpc() {
         r#"{"access_key_id":"AKIATEST","secret_access_key":"not-checked-by-the-emulator"}"#,
     )
     .unwrap();
-    let keys = guest.path("keys");
-    run_ok(
-        SECRET,
-        &[
-            "keygen",
-            "--kid",
-            "aws-test",
-            "--output-dir",
-            path_str(&keys),
-        ],
-    );
-    std::fs::copy(
-        keys.join("public.jwk"),
-        guest.sealed_secret_dir().join("aws-test"),
-    )
-    .unwrap();
+    let key = SigningKey::generate(guest.path("keys"), "aws-test");
+    std::fs::write(guest.sealed_secret_dir().join("aws-test"), key.public_jwk()).unwrap();
     std::fs::write(guest.path("plain"), b"sealed with AWS KMS").unwrap();
 
-    let seal = |kind: &[&str]| {
-        let jwk = keys.join("private.jwk");
-        let mut args = vec![
-            "seal",
-            "--signing-kid",
-            "aws-test",
-            "--signing-jwk-path",
-            path_str(&jwk),
-        ];
-        args.extend_from_slice(kind);
-        String::from_utf8(run_ok(SECRET, &args))
-            .unwrap()
-            .trim_end()
-            .to_string()
-    };
+    let seal = |kind: &[&str]| key.seal("aws-test", kind);
     let plain = guest.path("plain");
     let kms_dir = guest.kms_dir();
     let envelope = seal(&[

@@ -30,39 +30,15 @@ async fn ehsm_secrets_unseal_through_the_hub() {
     )
     .unwrap();
 
-    let keys = guest.path("keys");
-    run_ok(
-        SECRET,
-        &[
-            "keygen",
-            "--kid",
-            "ehsm-test",
-            "--output-dir",
-            path_str(&keys),
-        ],
-    );
-    std::fs::copy(
-        keys.join("public.jwk"),
+    let key = SigningKey::generate(guest.path("keys"), "ehsm-test");
+    std::fs::write(
         guest.sealed_secret_dir().join("ehsm-test"),
+        key.public_jwk(),
     )
     .unwrap();
     std::fs::write(guest.path("plain"), b"sealed with eHSM").unwrap();
     let settings = json!({"app_id": app_id, "endpoint": server.endpoint()}).to_string();
-    let seal = |kind: &[&str]| {
-        let jwk = keys.join("private.jwk");
-        let mut args = vec![
-            "seal",
-            "--signing-kid",
-            "ehsm-test",
-            "--signing-jwk-path",
-            path_str(&jwk),
-        ];
-        args.extend_from_slice(kind);
-        String::from_utf8(run_ok(SECRET, &args))
-            .unwrap()
-            .trim_end()
-            .to_string()
-    };
+    let seal = |kind: &[&str]| key.seal("ehsm-test", kind);
     let plain = guest.path("plain");
     let kms_dir = guest.kms_dir();
     let envelope = seal(&[

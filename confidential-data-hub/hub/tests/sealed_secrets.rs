@@ -20,23 +20,13 @@ const ENVELOPE_SECRET: &[u8] = b"envelope secret: hunter2\n";
 /// directory holds the same key as `file-key`, and whose offline KMS holds `sealing-key`.
 struct Fixture {
     guest: Guest,
-    keys: std::path::PathBuf,
+    key: SigningKey,
 }
 
 fn fixture() -> Fixture {
     let guest = Guest::new();
-    let keys = guest.path("keys");
-    run_ok(
-        SECRET,
-        &[
-            "keygen",
-            "--kid",
-            SIGNING_URI,
-            "--output-dir",
-            path_str(&keys),
-        ],
-    );
-    let public = std::fs::read(keys.join("public.jwk")).unwrap();
+    let key = SigningKey::generate(guest.path("keys"), SIGNING_URI);
+    let public = key.public_jwk();
     guest.set_resources(&[
         ("default/signing-key/1", &public),
         ("default/app/secret", VAULT_SECRET),
@@ -48,22 +38,12 @@ fn fixture() -> Fixture {
     )
     .unwrap();
     std::fs::write(guest.path("secret.txt"), ENVELOPE_SECRET).unwrap();
-    Fixture { guest, keys }
+    Fixture { guest, key }
 }
 
 impl Fixture {
     fn seal(&self, kid: &str, kind: &[&str]) -> String {
-        let jwk = self.keys.join("private.jwk");
-        let mut args = vec![
-            "seal",
-            "--signing-kid",
-            kid,
-            "--signing-jwk-path",
-            path_str(&jwk),
-        ];
-        args.extend_from_slice(kind);
-        let out = run_ok(SECRET, &args);
-        String::from_utf8(out).unwrap().trim_end().to_string()
+        self.key.seal(kid, kind)
     }
 
     fn seal_vault(&self, kid: &str) -> String {
@@ -177,25 +157,10 @@ async fn tampered_secrets_give_distinct_errors_over_ttrpc() {
     let altered_payload = b64(
         r#"{"version":"0.1.0","type":"vault","name":"kbs:///default/app/other","provider":"kbs"}"#,
     );
-    let other_key = Guest::new();
-    run_ok(
-        SECRET,
+    let other_guest = Guest::new();
+    let foreign = SigningKey::generate(other_guest.path("k"), "x").seal(
+        SIGNING_URI,
         &[
-            "keygen",
-            "--kid",
-            "x",
-            "--output-dir",
-            path_str(&other_key.path("k")),
-        ],
-    );
-    let foreign = run_ok(
-        SECRET,
-        &[
-            "seal",
-            "--signing-kid",
-            SIGNING_URI,
-            "--signing-jwk-path",
-            path_str(&other_key.path("k/private.jwk")),
             "vault",
             "--resource-uri",
             "kbs:///default/app/secret",
@@ -203,10 +168,9 @@ async fn tampered_secrets_give_distinct_errors_over_ttrpc() {
             "kbs",
         ],
     );
-    let foreign = String::from_utf8(foreign).unwrap().trim_end().to_string();
     // payloads the tool would never write, signed with the same key through the library
     let key = confidential_data_hub::secret::signing_key_from_jwk(
-        &std::fs::read(f.keys.join("private.jwk")).unwrap(),
+        &std::fs::read(f.key.private_jwk_path()).unwrap(),
     )
     .unwrap();
     let signed = |payload: &str| {

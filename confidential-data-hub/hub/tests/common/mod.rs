@@ -175,6 +175,49 @@ pub fn run_ok(program: &str, args: &[&str]) -> Vec<u8> {
     out.stdout
 }
 
+/// A sealed-secret signing key made by `secret keygen` in its own directory.
+pub struct SigningKey {
+    dir: PathBuf,
+}
+
+impl SigningKey {
+    /// `secret keygen --kid <kid> --output-dir <dir>`.
+    pub fn generate(dir: PathBuf, kid: &str) -> Self {
+        run_ok(
+            SECRET,
+            &["keygen", "--kid", kid, "--output-dir", path_str(&dir)],
+        );
+        Self { dir }
+    }
+
+    /// The public JWK the guest verifies with.
+    pub fn public_jwk(&self) -> Vec<u8> {
+        std::fs::read(self.dir.join("public.jwk")).unwrap()
+    }
+
+    pub fn private_jwk_path(&self) -> PathBuf {
+        self.dir.join("private.jwk")
+    }
+
+    /// `secret seal` signed with this key under `kid`; `kind` is the sub-command and its
+    /// arguments (`vault ...`, `envelope ...`).
+    pub fn seal(&self, kid: &str, kind: &[&str]) -> String {
+        let jwk = self.private_jwk_path();
+        let mut args = vec![
+            "seal",
+            "--signing-kid",
+            kid,
+            "--signing-jwk-path",
+            path_str(&jwk),
+        ];
+        args.extend_from_slice(kind);
+        String::from_utf8(run_ok(SECRET, &args))
+            .unwrap()
+            .trim_end()
+            .to_string()
+    }
+}
+
 pub fn path_str(path: &Path) -> &str {
     path.to_str().unwrap()
 }
