@@ -24,16 +24,16 @@ pub const MAX_AAEL_BODY: usize = 64 * 1024;
 /// One runtime event as the workload sends it.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AaelEvent {
+pub(crate) struct AaelEvent {
     /// who defines the event, e.g. `github.com/confidential-containers`
-    pub domain: String,
+    pub(crate) domain: String,
     /// what happened, e.g. `PullImage`
-    pub operation: String,
+    pub(crate) operation: String,
     /// the event's detail
-    pub content: String,
+    pub(crate) content: String,
     /// PCR whose register is extended; `None` lets the agent use its default
     #[serde(default, deserialize_with = "present_u64")]
-    pub register_index: Option<u64>,
+    pub(crate) register_index: Option<u64>,
 }
 
 /// A present `register_index` must be a number: `null` is refused like any other wrong
@@ -70,7 +70,7 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for ObjectOnly<T> {
 
 /// Why a `/aa/aael` request is refused before the agent is called.
 #[derive(Debug, thiserror::Error)]
-pub enum AaelRequestError {
+pub(crate) enum AaelRequestError {
     /// No `Content-Type`, or one other than `application/json`.
     #[error("the request body must be JSON: send Content-Type: application/json")]
     ContentType,
@@ -89,7 +89,7 @@ pub enum AaelRequestError {
 
 /// Whether `content_type` is `application/json`, optionally with `charset=utf-8` (JSON
 /// is UTF-8 only). Media type and parameter names are case-insensitive.
-pub fn is_json_content_type(content_type: Option<&HeaderValue>) -> bool {
+pub(crate) fn is_json_content_type(content_type: Option<&HeaderValue>) -> bool {
     let Some(Ok(value)) = content_type.map(HeaderValue::to_str) else {
         return false;
     };
@@ -112,7 +112,7 @@ pub fn is_json_content_type(content_type: Option<&HeaderValue>) -> bool {
 }
 
 /// The event in a complete request body.
-pub fn parse_event(body: &[u8]) -> Result<AaelEvent, AaelRequestError> {
+pub(crate) fn parse_event(body: &[u8]) -> Result<AaelEvent, AaelRequestError> {
     let ObjectOnly(event) = serde_json::from_slice(body)?;
     Ok(event)
 }

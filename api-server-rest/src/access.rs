@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 
 /// Whether a peer address is a loopback address: `127.0.0.0/8`, `::1`, or an IPv4-mapped
 /// `::ffff:127.x.y.z` (what a dual-stack listener reports for an IPv4 loopback peer).
-pub fn is_loopback_peer(peer: &SocketAddr) -> bool {
+pub(crate) fn is_loopback_peer(peer: &SocketAddr) -> bool {
     match peer.ip() {
         IpAddr::V4(v4) => v4.is_loopback(),
         IpAddr::V6(v6) => {

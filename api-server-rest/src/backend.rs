@@ -29,7 +29,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(50);
 
 /// The daemon behind a backend call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Daemon {
+pub(crate) enum Daemon {
     /// the attestation agent
     AttestationAgent,
     /// the confidential data hub
@@ -47,7 +47,7 @@ impl fmt::Display for Daemon {
 
 /// A backend call that did not produce an answer.
 #[derive(Debug, thiserror::Error)]
-pub enum BackendError {
+pub(crate) enum BackendError {
     /// The daemon's socket could not be connected (daemon not running, wrong address).
     #[error("cannot connect to the {daemon} at {addr}: {source}")]
     Connect {
@@ -143,7 +143,7 @@ impl BackendError {
     }
 
     /// Whether the daemon said the thing asked for does not exist (`NOT_FOUND`).
-    pub fn is_not_found(&self) -> bool {
+    pub(crate) fn is_not_found(&self) -> bool {
         matches!(
             self,
             Self::Status {
@@ -155,7 +155,7 @@ impl BackendError {
 
     /// The daemon's message when it refused the request as invalid (`INVALID_ARGUMENT`):
     /// it describes the caller's own input.
-    pub fn invalid_argument_message(&self) -> Option<&str> {
+    pub(crate) fn invalid_argument_message(&self) -> Option<&str> {
         match self {
             Self::Status {
                 code: ttrpc::Code::INVALID_ARGUMENT,
@@ -169,7 +169,7 @@ impl BackendError {
 
 /// What the attestation agent did with a runtime event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MeasurementOutcome {
+pub(crate) enum MeasurementOutcome {
     /// recorded in the event log and extended into the register
     Recorded,
     /// the TEE has no runtime-measurement registers
@@ -218,7 +218,7 @@ impl Backends {
     }
 
     /// CDH `GetResource` for a `kbs://` resource URI.
-    pub async fn get_resource(&self, uri: &str) -> Result<Vec<u8>, BackendError> {
+    pub(crate) async fn get_resource(&self, uri: &str) -> Result<Vec<u8>, BackendError> {
         let req = GetResourceRequest {
             ResourcePath: uri.to_string(),
             ..Default::default()
@@ -239,12 +239,15 @@ impl Backends {
     }
 
     /// AA `GetEvidence` bound to `runtime_data`.
-    pub async fn get_evidence(&self, runtime_data: Vec<u8>) -> Result<Vec<u8>, BackendError> {
+    pub(crate) async fn get_evidence(
+        &self,
+        runtime_data: Vec<u8>,
+    ) -> Result<Vec<u8>, BackendError> {
         self.aa.get_evidence(&runtime_data).await.map_err(aa_error)
     }
 
     /// AA `GetAdditionalEvidence` bound to `runtime_data` (empty when there are no devices).
-    pub async fn get_additional_evidence(
+    pub(crate) async fn get_additional_evidence(
         &self,
         runtime_data: Vec<u8>,
     ) -> Result<Vec<u8>, BackendError> {
@@ -256,23 +259,26 @@ impl Backends {
 
     /// AA `GetToken` for `token_type` (`kbs`, `coco_as`): the token bytes as AA answers
     /// them, wiped from memory when dropped (a `kbs` reply carries the TEE private key).
-    pub async fn get_token(&self, token_type: &str) -> Result<Zeroizing<Vec<u8>>, BackendError> {
+    pub(crate) async fn get_token(
+        &self,
+        token_type: &str,
+    ) -> Result<Zeroizing<Vec<u8>>, BackendError> {
         self.aa.get_token(token_type).await.map_err(aa_error)
     }
 
     /// AA `GetTeeType`.
-    pub async fn tee_type(&self) -> Result<String, BackendError> {
+    pub(crate) async fn tee_type(&self) -> Result<String, BackendError> {
         self.aa.get_tee_type().await.map_err(aa_error)
     }
 
     /// AA `GetAdditionalTees`.
-    pub async fn additional_tees(&self) -> Result<Vec<String>, BackendError> {
+    pub(crate) async fn additional_tees(&self) -> Result<Vec<String>, BackendError> {
         self.aa.get_additional_tees().await.map_err(aa_error)
     }
 
     /// AA `ExtendRuntimeMeasurement` for `event`, sent at most once (see the module
     /// comment). `register_index` is forwarded only when the caller gave one.
-    pub async fn extend_runtime_measurement(
+    pub(crate) async fn extend_runtime_measurement(
         &self,
         event: &AaelEvent,
     ) -> Result<MeasurementOutcome, BackendError> {

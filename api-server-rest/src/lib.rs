@@ -30,23 +30,47 @@
 
 #![forbid(unsafe_code)]
 
-pub mod aael;
-pub mod access;
-pub mod backend;
-pub mod request;
-pub mod router;
-pub mod server;
-pub mod token;
+mod aael;
+mod access;
+mod backend;
+mod request;
+mod router;
+mod server;
+mod token;
 
-pub use aael::{AaelEvent, AaelRequestError, MAX_AAEL_BODY};
-pub use access::is_loopback_peer;
-pub use backend::{
-    BackendConfig, BackendError, Backends, Daemon, MeasurementOutcome, DEFAULT_AA_ADDR,
-    DEFAULT_CDH_ADDR, DEFAULT_TIMEOUT,
-};
-pub use request::{Features, ResourcePath, RuntimeDataError, TokenTypeError, UnknownFeatures};
+pub use aael::MAX_AAEL_BODY;
+pub use backend::{BackendConfig, Backends, DEFAULT_AA_ADDR, DEFAULT_CDH_ADDR, DEFAULT_TIMEOUT};
+pub use request::{Features, UnknownFeatures, MAX_TOKEN_TYPE_LEN};
 pub use router::{Route, Router, OPENAPI_DOCUMENT};
-pub use server::serve;
+pub use server::{serve, MAX_REQUEST_HEAD};
 
 /// Default listen address.
 pub const DEFAULT_BIND: &str = "127.0.0.1:8006";
+
+/// Entry points for the fuzz targets in `fuzz/` (compiled only with `--cfg fuzzing`): the
+/// parsers of what a container sends, without the server around them.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing {
+    /// An `/aa/aael` request body; whether it is accepted.
+    pub fn parse_event(body: &[u8]) -> bool {
+        crate::aael::parse_event(body).is_ok()
+    }
+
+    /// The `token_type` of a query string; whether it is accepted.
+    pub fn token_type_from_query(query: Option<&str>) -> bool {
+        crate::request::token_type_from_query(query).is_ok()
+    }
+
+    /// The `runtime_data` of a query string; whether it is accepted.
+    pub fn runtime_data_from_query(query: Option<&str>) -> bool {
+        crate::request::runtime_data_from_query(query).is_ok()
+    }
+
+    /// The KBS resource URI of an encoded `<repository>/<type>/<tag>` path, if it is one.
+    pub fn resource_kbs_uri(encoded: &str) -> Option<String> {
+        crate::request::ResourcePath::parse(encoded)
+            .ok()
+            .map(|path| path.kbs_uri())
+    }
+}

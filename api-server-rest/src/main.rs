@@ -8,7 +8,6 @@ use api_server_rest::{
     DEFAULT_CDH_ADDR, DEFAULT_TIMEOUT,
 };
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
 /// REST shim for workload containers: KBS resources through the confidential data hub,
 /// evidence and tokens through the attestation agent. Answers loopback peers only.
@@ -34,7 +33,9 @@ struct Cli {
     withhold_tee_key: bool,
 }
 
-#[tokio::main]
+// One thread: the shim only forwards to the two daemons; a worker per core would cost
+// memory and buy nothing.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     // A bad flag exits 1 (as upstream); --help and --version exit 0.
     let cli = Cli::try_parse().unwrap_or_else(|e| {
@@ -44,11 +45,7 @@ async fn main() -> anyhow::Result<()> {
         }
         e.exit()
     });
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    logging::init("info");
 
     let listener = tokio::net::TcpListener::bind(cli.bind)
         .await

@@ -25,17 +25,17 @@ pub enum Features {
 
 impl Features {
     /// Whether `/cdh/resource/...` is served.
-    pub fn resource(self) -> bool {
+    pub(crate) fn resource(self) -> bool {
         matches!(self, Self::Resource | Self::All)
     }
 
     /// Whether the `/aa/...` endpoints and the TEE fields of `/info` are served.
-    pub fn attestation(self) -> bool {
+    pub(crate) fn attestation(self) -> bool {
         matches!(self, Self::Attestation | Self::All)
     }
 
     /// The flag value, also reported as `feature` by `/info`.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Resource => "resource",
             Self::Attestation => "attestation",
@@ -53,7 +53,7 @@ impl fmt::Display for Features {
 /// The `-f/--features` value is none of the known feature sets.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown feature set `{0}`: use resource, attestation or all")]
-pub struct UnknownFeatures(pub String);
+pub struct UnknownFeatures(String);
 
 impl FromStr for Features {
     type Err = UnknownFeatures;
@@ -70,7 +70,7 @@ impl FromStr for Features {
 
 /// A percent-encoded URL component could not be decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum DecodeError {
+pub(crate) enum DecodeError {
     /// A `%` not followed by two hexadecimal digits.
     #[error("malformed percent escape")]
     BadEscape,
@@ -105,7 +105,7 @@ fn decode_component(raw: &str, plus_is_space: bool) -> Result<String, DecodeErro
 
 /// Why a `/cdh/resource/...` path is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ResourcePathError {
+pub(crate) enum ResourcePathError {
     /// A segment could not be percent-decoded.
     #[error("resource path segment {position}: {source}")]
     Decode {
@@ -147,7 +147,7 @@ pub enum ResourcePathError {
 
 impl ResourcePathError {
     /// A wrong segment count names no resource (404); everything else is a bad request (400).
-    pub fn is_not_found(&self) -> bool {
+    pub(crate) fn is_not_found(&self) -> bool {
         matches!(self, Self::SegmentCount(_))
     }
 }
@@ -174,19 +174,19 @@ const URI_SEGMENT: &AsciiSet = &CONTROLS
 
 /// A checked KBS resource name: three decoded, non-empty, traversal-free segments.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResourcePath {
+pub(crate) struct ResourcePath {
     /// the repository (e.g. `default`)
-    pub repository: String,
+    pub(crate) repository: String,
     /// the resource type (e.g. `key`)
-    pub resource_type: String,
+    pub(crate) resource_type: String,
     /// the tag (e.g. `1`)
-    pub tag: String,
+    pub(crate) tag: String,
 }
 
 impl ResourcePath {
     /// Parses the still percent-encoded part of the request path after `/cdh/resource/`.
     /// Every segment is decoded and checked first, the segment count last.
-    pub fn parse(encoded: &str) -> Result<Self, ResourcePathError> {
+    pub(crate) fn parse(encoded: &str) -> Result<Self, ResourcePathError> {
         let mut segments = Vec::new();
         for (index, raw) in encoded.split('/').enumerate() {
             let position = index + 1;
@@ -225,7 +225,7 @@ impl ResourcePath {
     }
 
     /// The resource URI the CDH's `GetResource` takes: `kbs:///<repository>/<type>/<tag>`.
-    pub fn kbs_uri(&self) -> String {
+    pub(crate) fn kbs_uri(&self) -> String {
         format!(
             "kbs:///{}/{}/{}",
             utf8_percent_encode(&self.repository, URI_SEGMENT),
@@ -237,7 +237,7 @@ impl ResourcePath {
 
 /// Why the query of `/aa/evidence` or `/aa/additional-evidence` is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RuntimeDataError {
+pub(crate) enum RuntimeDataError {
     /// No `runtime_data` parameter.
     #[error("query parameter runtime_data is required")]
     Missing,
@@ -257,7 +257,7 @@ pub enum RuntimeDataError {
 
 /// Why the query of `/aa/token` is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TokenTypeError {
+pub(crate) enum TokenTypeError {
     /// No `token_type` parameter, or an empty one.
     #[error("query parameter token_type is required")]
     Missing,
@@ -277,7 +277,7 @@ pub const MAX_TOKEN_TYPE_LEN: usize = 64;
 
 /// The `token_type` of a `/aa/token` request (required, non-empty, form-encoded). Other
 /// parameters are ignored.
-pub fn token_type_from_query(query: Option<&str>) -> Result<String, TokenTypeError> {
+pub(crate) fn token_type_from_query(query: Option<&str>) -> Result<String, TokenTypeError> {
     let mut token_type = None;
     for pair in query.unwrap_or_default().split('&') {
         if pair.is_empty() {
@@ -310,7 +310,7 @@ const URL_SAFE_ANY_PADDING: GeneralPurpose = GeneralPurpose::new(
 /// The runtime data bytes of an evidence request, from its query string:
 /// `runtime_data` (required) as UTF-8 bytes, or base64-decoded with `encoding=base64`.
 /// Other parameters are ignored.
-pub fn runtime_data_from_query(query: Option<&str>) -> Result<Vec<u8>, RuntimeDataError> {
+pub(crate) fn runtime_data_from_query(query: Option<&str>) -> Result<Vec<u8>, RuntimeDataError> {
     let mut runtime_data = None;
     let mut encoding = None;
     for pair in query.unwrap_or_default().split('&') {

@@ -35,7 +35,7 @@ use crate::{
 pub const OPENAPI_DOCUMENT: &str = include_str!("../openapi/api.json");
 
 /// The body type of every response.
-pub type Body = Full<Bytes>;
+pub(crate) type Body = Full<Bytes>;
 
 const RESOURCE_PREFIX: &str = "/cdh/resource/";
 

@@ -18,14 +18,14 @@ use crate::router::Router;
 /// to bound memory per connection.
 pub const MAX_REQUEST_HEAD: usize = 64 * 1024;
 /// Time a client gets to send a complete request head.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a stop waits for in-flight requests before giving up on them.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Pause after a failed accept (e.g. out of file descriptors) so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// Serves `router` on `listener` until `shutdown` resolves, then stops accepting, waits up
-/// to [`SHUTDOWN_GRACE`] for open requests and returns.
+/// Serves `router` on `listener` until `shutdown` resolves, then stops accepting, waits up to
+/// 10 s (`SHUTDOWN_GRACE`) for open requests and returns.
 pub async fn serve(listener: TcpListener, router: Arc<Router>, shutdown: impl Future<Output = ()>) {
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);

@@ -10,12 +10,12 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 /// The token type whose reply carries the TEE private key.
-pub const KBS_TOKEN_TYPE: &str = "kbs";
+pub(crate) const KBS_TOKEN_TYPE: &str = "kbs";
 
 /// AA's `kbs` token reply could not be reduced to its token.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("the attestation agent's kbs token reply is not a JSON object with a string `token`")]
-pub struct MalformedKbsTokenReply;
+pub(crate) struct MalformedKbsTokenReply;
 
 /// Reads only `token`; the other members (the private key) are skipped, not copied.
 #[derive(Deserialize)]
@@ -29,7 +29,7 @@ struct TokenOnly<'a> {
 }
 
 /// `{"token":"<JWT>"}` from AA's `{"token":...,"tee_keypair":...}` reply.
-pub fn without_tee_key(reply: &[u8]) -> Result<Vec<u8>, MalformedKbsTokenReply> {
+pub(crate) fn without_tee_key(reply: &[u8]) -> Result<Vec<u8>, MalformedKbsTokenReply> {
     let parsed: KbsTokenReply =
         serde_json::from_slice(reply).map_err(|_| MalformedKbsTokenReply)?;
     let token = Zeroizing::new(parsed.token);

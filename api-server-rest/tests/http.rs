@@ -637,7 +637,7 @@ async fn oversized_requests_are_refused_before_the_router() {
     let daemons = Daemons::start().await;
     let shim = Shim::start(Features::All, daemons.config()).await;
     // hyper checks the limit between reads, so go well past it
-    let huge = "A".repeat(4 * api_server_rest::server::MAX_REQUEST_HEAD);
+    let huge = "A".repeat(4 * api_server_rest::MAX_REQUEST_HEAD);
 
     let long_uri = format!(
         "GET /aa/evidence?runtime_data={huge} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"

@@ -113,7 +113,7 @@ fn parameters_and_status_codes_are_documented() {
     assert_eq!(token_type["schema"]["minLength"], 1);
     assert_eq!(
         token_type["schema"]["maxLength"],
-        api_server_rest::request::MAX_TOKEN_TYPE_LEN
+        api_server_rest::MAX_TOKEN_TYPE_LEN
     );
     // the key is documented as returned unless --withhold-tee-key
     let token_doc = doc["paths"]["/aa/token"]["get"]["description"]

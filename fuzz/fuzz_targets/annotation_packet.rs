@@ -8,10 +8,9 @@ use std::sync::{Arc, OnceLock};
 use base64::Engine;
 use coco_fuzz::{runtime, scratch, scratch_files};
 use confidential_data_hub::LayerKeyUnwrapper;
-use kms::offline_fs::{OfflineFsKbc, OfflineFsSources};
-use kms::KmsProviders;
+use kms::{KmsProviders, OfflineFsKbc, OfflineFsSources};
 use libfuzzer_sys::fuzz_target;
-use ocicrypt_rs::keywrap::keyprovider::annotation_packet::AnnotationPacket;
+use ocicrypt_rs::keywrap::keyprovider::AnnotationPacket;
 
 const KEK: [u8; 32] = [7u8; 32];
 

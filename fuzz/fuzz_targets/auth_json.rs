@@ -1,8 +1,8 @@
 //! Registry credentials: auth.json (a KBS resource) and `user:password` strings.
 #![no_main]
 
-use image_rs::registry::{AuthFile, Credentials};
 use image_rs::Reference;
+use image_rs::{AuthFile, Credentials};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -2,14 +2,14 @@
 //! attester), then parsed as the AA parses the evidence's `cc_eventlog`.
 #![no_main]
 
-use attestation_agent::eventlog::tcg2::parse_event_log;
-use attester::eventlog::trim_ccel;
+use attestation_agent::fuzzing::ccel_event_log;
+use attester::trim_ccel;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(used) = trim_ccel(data) {
         assert!(used.len() <= data.len());
         assert_eq!(used, &data[..used.len()]);
-        let _ = parse_event_log(used);
+        let _ = ccel_event_log(used);
     }
 });

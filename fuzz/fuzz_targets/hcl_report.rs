@@ -2,7 +2,7 @@
 //! az-cvm-vtpm evidence.
 #![no_main]
 
-use attester::azure::{quote_from_bincode, HclReport};
+use attester::{az_tpm_quote_from_bincode, HclReport};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -13,5 +13,5 @@ fuzz_target!(|data: &[u8]| {
         let _ = report.user_data();
         assert_eq!(report.as_bytes(), data);
     }
-    let _ = quote_from_bincode(data);
+    let _ = az_tpm_quote_from_bincode(data);
 });

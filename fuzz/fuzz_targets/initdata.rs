@@ -1,7 +1,8 @@
 //! Initdata (TOML from the pod's annotation, bound into the evidence) and its digest forms.
 #![no_main]
 
-use attestation_agent::initdata::{decode_digest, InitData};
+use attestation_agent::fuzzing::initdata_digest;
+use attestation_agent::InitData;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -11,6 +12,6 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(initdata.toml().as_bytes(), data);
     }
     if let Ok(text) = std::str::from_utf8(data) {
-        let _ = decode_digest(text);
+        let _ = initdata_digest(text);
     }
 });

@@ -6,8 +6,7 @@ use std::sync::{Arc, OnceLock};
 
 use coco_fuzz::{runtime, scratch, scratch_files};
 use confidential_data_hub::LayerKeyUnwrapper;
-use kms::offline_fs::{OfflineFsKbc, OfflineFsSources};
-use kms::KmsProviders;
+use kms::{KmsProviders, OfflineFsKbc, OfflineFsSources};
 use libfuzzer_sys::fuzz_target;
 use ocicrypt_rs::keywrap::keyprovider::{
     KeyProviderKeyWrapProtocolInput, KeyProviderKeyWrapProtocolOutput, OcicryptConfig,

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ocicrypt_rs::blockcipher::{
+use ocicrypt_rs::{
     DecryptingReader, LayerBlockCipherOptions, PrivateLayerBlockCipherOptions,
     PublicLayerBlockCipherOptions,
 };

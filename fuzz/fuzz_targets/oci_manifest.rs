@@ -2,7 +2,7 @@
 //! is the `Content-Type`), the platform choice in an index, and the image config blob.
 #![no_main]
 
-use image_rs::manifest::{parse_manifest, ImageConfiguration, ManifestKind, PlatformSpec};
+use image_rs::{parse_manifest, ImageConfiguration, ManifestKind, PlatformSpec};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

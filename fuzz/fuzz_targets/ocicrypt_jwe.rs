@@ -5,8 +5,8 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use ocicrypt_rs::keys::{parse_private_key, PrivateKey};
 use ocicrypt_rs::keywrap::jwe::{decrypt, Jwe};
+use ocicrypt_rs::{parse_private_key, PrivateKey};
 
 const P256_JWK: &str = r#"{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0","d":"jpsQnnGQmL-YBIffH1136cspYG6-0iY7X1fCE9-E9LI"}"#;
 
@@ -27,5 +27,5 @@ fuzz_target!(|data: &[u8]| {
         let _ = decrypt(&jwe, keys());
     }
     let _ = parse_private_key(data, None);
-    let _ = ocicrypt_rs::keys::parse_public_key(data);
+    let _ = ocicrypt_rs::parse_public_key(data);
 });

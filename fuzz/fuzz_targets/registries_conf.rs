@@ -2,7 +2,7 @@
 //! sources it yields for a few references.
 #![no_main]
 
-use image_rs::registry::resolve;
+use image_rs::resolve;
 use image_rs::{Reference, RegistryConfig};
 use libfuzzer_sys::fuzz_target;
 

@@ -2,9 +2,10 @@
 //! (token type, runtime data) and an AAEL event body.
 #![no_main]
 
-use api_server_rest::aael::parse_event;
-use api_server_rest::request::{runtime_data_from_query, token_type_from_query, ResourcePath};
-use api_server_rest::router::Route;
+use api_server_rest::fuzzing::{
+    parse_event, resource_kbs_uri, runtime_data_from_query, token_type_from_query,
+};
+use api_server_rest::Route;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -18,12 +19,11 @@ fuzz_target!(|data: &[u8]| {
     };
     let _ = Route::of_path(path);
     if let Some(rest) = path.strip_prefix("/cdh/resource/") {
-        if let Ok(resource) = ResourcePath::parse(rest) {
-            let uri = resource.kbs_uri();
+        if let Some(uri) = resource_kbs_uri(rest) {
             kbs_protocol::ResourceUri::parse(&uri).expect("the shim's KBS URI parses");
         }
     }
-    let _ = ResourcePath::parse(path);
+    let _ = resource_kbs_uri(path);
     let _ = token_type_from_query(query);
     let _ = runtime_data_from_query(query);
     let _ = token_type_from_query(Some(text));

@@ -7,10 +7,8 @@
 use std::sync::{Arc, OnceLock};
 
 use coco_fuzz::{runtime, scratch, scratch_files};
-use confidential_data_hub::secret::{CompactJws, JwsPart, SecretPayload};
-use confidential_data_hub::{Unsealer, Verification};
-use kms::offline_fs::{OfflineFsKbc, OfflineFsSources};
-use kms::KmsProviders;
+use confidential_data_hub::{CompactJws, JwsPart, SecretPayload, Unsealer, Verification};
+use kms::{KmsProviders, OfflineFsKbc, OfflineFsSources};
 use libfuzzer_sys::fuzz_target;
 
 /// The public half of `data/sealed-secret-signer.jwk` (the seeds are signed with it).
@@ -68,5 +66,5 @@ fuzz_target!(|data: &[u8]| {
         let json = payload.to_json().expect("a parsed payload serializes");
         SecretPayload::parse(&json).expect("a serialized payload parses");
     }
-    let _ = confidential_data_hub::secret::verifying_key_from_jwk(data);
+    let _ = confidential_data_hub::verifying_key_from_jwk(data);
 });

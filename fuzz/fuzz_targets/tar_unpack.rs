@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use coco_fuzz::scratch;
-use image_rs::layer::{unpack, UnpackLimits, UnpackOptions};
+use image_rs::{unpack, UnpackLimits, UnpackOptions};
 use libfuzzer_sys::fuzz_target;
 
 const SENTINEL: &[u8] = b"outside the layer\n";

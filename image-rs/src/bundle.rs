@@ -14,14 +14,14 @@ use rustix::fs::{Mode, OFlags, ResolveFlags};
 use serde_json::{json, Value};
 
 use crate::fsutil::{open_child_dir, open_dir_path};
-use crate::manifest::ImageConfiguration;
+use oci_model::ImageConfiguration;
 
 /// File name of the runtime spec in a bundle.
-pub const BUNDLE_CONFIG: &str = "config.json";
+pub(crate) const BUNDLE_CONFIG: &str = "config.json";
 /// Directory name of the root filesystem in a bundle.
-pub const BUNDLE_ROOTFS: &str = "rootfs";
+pub(crate) const BUNDLE_ROOTFS: &str = "rootfs";
 /// Hostname of the generated spec (as upstream).
-pub const BUNDLE_HOSTNAME: &str = "image-rs";
+pub(crate) const BUNDLE_HOSTNAME: &str = "image-rs";
 const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 const MAX_ACCOUNT_FILE: u64 = 4 << 20;
 
@@ -55,7 +55,7 @@ pub enum BundleError {
 
 /// The process identity the User field resolves to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResolvedUser {
+pub(crate) struct ResolvedUser {
     /// uid
     pub uid: u32,
     /// primary gid
@@ -120,7 +120,11 @@ fn parse_group(text: &str) -> Vec<GroupEntry> {
 
 /// Resolves a docker `User` (`user`, `uid`, `user:group`, `uid:gid`, ...) against the
 /// image's passwd and group files (as runc and containerd do).
-pub fn resolve_user(user: &str, passwd: &str, group: &str) -> Result<ResolvedUser, BundleError> {
+pub(crate) fn resolve_user(
+    user: &str,
+    passwd: &str,
+    group: &str,
+) -> Result<ResolvedUser, BundleError> {
     let passwd = parse_passwd(passwd);
     let groups = parse_group(group);
     let (user_part, group_part) = match user.split_once(':') {
@@ -227,7 +231,7 @@ fn read_in_root(rootfs: &Path, relative: &str) -> Result<Option<String>, BundleE
 }
 
 /// The user of the image config resolved in `rootfs`.
-pub fn resolve_image_user(
+pub(crate) fn resolve_image_user(
     config: &ImageConfiguration,
     rootfs: &Path,
 ) -> Result<ResolvedUser, BundleError> {
@@ -253,7 +257,7 @@ fn default_mounts() -> Vec<Value> {
 }
 
 /// The runtime spec for `config` with its user already resolved.
-pub fn runtime_spec(config: &ImageConfiguration, user: &ResolvedUser) -> Value {
+pub(crate) fn runtime_spec(config: &ImageConfiguration, user: &ResolvedUser) -> Value {
     let c = config.config.clone().unwrap_or_default();
     let mut args: Vec<String> = c.entrypoint.clone().unwrap_or_default();
     args.extend(c.cmd.clone().unwrap_or_default());
@@ -343,7 +347,10 @@ pub fn runtime_spec(config: &ImageConfiguration, user: &ResolvedUser) -> Value {
 
 /// Writes `<bundle>/config.json` for `config`, resolving the user in `<bundle>/rootfs`.
 /// Blocking.
-pub fn write_runtime_config(config: &ImageConfiguration, bundle: &Path) -> Result<(), BundleError> {
+pub(crate) fn write_runtime_config(
+    config: &ImageConfiguration,
+    bundle: &Path,
+) -> Result<(), BundleError> {
     let user = resolve_image_user(config, &bundle.join(BUNDLE_ROOTFS))?;
     let spec = runtime_spec(config, &user);
     let path = bundle.join(BUNDLE_CONFIG);
@@ -374,7 +381,7 @@ pub fn write_runtime_config(config: &ImageConfiguration, bundle: &Path) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::{ContainerConfig, RootFs};
+    use oci_model::{ContainerConfig, RootFs};
 
     const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:App:/home/app:/bin/sh\nbroken line\nsvc:x:1001:1001::/srv:/bin/sh\n";
     const GROUP: &str = "root:x:0:\napp:x:1000:\nstaff:x:50:app,svc\naudio:x:29:app\nbad\n";

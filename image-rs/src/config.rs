@@ -7,17 +7,17 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use crate::layer::UnpackLimits;
-use crate::manifest::PlatformSpec;
 use crate::snapshot::SnapshotterKind;
+use oci_model::PlatformSpec;
 
 /// Where layers, snapshots and metadata live by default (`/run`: encrypted guest memory).
-pub const DEFAULT_WORK_DIR: &str = "/run/kata-containers/image/";
+pub(crate) const DEFAULT_WORK_DIR: &str = "/run/kata-containers/image/";
 /// Default minimum rate of a registry response body, bytes per second.
-pub const DEFAULT_LOW_SPEED_LIMIT: u64 = 1024;
+pub(crate) const DEFAULT_LOW_SPEED_LIMIT: u64 = 1024;
 /// Default window over which that rate is measured, seconds.
-pub const DEFAULT_LOW_SPEED_TIME_SECS: u64 = 60;
+pub(crate) const DEFAULT_LOW_SPEED_TIME_SECS: u64 = 60;
 /// Layers of one image fetched at once by default.
-pub const DEFAULT_MAX_CONCURRENT_LAYER_DOWNLOADS: usize = 3;
+pub(crate) const DEFAULT_MAX_CONCURRENT_LAYER_DOWNLOADS: usize = 3;
 
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
@@ -271,9 +271,9 @@ impl ImageConfig {
             });
         }
         if let Some(platform) = &self.platform {
-            PlatformSpec::parse(platform).map_err(|reason| ConfigError::Invalid {
+            PlatformSpec::parse(platform).map_err(|e| ConfigError::Invalid {
                 key: "platform",
-                reason,
+                reason: e.to_string(),
             })?;
         }
         Ok(())

@@ -73,12 +73,12 @@ mod ocicrypt_impl {
     use std::collections::BTreeMap;
     use std::io::Read;
 
-    use ocicrypt_rs::blockcipher::{
+    use ocicrypt_rs::keywrap::KeyWrappers;
+    use ocicrypt_rs::ANNOTATION_PUBOPTS;
+    use ocicrypt_rs::{
         DecryptingReader, LayerBlockCipherOptions, PrivateLayerBlockCipherOptions,
         PublicLayerBlockCipherOptions,
     };
-    use ocicrypt_rs::keywrap::KeyWrappers;
-    use ocicrypt_rs::spec::ANNOTATION_PUBOPTS;
     use zeroize::Zeroizing;
 
     use super::{DecryptError, KeyUnwrap, KeyUnwrapError};

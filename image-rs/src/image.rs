@@ -15,11 +15,7 @@ use futures::StreamExt;
 use crate::bundle::{self, BundleError, BUNDLE_CONFIG, BUNDLE_ROOTFS};
 use crate::config::{ConfigError, ImageConfig, RegistryConfig};
 use crate::decrypt::KeyUnwrap;
-use crate::digest::Digest;
 use crate::layer::{self, layer_format, CancelSignal, LayerError, LayerJob, UnpackOptions};
-use crate::manifest::{
-    ImageConfiguration, ManifestKind, PlatformSpec, DOCKER_CONFIG, MAX_CONFIG_BYTES, OCI_CONFIG,
-};
 use crate::policy::{AcceptAll, PolicyRequest, SignaturePolicy};
 use crate::reference::{Reference, ReferenceError};
 use crate::registry::{
@@ -29,9 +25,13 @@ use crate::registry::{
 use crate::resource::{LocalResources, ResourceError, ResourceProvider};
 use crate::snapshot::{self, SnapshotError, SnapshotterKind};
 use crate::store::{BundleRecord, GcReport, LayerStore, StoreError};
+use oci_model::Digest;
+use oci_model::{
+    ImageConfiguration, ManifestKind, PlatformSpec, DOCKER_CONFIG, MAX_CONFIG_BYTES, OCI_CONFIG,
+};
 
 /// Most layers accepted in one image.
-pub const MAX_LAYERS: usize = 1000;
+pub(crate) const MAX_LAYERS: usize = 1000;
 
 /// Why a pull (or a bundle operation) failed.
 #[derive(Debug, thiserror::Error)]
@@ -184,9 +184,9 @@ impl ImageClient {
     pub async fn new(config: ImageConfig) -> Result<Self, PullError> {
         config.validate()?;
         let platform = match &config.platform {
-            Some(p) => PlatformSpec::parse(p).map_err(|reason| ConfigError::Invalid {
+            Some(p) => PlatformSpec::parse(p).map_err(|e| ConfigError::Invalid {
                 key: "platform",
-                reason,
+                reason: e.to_string(),
             })?,
             None => PlatformSpec::current(),
         };
@@ -334,7 +334,7 @@ impl ImageClient {
                             platform: platform.to_string(),
                         })?;
                 let fetched = repo
-                    .fetch_manifest(&entry.digest.to_string(), Some(&entry.digest))
+                    .fetch_manifest(&entry.digest, Some(&entry.digest))
                     .await
                     .map_err(registry_err)?;
                 (fetched, Some(top.digest.clone()))

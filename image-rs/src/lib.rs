@@ -14,38 +14,63 @@
 //! ```
 //!
 //! What happens in a pull and why it is safe to run on untrusted registries is described
-//! in [`image`] (flow), [`layer`] (pipeline and verification),
-//! [`layer::unpack`](mod@layer::unpack) (extraction), [`store`] (commit and recovery) and
-//! [`snapshot`] (rootfs).
+//! in the module comments of `src/image.rs` (flow), `src/layer/mod.rs` (pipeline and
+//! verification), `src/layer/unpack.rs` (extraction), `src/store.rs` (commit and
+//! recovery) and `src/snapshot/` (rootfs).
 
 #![forbid(unsafe_code)]
 
-pub mod bundle;
-pub mod config;
-pub mod decrypt;
-pub mod digest;
+mod bundle;
+mod config;
+mod decrypt;
 mod fsutil;
-pub mod image;
-pub mod layer;
-pub mod manifest;
-pub mod policy;
-pub mod reference;
-pub mod registry;
-pub mod resource;
-pub mod snapshot;
-pub mod store;
+mod image;
+mod layer;
+mod policy;
+mod reference;
+mod registry;
+mod resource;
+mod snapshot;
+mod store;
 
-pub use config::{ImageConfig, ProxyConfig, RegistryConfig};
+/// Why an OCI bundle could not be written.
+pub use bundle::BundleError;
+/// The puller's configuration: work directory, registries (registries.conf), proxy.
+pub use config::{
+    ConfigError, ImageConfig, MirrorConfig, ProxyConfig, RegistryConfig, RegistryEntry,
+};
+/// The layer key unwrapping hook of encrypted images, backed by ocicrypt-rs.
 #[cfg(feature = "encryption")]
 pub use decrypt::OcicryptKeyUnwrap;
-pub use decrypt::{KeyUnwrap, KeyUnwrapError};
-pub use digest::Digest;
+/// Decrypting layers: the key unwrapping hook and its errors.
+pub use decrypt::{DecryptError, KeyUnwrap, KeyUnwrapError};
+/// The pull itself: the client, its options, its result and its errors.
 pub use image::{ImageClient, PullError, PullOptions, PullReport, PulledImage};
+/// The layer pipeline's errors, and the safe tar unpacker with its limits.
+pub use layer::{
+    unpack, LayerError, UnpackError, UnpackLimits, UnpackOptions, UnpackStats, RATIO_FREE_BYTES,
+};
+/// The OCI model (from `oci-model`) that appears in this crate's API.
+pub use oci_model::{
+    parse_manifest, Digest, Hasher, ImageConfiguration, ManifestKind, PlatformSpec,
+};
+/// The signature policy hook a pull consults, and a policy that accepts everything.
 pub use policy::{AcceptAll, PolicyError, PolicyRequest, SignaturePolicy};
-pub use reference::Reference;
-pub use registry::Credentials;
+/// Image references (`registry/repository:tag@digest`).
+pub use reference::{is_domain_name, Reference, ReferenceError};
+/// The registry client, credentials (auth.json) and pull-source resolution (mirrors,
+/// remapped locations, search registries).
+pub use registry::{
+    resolve, AuthFile, AuthFileError, ClientSettings, Credentials, FetchedManifest, LowSpeed,
+    PullSource, RegistryClient, RegistryError, RegistryResponse, Repository, ResolveError,
+    SourceKind,
+};
+/// Where `kbs://` and file resources (policies, keys, auth files) come from.
 pub use resource::{LocalResources, ResourceError, ResourceProvider};
-pub use snapshot::SnapshotterKind;
+/// Rootfs snapshotters: overlay mounts or flattened copies.
+pub use snapshot::{mount_overlay, SnapshotError, SnapshotterKind};
+/// The deduplicating layer store under the work directory.
+pub use store::{LayerStore, StoreError};
 
 /// Entry points for the fuzz targets in `fuzz/` (compiled only with `--cfg fuzzing`).
 #[cfg(fuzzing)]

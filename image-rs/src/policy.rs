@@ -3,9 +3,9 @@
 //! after the manifest is resolved and **before** any layer is fetched or reused from the
 //! store. (Upstream built the bundle from its cache before the policy ran.)
 
-use crate::digest::Digest;
 use crate::reference::Reference;
 use crate::registry::Repository;
+use oci_model::Digest;
 
 /// What the policy decides about.
 #[derive(Debug, Clone, Copy)]

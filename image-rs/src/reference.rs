@@ -5,12 +5,12 @@
 
 use std::fmt;
 
-use crate::digest::Digest;
+use oci_model::Digest;
 
 /// The registry of unqualified references.
-pub const DEFAULT_REGISTRY: &str = "docker.io";
+pub(crate) const DEFAULT_REGISTRY: &str = "docker.io";
 /// The tag of references with neither tag nor digest.
-pub const DEFAULT_TAG: &str = "latest";
+pub(crate) const DEFAULT_TAG: &str = "latest";
 const MAX_NAME_LEN: usize = 255;
 const MAX_TAG_LEN: usize = 128;
 
@@ -212,7 +212,7 @@ impl Reference {
         }
         if let Some(digest) = &self.digest {
             text.push('@');
-            text.push_str(&digest.to_string());
+            text.push_str(digest);
         }
         Self::parse(&text)
     }

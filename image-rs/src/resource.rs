@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 /// Largest resource read.
-pub const MAX_RESOURCE_BYTES: u64 = 16 << 20;
+pub(crate) const MAX_RESOURCE_BYTES: u64 = 16 << 20;
 
 /// Why a resource could not be had.
 #[derive(Debug, thiserror::Error)]

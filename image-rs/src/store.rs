@@ -24,10 +24,10 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use crate::digest::Digest;
 use crate::fsutil::remove_tree;
-use crate::manifest::ImageConfiguration;
 use crate::snapshot::SnapshotterKind;
+use oci_model::Digest;
+use oci_model::ImageConfiguration;
 
 const METADATA: &str = "metadata.json";
 const METADATA_VERSION: u32 = 1;

@@ -13,13 +13,12 @@ use std::sync::Arc;
 
 use base64::Engine;
 use common::{assert_same_tree, run, staging_dirs, stored_layers, Env};
-use image_rs::decrypt::DecryptError;
-use image_rs::layer::LayerError;
-use image_rs::{ImageClient, OcicryptKeyUnwrap, PullError, PullOptions};
+use image_rs::DecryptError;
+use image_rs::LayerError;
+use image_rs::{Digest, ImageClient, OcicryptKeyUnwrap, PullError, PullOptions};
 use ocicrypt_rs::keywrap::jwe::JweKeyWrapper;
 use ocicrypt_rs::keywrap::KeyWrappers;
 use test_images::fixtures;
-use test_images::hashing::sha256_digest;
 use test_images::layout::{Compression, Descriptor, OciLayout};
 
 fn openssl_rsa(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
@@ -40,8 +39,7 @@ fn openssl_rsa(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, std::p
 }
 
 fn unwrapper(private_key: &std::path::Path) -> Arc<OcicryptKeyUnwrap> {
-    let key =
-        ocicrypt_rs::keys::parse_private_key(&std::fs::read(private_key).unwrap(), None).unwrap();
+    let key = ocicrypt_rs::parse_private_key(&std::fs::read(private_key).unwrap(), None).unwrap();
     let mut jwe = JweKeyWrapper::new();
     jwe.add_private_key(key);
     let mut wrappers = KeyWrappers::new();
@@ -62,7 +60,7 @@ fn edit_manifest(
     edit(&mut manifest);
     let bytes = serde_json::to_vec(&manifest).unwrap();
     let written = layout.write_blob(&bytes, &descriptor.media_type).unwrap();
-    assert_eq!(written.digest, sha256_digest(&bytes));
+    assert_eq!(written.digest, Digest::sha256_of(&bytes));
     layout.tag(to, &written).unwrap();
     written
 }

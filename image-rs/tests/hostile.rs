@@ -11,10 +11,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use common::Env;
-use image_rs::layer::{LayerError, UnpackError, UnpackLimits};
-use image_rs::registry::RegistryError;
-use image_rs::{ImageClient, PullError, PullOptions};
-use test_images::hashing::sha256_digest;
+use image_rs::RegistryError;
+use image_rs::{Digest, ImageClient, PullError, PullOptions};
+use image_rs::{LayerError, UnpackError, UnpackLimits};
 use test_images::layout::{Compression, ImageSpec, LayerSpec};
 use test_images::tarball::{tar_bytes, Entry, TarWriter};
 
@@ -138,7 +137,7 @@ fn raw_layer(blob: Vec<u8>, tar: &[u8], media_type: &str) -> ImageSpec {
     ImageSpec::new(vec![LayerSpec::raw(
         Compression::Gzip,
         blob,
-        sha256_digest(tar),
+        Digest::sha256_of(tar).to_string(),
     )
     .media_type(media_type)])
 }
@@ -164,7 +163,7 @@ fn cases(outside: &Path) -> Vec<Case> {
         ..UnpackLimits::default()
     };
     let mut wrong_diff_id = layer(vec![Entry::file("f", "content")]);
-    wrong_diff_id.diff_ids_override = Some(vec![sha256_digest(b"something else")]);
+    wrong_diff_id.diff_ids_override = Some(vec![Digest::sha256_of(b"something else").to_string()]);
 
     vec![
         Case {

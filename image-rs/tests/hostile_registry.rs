@@ -19,11 +19,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::Env;
-use image_rs::config::RegistryEntry;
-use image_rs::layer::{LayerError, RATIO_FREE_BYTES};
-use image_rs::registry::RegistryError;
-use image_rs::{Credentials, ImageClient, ImageConfig, PullError, PullOptions};
-use test_images::hashing::sha256_digest;
+use image_rs::RegistryEntry;
+use image_rs::RegistryError;
+use image_rs::{Credentials, Digest, ImageClient, ImageConfig, PullError, PullOptions};
+use image_rs::{LayerError, RATIO_FREE_BYTES};
 use test_images::layout::{BuiltImage, Compression, ImageSpec, LayerSpec};
 use test_images::tarball::Entry;
 use testkit::registry_faults::{Fault, FaultFront};
@@ -545,7 +544,7 @@ async fn a_hostile_registry_is_refused_with_the_reason_and_leaves_nothing() {
     let spec = ImageSpec::new(vec![LayerSpec::raw(
         Compression::Gzip,
         bomb.clone(),
-        sha256_digest(b"never reached: refused before the diff_id"),
+        Digest::sha256_of(b"never reached: refused before the diff_id").to_string(),
     )]);
     let (bomb_ref, _) = h.publish(&spec, "hostile/gzip-bomb").await;
     let err = h
@@ -580,7 +579,7 @@ async fn a_hostile_registry_is_refused_with_the_reason_and_leaves_nothing() {
     let spec = ImageSpec::new(vec![LayerSpec::raw(
         Compression::Zstd,
         bomb.clone(),
-        sha256_digest(b"never reached"),
+        Digest::sha256_of(b"never reached").to_string(),
     )]);
     let (bomb_ref, _) = h.publish(&spec, "hostile/zstd-bomb").await;
     let err = h

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use common::{assert_same_tree, stored_layers, Env};
-use image_rs::manifest::PlatformSpec;
+use image_rs::PlatformSpec;
 use image_rs::{
     PolicyError, PolicyRequest, PullError, PullOptions, SignaturePolicy, SnapshotterKind,
 };
@@ -137,10 +137,7 @@ async fn the_bundle_config_resolves_the_user_and_carries_the_image_config() {
         .await
         .unwrap_err();
     assert!(
-        matches!(
-            err,
-            PullError::Bundle(image_rs::bundle::BundleError::Exists(_))
-        ),
+        matches!(err, PullError::Bundle(image_rs::BundleError::Exists(_))),
         "{err}"
     );
     client.remove_bundle(&bundle).await.unwrap();
@@ -175,10 +172,7 @@ async fn multi_arch_index_selects_the_platform() {
             ..PullOptions::default()
         };
         let report = client.pull_image(&reference, &bundle, &opts).await.unwrap();
-        assert_eq!(
-            report.image.index_digest.as_ref().map(ToString::to_string),
-            Some(index.digest.clone())
-        );
+        assert_eq!(report.image.index_digest.as_ref(), Some(&index.digest));
         assert_eq!(read(&bundle.join("rootfs/arch")), format!("{arch}\n"));
         client.remove_bundle(&bundle).await.unwrap();
     }
@@ -240,10 +234,7 @@ impl SignaturePolicy for RecordingPolicy {
         // The pull's own session reads the registry (here an insecure, plain-HTTP one).
         let mut repository = request.repository.clone();
         let fetched = repository
-            .fetch_manifest(
-                &request.manifest_digest.to_string(),
-                Some(request.manifest_digest),
-            )
+            .fetch_manifest(request.manifest_digest, Some(request.manifest_digest))
             .await
             .map_err(|e| PolicyError {
                 message: e.to_string(),

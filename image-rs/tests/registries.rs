@@ -8,12 +8,12 @@ mod common;
 
 use base64::Engine;
 use common::{stored_layers, Env};
-use image_rs::config::{MirrorConfig, RegistryEntry};
-use image_rs::digest::Digest;
-use image_rs::manifest::ManifestKind;
-use image_rs::reference::Reference;
-use image_rs::registry::{ClientSettings, RegistryClient, RegistryError, ResolveError, SourceKind};
+use image_rs::Digest;
+use image_rs::ManifestKind;
+use image_rs::Reference;
+use image_rs::{ClientSettings, RegistryClient, RegistryError, ResolveError, SourceKind};
 use image_rs::{Credentials, ImageClient, PullError, PullOptions, RegistryConfig};
+use image_rs::{MirrorConfig, RegistryEntry};
 use test_images::fixtures;
 use test_images::registry::RegistryOptions;
 
@@ -230,7 +230,7 @@ async fn mirrors_are_tried_in_order_and_remapping_works() {
         }],
         ..RegistryConfig::default()
     });
-    let resolved = image_rs::registry::resolve(
+    let resolved = image_rs::resolve(
         &image_rs::Reference::parse("internal.invalid/test/plain:v1").unwrap(),
         config.registry_config.as_ref().unwrap(),
     )

@@ -11,7 +11,7 @@ mod common;
 /// detaches it and removes the directory, and leaves recorded snapshots alone.
 #[test]
 fn an_overlay_mounted_but_never_recorded_is_detached_at_the_next_start() {
-    use image_rs::{snapshot, store::LayerStore};
+    use image_rs::{mount_overlay, LayerStore};
     if !common::is_root() {
         eprintln!("overlay mounts need root: skipped");
         return;
@@ -39,7 +39,7 @@ fn an_overlay_mounted_but_never_recorded_is_detached_at_the_next_start() {
 
     let store = LayerStore::open(&work).unwrap();
     let scratch = store.new_snapshot_dir();
-    snapshot::mount_overlay(std::slice::from_ref(&lower), &rootfs, &scratch).unwrap();
+    mount_overlay(std::slice::from_ref(&lower), &rootfs, &scratch).unwrap();
     let _detach = Detach(&rootfs);
     assert_eq!(
         std::fs::read(rootfs.join("file")).unwrap(),

@@ -5,7 +5,7 @@
 use std::io::Read;
 use std::time::Instant;
 
-use ocicrypt_rs::blockcipher::{DecryptingReader, EncryptingReader};
+use ocicrypt_rs::{DecryptingReader, EncryptingReader};
 
 const SIZE: usize = 256 * 1024 * 1024;
 

@@ -208,6 +208,8 @@ pub(crate) mod b64_map {
 
 /// A byte string that (de)serializes like Go's `[]byte`: base64 out, either a base64
 /// string or an integer array in.
+// Public through `keywrap::keyprovider` only when that feature is on.
+#[cfg_attr(not(feature = "keywrap-keyprovider"), allow(unreachable_pub))]
 #[derive(Clone, PartialEq, Eq, Default)]
 pub struct Bytes(pub Vec<u8>);
 

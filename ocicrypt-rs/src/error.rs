@@ -61,9 +61,9 @@ pub enum Error {
         /// digest of the bytes that went through
         actual: String,
     },
-    /// A digest string is not `<sha256|sha384|sha512>:<hex>`.
-    #[error("digest `{0}` is not <sha256|sha384|sha512>:<lowercase hex of the right length>")]
-    InvalidDigest(String),
+    /// A digest string is not `<sha256|sha384|sha512>:<lowercase hex of the right length>`.
+    #[error(transparent)]
+    InvalidDigest(#[from] oci_model::DigestError),
     /// The cipher's result was asked for before its input was read to the end.
     #[error("the layer stream was not read to its end; read it to EOF before finishing")]
     NotAtEof,

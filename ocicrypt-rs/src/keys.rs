@@ -425,7 +425,8 @@ fn rsa_private_from_jwk(jwk: &Jwk) -> Result<PrivateKey, KeyError> {
 }
 
 /// The JWK `alg` member of a key file, if it is a JWK that names one.
-pub fn jwk_algorithm(data: &[u8]) -> Option<String> {
+#[cfg(feature = "keywrap-jwe")]
+pub(crate) fn jwk_algorithm(data: &[u8]) -> Option<String> {
     if !looks_like_json(data) {
         return None;
     }

@@ -12,20 +12,18 @@ use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
+use oci_model::{Algorithm, Digest, Hasher, MAX_MANIFEST_BYTES, OCI_INDEX, OCI_MANIFEST};
 use serde_json::{Map, Value};
 
 use crate::blockcipher::{DecryptingReader, EncryptingReader, LayerBlockCipherOptions};
-use crate::digest::{DigestAlgorithm, DigestHasher, OciDigest};
 use crate::error::{Error, Result};
 use crate::keywrap::KeyWrappers;
 use crate::spec;
 
 /// `org.opencontainers.image.ref.name`
-pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
-const MEDIA_TYPE_OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-const MEDIA_TYPE_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub(crate) use oci_model::REF_NAME_ANNOTATION as ANNOTATION_REF_NAME;
 /// Largest manifest or index accepted (the distribution spec's limit is 4 MiB).
-const MAX_MANIFEST: u64 = 4 * 1024 * 1024;
+const MAX_MANIFEST: u64 = MAX_MANIFEST_BYTES as u64;
 /// Deepest nesting of indexes followed.
 const MAX_INDEX_DEPTH: usize = 4;
 
@@ -105,9 +103,11 @@ impl Drop for Transaction {
 }
 
 fn blob_path(root: &Path, digest: &str) -> Result<PathBuf> {
-    let parsed = OciDigest::parse(digest)?;
-    let alg = digest.split(':').next().unwrap_or("sha256");
-    Ok(root.join("blobs").join(alg).join(parsed.hex()))
+    let parsed = Digest::parse(digest)?;
+    Ok(root
+        .join("blobs")
+        .join(parsed.algorithm().name())
+        .join(parsed.hex()))
 }
 
 fn read_json_blob(root: &Path, digest: &str) -> Result<(Vec<u8>, Map<String, Value>)> {
@@ -120,8 +120,8 @@ fn read_json_blob(root: &Path, digest: &str) -> Result<(Vec<u8>, Map<String, Val
     if bytes.len() as u64 > MAX_MANIFEST {
         return Err(layout_err(&path, "larger than 4 MiB"));
     }
-    let expected = OciDigest::parse(digest)?;
-    let mut hasher = DigestHasher::new(expected.algorithm());
+    let expected = Digest::parse(digest)?;
+    let mut hasher = Hasher::new(expected.algorithm());
     hasher.update(&bytes);
     if hasher.finish() != expected {
         return Err(layout_err(&path, "content does not match its digest"));
@@ -158,8 +158,8 @@ impl Transaction {
     }
 
     /// Moves a finished temporary file to its content address.
-    fn place(&mut self, tmp: &Path, digest: &OciDigest) -> Result<PathBuf> {
-        let path = blob_path(&self.dst, &digest.to_string())?;
+    fn place(&mut self, tmp: &Path, digest: &Digest) -> Result<PathBuf> {
+        let path = blob_path(&self.dst, digest)?;
         if path.exists() {
             let _ = fs::remove_file(tmp);
         } else {
@@ -169,8 +169,8 @@ impl Transaction {
         Ok(path)
     }
 
-    fn write_blob(&mut self, bytes: &[u8]) -> Result<OciDigest> {
-        let digest = OciDigest::sha256_of(bytes);
+    fn write_blob(&mut self, bytes: &[u8]) -> Result<Digest> {
+        let digest = Digest::sha256_of(bytes);
         let tmp = temp_path(&self.dst);
         fs::write(&tmp, bytes).map_err(|e| layout_err(&tmp, e.to_string()))?;
         self.place(&tmp, &digest)?;
@@ -202,11 +202,11 @@ fn temp_path(dst: &Path) -> PathBuf {
 }
 
 /// Streams `reader` into a new temporary blob file, returning its path, digest and size.
-fn stream_to_temp(dst: &Path, reader: &mut dyn Read) -> Result<(PathBuf, OciDigest, u64)> {
+fn stream_to_temp(dst: &Path, reader: &mut dyn Read) -> Result<(PathBuf, Digest, u64)> {
     let tmp = temp_path(dst);
     let result = (|| {
         let mut file = fs::File::create(&tmp)?;
-        let mut hasher = DigestHasher::new(DigestAlgorithm::Sha256);
+        let mut hasher = Hasher::new(Algorithm::Sha256);
         let mut buf = vec![0u8; 256 * 1024];
         let mut size = 0u64;
         loop {
@@ -264,13 +264,13 @@ impl Job<'_> {
         let media_type = str_field(desc, "mediaType")
             .or_else(|| str_field(&doc, "mediaType"))
             .unwrap_or(if doc.contains_key("manifests") {
-                MEDIA_TYPE_OCI_INDEX
+                OCI_INDEX
             } else {
-                MEDIA_TYPE_OCI_MANIFEST
+                OCI_MANIFEST
             })
             .to_string();
         let new_doc = match media_type.as_str() {
-            MEDIA_TYPE_OCI_INDEX => {
+            OCI_INDEX => {
                 if depth >= MAX_INDEX_DEPTH {
                     return Err(layout_err(&self.src, "image indexes nested too deeply"));
                 }
@@ -288,7 +288,7 @@ impl Job<'_> {
                 doc.insert("manifests".into(), Value::Array(out));
                 doc
             }
-            MEDIA_TYPE_OCI_MANIFEST => self.process_manifest(tx, doc).await?,
+            OCI_MANIFEST => self.process_manifest(tx, doc).await?,
             other => {
                 return Err(layout_err(
                     &self.src,
@@ -518,10 +518,7 @@ async fn run(
     let mut out_index = dst_index.unwrap_or_else(|| {
         let mut m = Map::new();
         m.insert("schemaVersion".into(), Value::from(2));
-        m.insert(
-            "mediaType".into(),
-            Value::String(MEDIA_TYPE_OCI_INDEX.into()),
-        );
+        m.insert("mediaType".into(), Value::String(OCI_INDEX.into()));
         m
     });
     let mut manifests: Vec<Value> = out_index

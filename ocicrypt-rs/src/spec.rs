@@ -3,30 +3,19 @@
 use crate::error::{Error, Result};
 
 /// Prefix of every wrapped-key annotation: `org.opencontainers.image.enc.keys.<scheme>`.
-pub const ANNOTATION_KEYS_PREFIX: &str = "org.opencontainers.image.enc.keys.";
+pub(crate) const ANNOTATION_KEYS_PREFIX: &str = "org.opencontainers.image.enc.keys.";
 /// Annotation holding the base64 public cipher options.
 pub const ANNOTATION_PUBOPTS: &str = "org.opencontainers.image.enc.pubopts";
 /// Prefix shared by all encryption annotations.
-pub const ANNOTATION_ENC_PREFIX: &str = "org.opencontainers.image.enc.";
+pub(crate) const ANNOTATION_ENC_PREFIX: &str = "org.opencontainers.image.enc.";
 
-/// `application/vnd.oci.image.layer.v1.tar`
-pub const MEDIA_TYPE_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
-/// `application/vnd.oci.image.layer.v1.tar+gzip`
-pub const MEDIA_TYPE_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-/// `application/vnd.oci.image.layer.v1.tar+zstd`
-pub const MEDIA_TYPE_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
-/// `application/vnd.oci.image.layer.nondistributable.v1.tar`
-pub const MEDIA_TYPE_LAYER_NON_DISTRIBUTABLE_TAR: &str =
-    "application/vnd.oci.image.layer.nondistributable.v1.tar";
-/// `application/vnd.oci.image.layer.nondistributable.v1.tar+gzip`
-pub const MEDIA_TYPE_LAYER_NON_DISTRIBUTABLE_GZIP: &str =
-    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip";
-/// `application/vnd.oci.image.layer.nondistributable.v1.tar+zstd`
-pub const MEDIA_TYPE_LAYER_NON_DISTRIBUTABLE_ZSTD: &str =
-    "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd";
-
-/// Suffix an encrypted layer's media type carries.
-pub const ENCRYPTED_SUFFIX: &str = "+encrypted";
+pub(crate) use oci_model::{
+    ENCRYPTED_SUFFIX, OCI_LAYER_GZIP as MEDIA_TYPE_LAYER_GZIP,
+    OCI_LAYER_NONDISTRIBUTABLE_GZIP as MEDIA_TYPE_LAYER_NON_DISTRIBUTABLE_GZIP,
+    OCI_LAYER_NONDISTRIBUTABLE_TAR as MEDIA_TYPE_LAYER_NON_DISTRIBUTABLE_TAR,
+    OCI_LAYER_NONDISTRIBUTABLE_ZSTD as MEDIA_TYPE_LAYER_NON_DISTRIBUTABLE_ZSTD,
+    OCI_LAYER_TAR as MEDIA_TYPE_LAYER_TAR, OCI_LAYER_ZSTD as MEDIA_TYPE_LAYER_ZSTD,
+};
 
 const PLAIN_LAYER_TYPES: [&str; 6] = [
     MEDIA_TYPE_LAYER_TAR,
@@ -38,14 +27,14 @@ const PLAIN_LAYER_TYPES: [&str; 6] = [
 ];
 
 /// Whether `media_type` is one of the encrypted layer types.
-pub fn is_encrypted_media_type(media_type: &str) -> bool {
+pub(crate) fn is_encrypted_media_type(media_type: &str) -> bool {
     media_type
         .strip_suffix(ENCRYPTED_SUFFIX)
         .is_some_and(|plain| PLAIN_LAYER_TYPES.contains(&plain))
 }
 
 /// The encrypted media type of a plain layer type (`…tar+gzip` → `…tar+gzip+encrypted`).
-pub fn encrypted_media_type(media_type: &str) -> Result<String> {
+pub(crate) fn encrypted_media_type(media_type: &str) -> Result<String> {
     if is_encrypted_media_type(media_type) {
         return Err(Error::AlreadyEncrypted(media_type.to_string()));
     }
@@ -59,7 +48,7 @@ pub fn encrypted_media_type(media_type: &str) -> Result<String> {
 }
 
 /// The plain media type of an encrypted layer type (`…tar+zstd+encrypted` → `…tar+zstd`).
-pub fn decrypted_media_type(media_type: &str) -> Result<String> {
+pub(crate) fn decrypted_media_type(media_type: &str) -> Result<String> {
     match media_type.strip_suffix(ENCRYPTED_SUFFIX) {
         Some(plain) if PLAIN_LAYER_TYPES.contains(&plain) => Ok(plain.to_string()),
         _ if PLAIN_LAYER_TYPES.contains(&media_type) => {

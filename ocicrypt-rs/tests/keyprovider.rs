@@ -12,18 +12,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use common::*;
-use ocicrypt_rs::keywrap::keyprovider::annotation_packet::{
-    AnnotationPacket, KekKeyProvider, PacketError,
-};
-use ocicrypt_rs::keywrap::keyprovider::grpc::GrpcKeyProviderService;
-use ocicrypt_rs::keywrap::keyprovider::ttrpc::TtrpcKeyProviderService;
+use ocicrypt_rs::keywrap::keyprovider::GrpcKeyProviderService;
+use ocicrypt_rs::keywrap::keyprovider::TtrpcKeyProviderService;
+use ocicrypt_rs::keywrap::keyprovider::{AnnotationPacket, KekKeyProvider, PacketError};
 use ocicrypt_rs::keywrap::keyprovider::{
     CommandConfig, KeyProviderError, KeyProviderHandler, KeyProviderKeyWrapper,
     KeyProviderTransport, OcicryptConfig,
 };
 use ocicrypt_rs::keywrap::KeyWrappers;
-use ocicrypt_rs::layout::{decrypt_image, encrypt_image, LayoutReference};
 use ocicrypt_rs::Error;
+use ocicrypt_rs::{decrypt_image, encrypt_image, LayoutReference};
 
 const KID: &str = "kbs:///default/key/1";
 const ANNOTATION: &str = "org.opencontainers.image.enc.keys.provider.attestation-agent";

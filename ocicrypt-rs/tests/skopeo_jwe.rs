@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use common::*;
-use ocicrypt_rs::keys::{parse_private_key, parse_public_key};
 use ocicrypt_rs::keywrap::jwe::{JweError, JweKeyWrapper, KeyAlgorithm};
 use ocicrypt_rs::keywrap::KeyWrappers;
-use ocicrypt_rs::layout::{decrypt_image, encrypt_image, LayoutReference};
 use ocicrypt_rs::Error;
+use ocicrypt_rs::{decrypt_image, encrypt_image, LayoutReference};
+use ocicrypt_rs::{parse_private_key, parse_public_key};
 
 struct Shared {
     _dir: tempfile::TempDir,
@@ -346,10 +346,9 @@ async fn flipped_hmac_is_an_hmac_error() {
     let enc = skopeo_encrypted(dir.path());
     edit_layer0(&enc, |l| {
         let a = &mut l["annotations"]["org.opencontainers.image.enc.pubopts"];
-        let mut pubopts = ocicrypt_rs::blockcipher::PublicLayerBlockCipherOptions::from_annotation(
-            a.as_str().unwrap(),
-        )
-        .unwrap();
+        let mut pubopts =
+            ocicrypt_rs::PublicLayerBlockCipherOptions::from_annotation(a.as_str().unwrap())
+                .unwrap();
         pubopts.hmac[5] ^= 0x01;
         *a = pubopts.to_annotation().unwrap().into();
     });

@@ -7,11 +7,11 @@ mod common;
 use std::path::Path;
 
 use common::*;
-use ocicrypt_rs::keys::parse_private_key;
 use ocicrypt_rs::keywrap::pkcs7::{Certificate, Pkcs7Error, Pkcs7KeyWrapper};
 use ocicrypt_rs::keywrap::KeyWrappers;
-use ocicrypt_rs::layout::{decrypt_image, encrypt_image, LayoutReference};
+use ocicrypt_rs::parse_private_key;
 use ocicrypt_rs::Error;
+use ocicrypt_rs::{decrypt_image, encrypt_image, LayoutReference};
 
 fn oci(dir: &Path, tag: &str) -> LayoutReference {
     LayoutReference::parse(&format!("oci:{}:{tag}", dir.display())).unwrap()

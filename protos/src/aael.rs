@@ -7,7 +7,7 @@
 //! characters), so the text splits back unambiguously at its first two spaces; the content
 //! may hold spaces but no newline (the textual form of the log is one event per line).
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 
 /// `TaggedEventID` of an AAEL event: the bytes `"LEAA"` on disk (little-endian u32).
 pub const AAEL_TAGGED_EVENT_ID: u32 = 0x4141_454C;
@@ -87,6 +87,9 @@ pub enum EventError {
         /// length of `<domain> <operation> <content>`
         len: usize,
     },
+    /// The content could not be serialized as canonical JSON.
+    #[error("the event content cannot be encoded as RFC 8785 JSON: {0}")]
+    Canonical(String),
     /// A stored event text does not have the form `<domain> <operation> <content>`.
     #[error("the event text has no {missing}: expected `<domain> <operation> <content>`")]
     Missing {
@@ -255,14 +258,14 @@ fn check_word(field: EventField, word: &str) -> Result<(), EventError> {
 /// Content of the PullImage event: the RFC 8785 (JCS) canonical JSON
 /// `{"digest":"<manifest digest>","image":"<image reference>"}` (members sorted, no
 /// whitespace, strings escaped as JCS requires).
-pub fn pull_image_content(image: &str, digest: &str) -> String {
-    let mut content = String::with_capacity(image.len() + digest.len() + 24);
-    content.push_str("{\"digest\":");
-    push_jcs_string(&mut content, digest);
-    content.push_str(",\"image\":");
-    push_jcs_string(&mut content, image);
-    content.push('}');
-    content
+pub fn pull_image_content(image: &str, digest: &str) -> Result<String, EventError> {
+    #[derive(serde::Serialize)]
+    struct PullImage<'a> {
+        digest: &'a str,
+        image: &'a str,
+    }
+    serde_json_canonicalizer::to_string(&PullImage { digest, image })
+        .map_err(|e| EventError::Canonical(e.to_string()))
 }
 
 /// The event the confidential data hub records after pulling `image` whose manifest digest
@@ -272,32 +275,8 @@ pub fn pull_image_event(image: &str, digest: &str) -> Result<AaelEvent, EventErr
     AaelEvent::new(
         PULL_IMAGE_DOMAIN,
         PULL_IMAGE_OPERATION,
-        &pull_image_content(image, digest),
+        &pull_image_content(image, digest)?,
     )
-}
-
-/// A JSON string as RFC 8785 section 3.2.2.2 serializes it: `"` and `\` escaped, the
-/// control characters U+0000..U+001F as `\b \t \n \f \r` or `\u00xx` (lowercase hex),
-/// everything else as is.
-fn push_jcs_string(out: &mut String, value: &str) {
-    out.push('"');
-    for c in value.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{08}' => out.push_str("\\b"),
-            '\t' => out.push_str("\\t"),
-            '\n' => out.push_str("\\n"),
-            '\u{0c}' => out.push_str("\\f"),
-            '\r' => out.push_str("\\r"),
-            c if u32::from(c) < 0x20 => {
-                // writing to a String cannot fail
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
 }
 
 #[cfg(test)]
@@ -509,7 +488,8 @@ mod tests {
         let content = pull_image_content(
             "a\"b\\c\nd\u{1}e\u{1f}f\u{7f}é€😀\u{2028}/",
             "x\t\u{8}\u{c}\r",
-        );
+        )
+        .unwrap();
         assert_eq!(
             content.as_bytes(),
             "{\"digest\":\"x\\t\\b\\f\\r\",\"image\":\"a\\\"b\\\\c\\nd\\u0001e\\u001ff\u{7f}é€😀\u{2028}/\"}"
@@ -520,9 +500,12 @@ mod tests {
         assert_eq!(value["digest"], "x\t\u{8}\u{c}\r");
         assert_eq!(value["image"], "a\"b\\c\nd\u{1}e\u{1f}f\u{7f}é€😀\u{2028}/");
         for s in ["plain", "\u{0}\u{1f} \"\\", "ü\u{2029}"] {
-            let mut ours = String::new();
-            push_jcs_string(&mut ours, s);
-            assert_eq!(ours, serde_json::to_string(s).unwrap());
+            let content = pull_image_content(s, s).unwrap();
+            let quoted = serde_json::to_string(s).unwrap();
+            assert_eq!(
+                content,
+                format!("{{\"digest\":{quoted},\"image\":{quoted}}}")
+            );
         }
         // escaping keeps raw newlines out of the content
         assert!(pull_image_event("img\nwith newline", "sha256:00").is_ok());

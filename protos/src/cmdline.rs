@@ -9,7 +9,7 @@ use std::{fmt, io, io::Read, path::Path};
 pub const KERNEL_CMDLINE_PATH: &str = "/proc/cmdline";
 /// Longest kernel command line read; far beyond what the kernel accepts (a few KiB), so a
 /// hostile or broken file cannot make a daemon read without bound.
-pub const MAX_KERNEL_CMDLINE_LEN: u64 = 64 * 1024;
+pub(crate) const MAX_KERNEL_CMDLINE_LEN: u64 = 64 * 1024;
 /// Environment variable holding `<kbc>::<uri>`.
 pub const AA_KBC_PARAMS_ENV: &str = "AA_KBC_PARAMS";
 /// Kernel parameter holding `<kbc>::<uri>`.
@@ -31,7 +31,7 @@ pub struct KernelCmdline {
 
 impl KernelCmdline {
     /// Splits `text` at ASCII whitespace; each word is split at its first `=`.
-    pub fn parse(text: &str) -> Self {
+    pub(crate) fn parse(text: &str) -> Self {
         let params = text
             .split_ascii_whitespace()
             .filter_map(|param| param.split_once('='))
@@ -40,7 +40,7 @@ impl KernelCmdline {
         Self { params }
     }
 
-    /// Reads and parses `path`: at most [`MAX_KERNEL_CMDLINE_LEN`] bytes, bytes that are
+    /// Reads and parses `path`: at most 64 KiB, bytes that are
     /// not UTF-8 replaced (the command line is ASCII in practice; a stray byte must not
     /// hide a parameter). A missing file is an error; callers decide what it means.
     pub fn read(path: &Path) -> io::Result<Self> {

@@ -15,6 +15,8 @@
 
 #![forbid(unsafe_code)]
 
+// The generated modules stay public namespaces: callers (kata-agent style) name the
+// messages and services as `protos::attestation_agent::...`, as with upstream's crate.
 macro_rules! generated {
     ($(#[$doc:meta])* $name:ident, $file:literal) => {
         $(#[$doc])*
@@ -72,9 +74,7 @@ generated!(
     "keyprovider_ttrpc.rs"
 );
 
-pub use protobuf;
-pub use ttrpc;
-
+/// A namespace of its own: the daemons call `protos::server::start` / `shutdown_signal`.
 pub mod server;
 
 /// Longest resource URI (`kbs:///<repository>/<type>/<tag>`) the suite accepts, in bytes:
@@ -95,5 +95,5 @@ pub use client::{
 };
 pub use cmdline::{
     AaKbcParams, AaKbcParamsError, KernelCmdline, AA_KBC_PARAMS_ENV, AA_KBC_PARAMS_KEY,
-    DEFAULT_AA_KBC_PARAMS, KERNEL_CMDLINE_PATH, MAX_KERNEL_CMDLINE_LEN,
+    DEFAULT_AA_KBC_PARAMS, KERNEL_CMDLINE_PATH,
 };

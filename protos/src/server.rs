@@ -4,7 +4,6 @@
 
 use std::{
     collections::HashMap,
-    future::Future,
     io,
     os::unix::fs::FileTypeExt,
     path::{Path, PathBuf},
@@ -49,7 +48,7 @@ pub fn unix_socket_path(addr: &str) -> Result<PathBuf, ServeError> {
 
 /// Creates the socket's parent directory and removes a stale socket file left by a
 /// previous run. Anything that is not a socket is refused rather than deleted.
-pub fn prepare_socket(path: &Path) -> Result<(), ServeError> {
+fn prepare_socket(path: &Path) -> Result<(), ServeError> {
     let prepare = |source| ServeError::Prepare {
         path: path.to_path_buf(),
         source,
@@ -127,17 +126,6 @@ impl RunningServer {
             _ => Ok(()),
         }
     }
-}
-
-/// Serves until `shutdown` resolves, then stops gracefully.
-pub async fn serve_until(
-    addr: &str,
-    services: impl IntoIterator<Item = HashMap<String, Service>>,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), ServeError> {
-    let server = start(addr, services).await?;
-    shutdown.await;
-    server.stop().await
 }
 
 /// Resolves on SIGTERM, SIGINT or SIGHUP (kata-agent and systemd stop with SIGTERM; upstream

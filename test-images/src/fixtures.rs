@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use crate::error::Result;
 use crate::layout::{
-    BuiltImage, Compression, ConfigSpec, Descriptor, ImageSpec, LayerSpec, ManifestFormat,
-    OciLayout, Platform,
+    linux, BuiltImage, Compression, ConfigSpec, Descriptor, ImageSpec, LayerSpec, ManifestFormat,
+    OciLayout,
 };
 use crate::push::{push_image, PushTarget};
 use crate::synthetic;
@@ -214,7 +214,7 @@ pub fn users() -> ImageSpec {
     })
 }
 
-/// The per-architecture images of [`multi_arch`]: `/arch` names the architecture.
+/// The per-architecture images of [`write_multi_arch`]: `/arch` names the architecture.
 pub fn arch_image(architecture: &str, variant: Option<&str>) -> ImageSpec {
     ImageSpec::new(vec![LayerSpec::new(
         Compression::Gzip,
@@ -223,7 +223,7 @@ pub fn arch_image(architecture: &str, variant: Option<&str>) -> ImageSpec {
             Entry::file("hello.txt", "hello multi-arch\n"),
         ],
     )])
-    .platform(Platform::linux(architecture, variant))
+    .platform(linux(architecture, variant))
     .config(base_config())
 }
 
@@ -251,8 +251,8 @@ pub fn write_multi_arch(layout: &OciLayout) -> Result<Descriptor> {
     let arm64 = layout.write_image(&arch_image("arm64", Some("v8")))?;
     layout.write_index(
         &[
-            (amd64.manifest, Platform::linux("amd64", None)),
-            (arm64.manifest, Platform::linux("arm64", Some("v8"))),
+            (amd64.manifest, linux("amd64", None)),
+            (arm64.manifest, linux("arm64", Some("v8"))),
         ],
         ManifestFormat::Oci,
     )

@@ -7,27 +7,20 @@ use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use oci_model::{
+    Algorithm, Digest, ImageIndex, ImageManifest, DOCKER_LAYER_GZIP, OCI_LAYER_GZIP, OCI_LAYER_TAR,
+    OCI_LAYER_ZSTD,
+};
 use serde_json::{json, Value};
 
 use crate::error::{Error, Result};
-use crate::hashing::{sha256_digest, HashingWriter};
+use crate::hashing::HashingWriter;
 use crate::tarball::{Entry, TarWriter};
 
-/// OCI image manifest.
-pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-/// OCI image index.
-pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-/// OCI image config.
-pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-/// Docker schema 2 manifest.
-pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-/// Docker manifest list.
-pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-/// Docker image config.
-pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
-/// OCI annotation naming a tag in `index.json`.
-pub const REF_NAME_ANNOTATION: &str = "org.opencontainers.image.ref.name";
+pub use oci_model::{
+    Descriptor, Platform, DOCKER_CONFIG, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_CONFIG,
+    OCI_INDEX, OCI_MANIFEST, REF_NAME_ANNOTATION,
+};
 
 /// How a layer blob is compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,55 +46,22 @@ pub enum ManifestFormat {
 impl ManifestFormat {
     fn layer_media_type(self, compression: Compression) -> &'static str {
         match (self, compression) {
-            (ManifestFormat::Docker, Compression::Gzip) => {
-                "application/vnd.docker.image.rootfs.diff.tar.gzip"
-            }
-            (_, Compression::Gzip) => "application/vnd.oci.image.layer.v1.tar+gzip",
-            (_, Compression::Zstd) => "application/vnd.oci.image.layer.v1.tar+zstd",
-            (_, Compression::None) => "application/vnd.oci.image.layer.v1.tar",
+            (ManifestFormat::Docker, Compression::Gzip) => DOCKER_LAYER_GZIP,
+            (_, Compression::Gzip) => OCI_LAYER_GZIP,
+            (_, Compression::Zstd) => OCI_LAYER_ZSTD,
+            (_, Compression::None) => OCI_LAYER_TAR,
         }
     }
 }
 
-/// A platform of an index entry or an image config.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Platform {
-    /// `os`
-    pub os: String,
-    /// `architecture`
-    pub architecture: String,
-    /// `variant`
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub variant: Option<String>,
-}
-
-impl Platform {
-    /// `linux/<architecture>[/<variant>]`.
-    pub fn linux(architecture: &str, variant: Option<&str>) -> Self {
-        Self {
-            os: "linux".into(),
-            architecture: architecture.into(),
-            variant: variant.map(str::to_string),
-        }
+/// `linux/<architecture>[/<variant>]`.
+pub fn linux(architecture: &str, variant: Option<&str>) -> Platform {
+    Platform {
+        os: "linux".into(),
+        architecture: architecture.into(),
+        variant: variant.map(str::to_string),
+        os_version: None,
     }
-}
-
-/// A content descriptor.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Descriptor {
-    /// `mediaType`
-    #[serde(rename = "mediaType")]
-    pub media_type: String,
-    /// `digest`
-    pub digest: String,
-    /// `size`
-    pub size: u64,
-    /// `annotations`
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub annotations: BTreeMap<String, String>,
-    /// `platform` (index entries)
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub platform: Option<Platform>,
 }
 
 /// The layer blob: built from entries, or given as raw bytes (malformed blobs).
@@ -223,7 +183,7 @@ impl ImageSpec {
         Self {
             layers,
             config: ConfigSpec::default(),
-            platform: Platform::linux("amd64", None),
+            platform: linux("amd64", None),
             format: ManifestFormat::Oci,
             omit_manifest_media_type: false,
             diff_ids_override: None,
@@ -341,11 +301,13 @@ impl OciLayout {
 
     /// Where the blob of `digest` (`sha256:<hex>`) lives.
     pub fn blob_path(&self, digest: &str) -> Result<PathBuf> {
-        let hex = digest
-            .strip_prefix("sha256:")
-            .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
-            .ok_or_else(|| Error::InvalidImage(format!("not a sha256 digest: {digest}")))?;
-        Ok(self.root.join("blobs").join("sha256").join(hex))
+        let digest = Digest::parse(digest).map_err(|e| Error::InvalidImage(e.to_string()))?;
+        if digest.algorithm() != Algorithm::Sha256 {
+            return Err(Error::InvalidImage(format!(
+                "{digest}: this layout stores sha256 blobs only"
+            )));
+        }
+        Ok(self.root.join("blobs").join("sha256").join(digest.hex()))
     }
 
     /// The bytes of a blob.
@@ -356,7 +318,7 @@ impl OciLayout {
 
     /// Stores `data` as a blob and describes it.
     pub fn write_blob(&self, data: &[u8], media_type: &str) -> Result<Descriptor> {
-        let digest = sha256_digest(data);
+        let digest = Digest::sha256_of(data);
         let path = self.blob_path(&digest)?;
         fs::write(&path, data).map_err(Error::io("write blob", &path))?;
         Ok(Descriptor {
@@ -408,7 +370,7 @@ impl OciLayout {
                         annotations: BTreeMap::new(),
                         platform: None,
                     },
-                    diff_id,
+                    diff_id.to_string(),
                 )
             }
         };
@@ -457,17 +419,13 @@ impl OciLayout {
             ManifestFormat::Oci => OCI_MANIFEST,
             ManifestFormat::Docker => DOCKER_MANIFEST,
         };
-        let mut manifest = json!({
-            "schemaVersion": 2,
-            "mediaType": manifest_type,
-            "config": config,
-            "layers": layers,
-        });
-        if image.omit_manifest_media_type {
-            if let Some(map) = manifest.as_object_mut() {
-                map.remove("mediaType");
-            }
-        }
+        let manifest = ImageManifest {
+            schema_version: 2,
+            media_type: (!image.omit_manifest_media_type).then(|| manifest_type.to_string()),
+            config: config.clone(),
+            layers: layers.clone(),
+            annotations: BTreeMap::new(),
+        };
         let manifest = self.write_blob(&serde_json::to_vec(&manifest)?, manifest_type)?;
         Ok(BuiltImage {
             manifest,
@@ -494,7 +452,11 @@ impl OciLayout {
                 ..d.clone()
             })
             .collect();
-        let index = json!({"schemaVersion": 2, "mediaType": media_type, "manifests": entries});
+        let index = ImageIndex {
+            schema_version: 2,
+            media_type: Some(media_type.to_string()),
+            manifests: entries,
+        };
         self.write_blob(&serde_json::to_vec(&index)?, media_type)
     }
 
@@ -609,7 +571,7 @@ mod tests {
         assert_eq!(built.layers.len(), 3);
         for (layer, diff_id) in built.layers.iter().zip(&built.diff_ids) {
             let blob = layout.read_blob(&layer.digest).unwrap();
-            assert_eq!(sha256_digest(&blob), layer.digest);
+            assert_eq!(Digest::sha256_of(&blob), layer.digest);
             assert_eq!(blob.len() as u64, layer.size);
             let mut tar = Vec::new();
             match layer.media_type.as_str() {
@@ -624,12 +586,13 @@ mod tests {
                 "application/vnd.oci.image.layer.v1.tar" => tar = blob.clone(),
                 other => panic!("unexpected media type {other}"),
             }
-            assert_eq!(&sha256_digest(&tar), diff_id);
+            assert_eq!(Digest::sha256_of(&tar), *diff_id);
         }
         let manifest: Value =
             serde_json::from_slice(&layout.read_blob(&built.manifest.digest).unwrap()).unwrap();
         assert_eq!(manifest["mediaType"], OCI_MANIFEST);
         assert_eq!(manifest["config"]["digest"], built.config.digest.as_str());
+        assert!(manifest.get("annotations").is_none());
         let config: Value =
             serde_json::from_slice(&layout.read_blob(&built.config.digest).unwrap()).unwrap();
         assert_eq!(config["rootfs"]["diff_ids"], json!(built.diff_ids));
@@ -673,8 +636,17 @@ mod tests {
         let layout = OciLayout::create(dir.path()).unwrap();
         assert!(layout.blob_path("sha256:../../etc/passwd").is_err());
         assert!(layout.blob_path("md5:abc").is_err());
+        let sha512 = format!("sha512:{}", "a".repeat(128));
         assert!(matches!(
-            layout.read_blob(&sha256_digest(b"nope")),
+            layout.blob_path(&sha512),
+            Err(Error::InvalidImage(_))
+        ));
+        let upper = Digest::sha256_of(b"x")
+            .to_ascii_uppercase()
+            .replace("SHA256", "sha256");
+        assert!(layout.blob_path(&upper).is_err());
+        assert!(matches!(
+            layout.read_blob(&Digest::sha256_of(b"nope")),
             Err(Error::MissingBlob(_))
         ));
     }

@@ -4,12 +4,10 @@
 //! the registry as they are.
 
 use std::io::Read;
-use std::sync::Arc;
 
 use base64::Engine;
+use http_client::error_chain;
 use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, LOCATION};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::CertificateDer;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
@@ -45,17 +43,6 @@ fn http_error<'a>(method: &'static str, url: &'a str) -> impl Fn(reqwest::Error)
     }
 }
 
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
-}
-
 async fn expect_success(
     method: &'static str,
     url: &str,
@@ -75,31 +62,22 @@ async fn expect_success(
 
 impl Pusher {
     fn new(target: &PushTarget) -> Result<Self> {
-        let mut roots = rustls::RootCertStore::empty();
+        // A TLS test registry is trusted through its own CA only.
+        let mut builder = http_client::ClientBuilder::new().no_system_proxy();
         if let Some(pem) = &target.ca_pem {
-            for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
-                let cert = cert.map_err(|e| Error::Certificate(e.to_string()))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| Error::Certificate(e.to_string()))?;
-            }
+            builder = builder.extra_roots([pem]).only_extra_roots();
         }
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Certificate(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        let http = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
-            .no_proxy()
-            .build()
-            .map_err(|e| Error::Http {
-                method: "CLIENT",
-                url: target.base_url.clone(),
-                message: error_chain(&e),
-            })?;
+        let http = builder.build().map_err(|e| {
+            if e.is_certificate() {
+                Error::Certificate(e.to_string())
+            } else {
+                Error::Http {
+                    method: "CLIENT",
+                    url: target.base_url.clone(),
+                    message: e.to_string(),
+                }
+            }
+        })?;
         let auth = target.credentials.as_ref().and_then(|(user, password)| {
             let token =
                 base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));

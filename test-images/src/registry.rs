@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use oci_model::{Algorithm, Digest};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use testkit::process::{free_port, Daemon, Ready};
 
@@ -215,10 +216,13 @@ impl Registry {
 }
 
 fn blob_data_path(storage: &Path, digest: &str) -> Result<PathBuf> {
-    let hex = digest
-        .strip_prefix("sha256:")
-        .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
-        .ok_or_else(|| Error::InvalidImage(format!("not a sha256 digest: {digest}")))?;
+    let digest = Digest::parse(digest).map_err(|e| Error::InvalidImage(e.to_string()))?;
+    if digest.algorithm() != Algorithm::Sha256 {
+        return Err(Error::InvalidImage(format!(
+            "{digest}: the registry's storage is read for sha256 blobs only"
+        )));
+    }
+    let hex = digest.hex();
     Ok(storage
         .join("docker/registry/v2/blobs/sha256")
         .join(&hex[..2])

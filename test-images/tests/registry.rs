@@ -6,9 +6,9 @@
 use std::path::Path;
 use std::process::Command;
 
+use oci_model::Digest;
 use test_images::{
     fixtures,
-    hashing::sha256_digest,
     layout::OciLayout,
     push::push_image,
     registry::{Registry, RegistryOptions},
@@ -62,7 +62,7 @@ async fn fixtures_push_byte_exact_and_unpack_with_umoci() {
         "--tls-verify=false",
         &format!("docker://{}/test/multi:v1", registry.host()),
     ]));
-    assert_eq!(sha256_digest(raw.as_bytes()), built.manifest.digest);
+    assert_eq!(Digest::sha256_of(raw.as_bytes()), built.manifest.digest);
     let manifest: serde_json::Value = serde_json::from_str(&raw).unwrap();
     assert_eq!(
         manifest["layers"][2]["mediaType"],
@@ -196,6 +196,6 @@ async fn a_tampered_blob_is_served_as_tampered() {
     assert!(body.is_empty());
     let served = std::fs::read(work.path().join("blob")).unwrap();
     assert_eq!(served.len() as u64, built.layers[0].size);
-    assert_ne!(sha256_digest(&served), digest);
+    assert_ne!(Digest::sha256_of(&served), digest);
     registry.stop().unwrap();
 }

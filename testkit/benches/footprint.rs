@@ -13,11 +13,54 @@ use testkit::{
     suite::{KbcSetup, Suite},
 };
 
+/// Resident KiB of one process by where the pages come from: its own executable's file
+/// pages, shared libraries' file pages (libc, libm, ld.so: a floor no build setting of ours
+/// moves), and anonymous memory (heap, stacks, relocated data).
+fn breakdown(pid: u32) -> (u64, u64, u64) {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap();
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    let exe = exe.to_string_lossy();
+    let (mut own, mut libs, mut anon) = (0, 0, 0);
+    let (mut path, mut rss) = (String::new(), 0);
+    for line in smaps.lines() {
+        let mut fields = line.split_whitespace();
+        let first = fields.next().unwrap_or("");
+        let kib = || -> u64 {
+            let mut rest = line.split_whitespace().skip(1);
+            rest.next().and_then(|v| v.parse().ok()).unwrap_or(0)
+        };
+        match first {
+            "Rss:" => rss = kib(),
+            // Anonymous follows Rss in each mapping: what is left of Rss is file pages
+            "Anonymous:" => {
+                let anonymous = kib();
+                anon += anonymous;
+                let file = rss.saturating_sub(anonymous);
+                if path == exe {
+                    own += file;
+                } else if path.starts_with('/') {
+                    libs += file;
+                }
+            }
+            _ if first.contains('-') && !first.ends_with(':') => {
+                path = fields.nth(4).unwrap_or("").to_string();
+            }
+            _ => {}
+        }
+    }
+    (own, libs, anon)
+}
+
 fn total_mib(daemons: &[Daemon]) -> f64 {
     let rss = |d: &Daemon| d.status_kib("VmRSS").unwrap();
     let kib: u64 = daemons.iter().map(rss).sum();
     for d in daemons {
-        eprintln!("  {:?}: {} KiB", d.pid(), rss(d));
+        let pid = d.pid().unwrap();
+        let (own, libs, anon) = breakdown(pid);
+        eprintln!(
+            "  pid {pid}: {} KiB (executable {own}, shared libraries {libs}, anonymous {anon})",
+            rss(d)
+        );
     }
     kib as f64 / 1024.0
 }

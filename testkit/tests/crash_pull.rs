@@ -154,7 +154,7 @@ async fn a_pull_killed_at_random_points_resumes_from_what_was_committed() {
         .diff_ids
         .iter()
         .cloned()
-        .zip(built.layers.iter().map(|l| l.digest.clone()))
+        .zip(built.layers.iter().map(|l| l.digest.to_string()))
         .collect();
 
     let suite = Suite::new(&KbcSetup::OfflineFs(Vec::new())).unwrap();

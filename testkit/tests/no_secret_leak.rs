@@ -10,15 +10,12 @@ use std::{io::Read as _, path::Path, process::Command, sync::Arc};
 
 use base64::Engine;
 use ocicrypt_rs::{
-    blockcipher::EncryptingReader,
     finalize_encryption,
     keywrap::{
-        keyprovider::{
-            annotation_packet::{KekKeyProvider, WrapType},
-            KeyProviderKeyWrapper, KeyProviderTransport,
-        },
+        keyprovider::{KekKeyProvider, KeyProviderKeyWrapper, KeyProviderTransport, WrapType},
         KeyWrappers,
     },
+    EncryptingReader,
 };
 use protos::{api, api_ttrpc};
 use test_images::{
@@ -84,7 +81,7 @@ async fn publish_encrypted(registry: &Registry, layout: &OciLayout, repo: &str) 
         .unwrap();
     let written = layout.write_blob(&blob, &encrypted_type).unwrap();
     layer["mediaType"] = encrypted_type.into();
-    layer["digest"] = written.digest.into();
+    layer["digest"] = written.digest.as_str().into();
     layer["size"] = written.size.into();
     layer["annotations"] = serde_json::to_value(&encrypted.annotations).unwrap();
     let written = layout

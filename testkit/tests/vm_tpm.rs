@@ -28,7 +28,7 @@ use testkit::{
     vm::{self, VmConfig},
 };
 
-/// The attester's default AK handle (attester::tpm::DEFAULT_AK_HANDLE).
+/// The attester's default AK handle (`DEFAULT_AK_HANDLE` in attester/src/tpm).
 const AK_HANDLE: &str = "0x81010002";
 const TPM_ALG_SHA256: u16 = 0x000b;
 const EV_NO_ACTION: u32 = 0x3;

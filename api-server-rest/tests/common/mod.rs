@@ -36,47 +36,47 @@ use tokio::{
 use ttrpc::r#async::TtrpcContext;
 
 /// A daemon status message that must never reach an HTTP client.
-pub const INTERNAL_DETAIL: &str = "secret-internal-detail /var/lib/kbs/private.key";
+pub(crate) const INTERNAL_DETAIL: &str = "secret-internal-detail /var/lib/kbs/private.key";
 
 /// Runtime data that makes the fake agent wait this long before answering.
-pub const SLOW_RUNTIME_DATA: &str = "slow";
-pub const SLOW_DELAY: Duration = Duration::from_millis(600);
+pub(crate) const SLOW_RUNTIME_DATA: &str = "slow";
+pub(crate) const SLOW_DELAY: Duration = Duration::from_millis(600);
 
 fn status(code: ttrpc::Code, message: &str) -> ttrpc::Error {
     ttrpc::Error::RpcStatus(ttrpc::get_status(code, message.to_string()))
 }
 
 /// The JWT in the fake agent's `kbs` token reply.
-pub const KBS_TOKEN: &str = "eyJhbGciOiJFUzI1NiJ9.eyJleHAiOjk5OTk5OTk5OTl9.c2lnbmF0dXJl";
+pub(crate) const KBS_TOKEN: &str = "eyJhbGciOiJFUzI1NiJ9.eyJleHAiOjk5OTk5OTk5OTl9.c2lnbmF0dXJl";
 /// The TEE private key in the fake agent's `kbs` token reply.
-pub const TEE_KEY_PEM: &str = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgTEEKEY\n-----END PRIVATE KEY-----\n";
+pub(crate) const TEE_KEY_PEM: &str = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgTEEKEY\n-----END PRIVATE KEY-----\n";
 /// The fake agent's `coco_as` token.
-pub const COCO_AS_TOKEN: &[u8] = b"coco-as token \x00\xff";
+pub(crate) const COCO_AS_TOKEN: &[u8] = b"coco-as token \x00\xff";
 
 /// The fake agent's `kbs` token reply: upstream's shape, private key included.
-pub fn kbs_token_reply() -> Vec<u8> {
+pub(crate) fn kbs_token_reply() -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({"token": KBS_TOKEN, "tee_keypair": TEE_KEY_PEM}))
         .unwrap()
 }
 
 /// The message the fake agent refuses the event domain [`REFUSED_DOMAIN`] with.
-pub const REFUSED_MESSAGE: &str =
+pub(crate) const REFUSED_MESSAGE: &str =
     "ExtendRuntimeMeasurement failed: the event domain contains whitespace at byte 2";
 /// Event domains that make the fake agent answer other than OK.
-pub const NOT_ENABLED_DOMAIN: &str = "not-enabled";
-pub const NOT_SUPPORTED_DOMAIN: &str = "not-supported";
-pub const REFUSED_DOMAIN: &str = "refused";
-pub const FAILING_DOMAIN: &str = "fail";
-pub const UNKNOWN_RESULT_DOMAIN: &str = "unknown-result";
+pub(crate) const NOT_ENABLED_DOMAIN: &str = "not-enabled";
+pub(crate) const NOT_SUPPORTED_DOMAIN: &str = "not-supported";
+pub(crate) const REFUSED_DOMAIN: &str = "refused";
+pub(crate) const FAILING_DOMAIN: &str = "fail";
+pub(crate) const UNKNOWN_RESULT_DOMAIN: &str = "unknown-result";
 /// A result value the protocol does not define.
-pub const UNKNOWN_RESULT: i32 = 7;
+pub(crate) const UNKNOWN_RESULT: i32 = 7;
 
 /// Every ExtendRuntimeMeasurement request a fake agent received.
-pub type Extends = Arc<std::sync::Mutex<Vec<ExtendRuntimeMeasurementRequest>>>;
+pub(crate) type Extends = Arc<std::sync::Mutex<Vec<ExtendRuntimeMeasurementRequest>>>;
 
 /// Attestation agent answering fixed data derived from the request.
 #[derive(Default)]
-pub struct FakeAa {
+pub(crate) struct FakeAa {
     pub calls: Arc<AtomicUsize>,
     /// every ExtendRuntimeMeasurement request, as received
     pub extends: Extends,
@@ -201,7 +201,7 @@ impl AttestationAgentService for FakeAa {
 /// CDH knowing `kbs:///default/key/1`, failing internally for `.../internal`, NOT_FOUND
 /// for anything else.
 #[derive(Default)]
-pub struct FakeCdh {
+pub(crate) struct FakeCdh {
     pub calls: Arc<AtomicUsize>,
     /// every ResourcePath asked for
     pub asked: Arc<std::sync::Mutex<Vec<String>>>,
@@ -231,24 +231,24 @@ impl GetResourceService for FakeCdh {
     }
 }
 
-pub fn socket_addr(dir: &Path, name: &str) -> String {
+pub(crate) fn socket_addr(dir: &Path, name: &str) -> String {
     format!("unix://{}/{name}.sock", dir.display())
 }
 
-pub async fn start_aa(addr: &str, aa: FakeAa) -> RunningServer {
+pub(crate) async fn start_aa(addr: &str, aa: FakeAa) -> RunningServer {
     protos::server::start(addr, [create_attestation_agent_service(Arc::new(aa))])
         .await
         .unwrap()
 }
 
-pub async fn start_cdh(addr: &str, cdh: FakeCdh) -> RunningServer {
+pub(crate) async fn start_cdh(addr: &str, cdh: FakeCdh) -> RunningServer {
     protos::server::start(addr, [create_get_resource_service(Arc::new(cdh))])
         .await
         .unwrap()
 }
 
 /// Both fake daemons on sockets in a temporary directory, with their counters.
-pub struct Daemons {
+pub(crate) struct Daemons {
     pub dir: tempfile::TempDir,
     pub aa_addr: String,
     pub cdh_addr: String,
@@ -261,11 +261,11 @@ pub struct Daemons {
 }
 
 impl Daemons {
-    pub async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         Self::start_with(FakeAa::default()).await
     }
 
-    pub async fn start_with(aa: FakeAa) -> Self {
+    pub(crate) async fn start_with(aa: FakeAa) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let aa_addr = socket_addr(dir.path(), "aa");
         let cdh_addr = socket_addr(dir.path(), "cdh");
@@ -289,7 +289,7 @@ impl Daemons {
         }
     }
 
-    pub fn config(&self) -> BackendConfig {
+    pub(crate) fn config(&self) -> BackendConfig {
         BackendConfig {
             aa_addr: self.aa_addr.clone(),
             cdh_addr: self.cdh_addr.clone(),
@@ -297,7 +297,7 @@ impl Daemons {
         }
     }
 
-    pub fn calls(&self) -> (usize, usize) {
+    pub(crate) fn calls(&self) -> (usize, usize) {
         (
             self.aa_calls.load(Ordering::SeqCst),
             self.cdh_calls.load(Ordering::SeqCst),
@@ -306,18 +306,18 @@ impl Daemons {
 }
 
 /// The real router served on 127.0.0.1:0.
-pub struct Shim {
+pub(crate) struct Shim {
     pub addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
 
 impl Shim {
-    pub async fn start(features: Features, config: BackendConfig) -> Self {
+    pub(crate) async fn start(features: Features, config: BackendConfig) -> Self {
         Self::start_router(Router::new(features, Backends::new(config))).await
     }
 
-    pub async fn start_router(router: Router) -> Self {
+    pub(crate) async fn start_router(router: Router) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let router = Arc::new(router);
@@ -332,17 +332,17 @@ impl Shim {
         }
     }
 
-    pub async fn get(&self, target: &str) -> HttpResponse {
+    pub(crate) async fn get(&self, target: &str) -> HttpResponse {
         request(self.addr, "GET", target).await
     }
 
     /// `POST` with a JSON body.
-    pub async fn post_json(&self, target: &str, body: &[u8]) -> HttpResponse {
+    pub(crate) async fn post_json(&self, target: &str, body: &[u8]) -> HttpResponse {
         post(self.addr, target, Some("application/json"), body).await
     }
 
     /// Signals the stop and waits until `serve` returned.
-    pub async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         self.stop.take().unwrap().send(()).unwrap();
         tokio::time::timeout(Duration::from_secs(15), self.task.take().unwrap())
             .await
@@ -352,14 +352,14 @@ impl Shim {
 }
 
 #[derive(Debug)]
-pub struct HttpResponse {
+pub(crate) struct HttpResponse {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
 
 impl HttpResponse {
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
@@ -367,19 +367,19 @@ impl HttpResponse {
     }
 
     /// The body is exactly as long as announced.
-    pub fn check_length(&self) {
+    pub(crate) fn check_length(&self) {
         if let Some(length) = self.header("content-length") {
             assert_eq!(length.parse::<usize>().unwrap(), self.body.len());
         }
     }
 
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8(self.body.clone()).unwrap()
     }
 }
 
 /// One HTTP/1.1 request on a fresh connection, exactly as `target` is written.
-pub async fn request(addr: SocketAddr, method: &str, target: &str) -> HttpResponse {
+pub(crate) async fn request(addr: SocketAddr, method: &str, target: &str) -> HttpResponse {
     let head = format!(
         "{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
     );
@@ -392,7 +392,7 @@ pub async fn request(addr: SocketAddr, method: &str, target: &str) -> HttpRespon
 }
 
 /// One HTTP/1.1 `POST` with a `Content-Length` body on a fresh connection.
-pub async fn post(
+pub(crate) async fn post(
     addr: SocketAddr,
     target: &str,
     content_type: Option<&str>,
@@ -412,7 +412,7 @@ pub async fn post(
 }
 
 /// Writes `bytes` and parses the response (the server closes after it).
-pub async fn raw_request(addr: SocketAddr, bytes: &[u8]) -> HttpResponse {
+pub(crate) async fn raw_request(addr: SocketAddr, bytes: &[u8]) -> HttpResponse {
     let response = raw_request_unchecked(addr, bytes).await;
     response.check_length();
     response
@@ -429,7 +429,7 @@ async fn raw_request_unchecked(addr: SocketAddr, bytes: &[u8]) -> HttpResponse {
     parse_response(&raw)
 }
 
-pub fn parse_response(raw: &[u8]) -> HttpResponse {
+pub(crate) fn parse_response(raw: &[u8]) -> HttpResponse {
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

@@ -12,9 +12,9 @@ use tracing::warn;
 use config_document::DocumentError;
 
 /// Initdata documents larger than this are refused.
-pub const INITDATA_SIZE_LIMIT: u64 = 4 * 1024 * 1024;
+pub(crate) const INITDATA_SIZE_LIMIT: u64 = 4 * 1024 * 1024;
 /// The longest digest any initdata algorithm produces (sha512).
-pub const MAX_DIGEST_LEN: usize = 64;
+pub(crate) const MAX_DIGEST_LEN: usize = 64;
 
 /// `algorithm` of an initdata document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -173,7 +173,7 @@ impl InitData {
 }
 
 /// Decodes `--initdata-digest` (standard base64).
-pub fn decode_digest(value: &str) -> Result<Vec<u8>, InitDataError> {
+pub(crate) fn decode_digest(value: &str) -> Result<Vec<u8>, InitDataError> {
     let bad = |reason: String| InitDataError::BadDigest {
         value: value.to_string(),
         reason,

@@ -7,10 +7,8 @@ use std::{ffi::OsString, fmt, path::PathBuf};
 
 use protos::{AaKbcParamsError, KernelCmdline};
 
-pub use protos::{
-    AA_KBC_PARAMS_ENV, AA_KBC_PARAMS_KEY, DEFAULT_AA_KBC_PARAMS,
-    KERNEL_CMDLINE_PATH as DEFAULT_CMDLINE_PATH,
-};
+pub use protos::{AA_KBC_PARAMS_ENV, KERNEL_CMDLINE_PATH as DEFAULT_CMDLINE_PATH};
+use protos::{AA_KBC_PARAMS_KEY, DEFAULT_AA_KBC_PARAMS};
 
 /// Where aa_kbc_params came from (for messages and logs).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,12 +2,14 @@
 //! (`kbs`, `coco_as`), and the ttRPC service kata-agent, the confidential data hub and
 //! api-server-rest call.
 //!
-//! The binary (`src/main.rs`) only wires flags, config, logging and the socket to
-//! [`AttestationAgent`] and [`service::services`].
+//! The binary (`src/main.rs`) only wires flags, config ([`LoadedConfig`], or
+//! [`AaKbcParams`] without a config file), logging and the socket to [`AttestationAgent`]
+//! and [`services`].
 //!
-//! Runtime measurements go to the eventlog ([`eventlog`], enabled by `[eventlog_config]
-//! enable_eventlog`): [`AttestationAgent::init_eventlog`] opens it (and recovers an
-//! interrupted measurement), [`AttestationAgent::extend_runtime_measurement`] records events.
+//! Runtime measurements go to the eventlog (enabled by `[eventlog_config]
+//! enable_eventlog`, in [`DEFAULT_EVENTLOG_DIR`]): [`AttestationAgent::init_eventlog`] opens
+//! it (and recovers an interrupted measurement),
+//! [`AttestationAgent::extend_runtime_measurement`] records [`AaelEvent`]s.
 //!
 //! Cargo features: `kbs` (GetToken("kbs"), default) and `coco_as` (GetToken("coco_as"),
 //! default). A caller whose KBS token was refused asks GetToken for a newer one by sending
@@ -16,12 +18,12 @@
 
 #![forbid(unsafe_code)]
 
-pub mod config;
-pub mod eventlog;
-pub mod initdata;
-pub mod kbc_params;
-pub mod service;
-pub mod token;
+mod config;
+mod eventlog;
+mod initdata;
+mod kbc_params;
+mod service;
+mod token;
 
 use std::{path::Path, sync::Arc};
 
@@ -33,15 +35,32 @@ use tokio::sync::Mutex;
 use tracing::{debug, info};
 use zeroize::Zeroizing;
 
+/// The agent's configuration document and its sections.
+pub use config::{
+    AttesterConfig, CocoAsConfig, Config, ConfigError, ConfigFormat, EventlogConfig, KbsConfig,
+    LoadedConfig, LogConfig, TeeKeyAlgorithm, TokenConfigs,
+};
+/// Runtime measurement events and the eventlog's errors and location.
+pub use eventlog::{
+    AaelEvent, EventError, EventField, EventlogError, WalError, DEFAULT_EVENTLOG_DIR,
+};
+/// The initdata document, its digest and how the daemon was given it.
+pub use initdata::{InitData, InitDataAlgorithm, InitDataError, InitDataRequest};
+/// `aa_kbc_params`, the KBS location when there is no config file.
+pub use kbc_params::{
+    AaKbcParams, KbcParamsError, KbcParamsOrigin, AA_KBC_PARAMS_ENV, DEFAULT_CMDLINE_PATH,
+};
+/// The ttRPC services serving an agent.
+pub use service::services;
+/// Why a GetToken("coco_as") failed.
+#[cfg(feature = "coco_as")]
+pub use token::coco_as::CocoAsError;
+/// Token types and the token-refresh request of GetToken.
 pub use token::{
     TokenRefresh, TokenType, TOKEN_REFRESH_METADATA_KEY, TOKEN_REFRESH_METADATA_VALUE,
 };
 
-use crate::{
-    config::{Config, MAX_PCR},
-    eventlog::{AaEventlog, AaelEvent, EventError, EventlogError},
-    initdata::{InitData, InitDataRequest, MAX_DIGEST_LEN},
-};
+use crate::{config::MAX_PCR, eventlog::AaEventlog, initdata::MAX_DIGEST_LEN};
 
 /// The default ttRPC address (kata-agent passes the same explicitly).
 pub const DEFAULT_SOCKET: &str =
@@ -312,7 +331,7 @@ impl AttestationAgent {
         Ok(result)
     }
 
-    /// Opens the eventlog in `dir` (normally [`eventlog::DEFAULT_EVENTLOG_DIR`]) when
+    /// Opens the eventlog in `dir` (normally [`DEFAULT_EVENTLOG_DIR`]) when
     /// `[eventlog_config] enable_eventlog` is on, finishing a measurement a crash
     /// interrupted; does nothing otherwise.
     pub async fn init_eventlog(&mut self, dir: &Path) -> Result<(), AaError> {
@@ -326,7 +345,7 @@ impl AttestationAgent {
 
     /// ExtendRuntimeMeasurement: records `<domain> <operation> <content>` in the register
     /// of PCR `register_index` (absent: `[eventlog_config] init_pcr`, absent too: the
-    /// platform's default, [`Attester::default_runtime_pcr`]). `NotEnabled` when
+    /// platform's default, [`attester::Attester::default_runtime_pcr`]). `NotEnabled` when
     /// the eventlog is off (checked before anything else), `NotSupported` when the platform
     /// has no runtime-measurement registers.
     pub async fn extend_runtime_measurement(
@@ -446,6 +465,48 @@ impl AttestationAgent {
         Err(AaError::TokenPluginNotCompiled {
             token_type: TokenType::CocoAs,
         })
+    }
+}
+
+/// Entry points for the fuzz targets in `fuzz/` (compiled only with `--cfg fuzzing`): the
+/// eventlog and initdata parsers, without the agent around them.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing {
+    use crate::eventlog::tcg2::{parse_entries, parse_entry, parse_event_log, DigestSizes};
+
+    /// A CC event log as the evidence carries it; whether it parses.
+    pub fn ccel_event_log(data: &[u8]) -> bool {
+        parse_event_log(data).is_ok()
+    }
+
+    /// The TCG2 encodings: a CC event log (Spec ID header and crypto-agile entries), a bare
+    /// entry list and one entry. What parses must encode back to the bytes it came from;
+    /// panics otherwise.
+    pub fn tcg2_round_trips(data: &[u8]) {
+        if let Ok(log) = parse_event_log(data) {
+            let sizes = log.spec_id.digest_sizes();
+            for event in &log.events {
+                let encoded = event.encode();
+                let (again, len) = parse_entry(&encoded, &sizes).expect("an encoded entry parses");
+                assert_eq!(len, encoded.len());
+                assert_eq!(again.encode(), encoded);
+                let _ = event.aael_event();
+            }
+        }
+        let sizes = DigestSizes::well_known();
+        if let Ok(entries) = parse_entries(data, &sizes) {
+            let encoded: Vec<u8> = entries.iter().flat_map(|e| e.encode()).collect();
+            assert_eq!(encoded, data);
+        }
+        if let Ok((entry, len)) = parse_entry(data, &sizes) {
+            assert_eq!(entry.encode(), &data[..len]);
+        }
+    }
+
+    /// An initdata digest (base64 or hex text); whether it is accepted.
+    pub fn initdata_digest(text: &str) -> bool {
+        crate::initdata::decode_digest(text).is_ok()
     }
 }
 

@@ -3,21 +3,17 @@
 
 #![forbid(unsafe_code)]
 
-use std::{io::IsTerminal, path::PathBuf, process::ExitCode, sync::Arc};
+use std::{path::PathBuf, process::ExitCode, sync::Arc};
 
 use anyhow::{Context, Result};
 use attestation_agent::{
-    config::{Config, LoadedConfig},
-    eventlog::DEFAULT_EVENTLOG_DIR,
-    initdata::InitDataRequest,
-    kbc_params::{AaKbcParams, AA_KBC_PARAMS_ENV, DEFAULT_CMDLINE_PATH},
-    service, version_text, AttestationAgent, DEFAULT_SOCKET,
+    services, version_text, AaKbcParams, AttestationAgent, Config, InitDataRequest, LoadedConfig,
+    AA_KBC_PARAMS_ENV, DEFAULT_CMDLINE_PATH, DEFAULT_EVENTLOG_DIR, DEFAULT_SOCKET,
 };
 use attester::{parse_flag, DetectOptions, Env, Platform, SamplePolicy};
 use clap::{CommandFactory, FromArgMatches, Parser};
 use futures::FutureExt;
 use tracing::{info, warn};
-use tracing_subscriber::EnvFilter;
 
 /// Attestation Agent: evidence and tokens for the confidential guest.
 #[derive(Debug, Parser)]
@@ -156,21 +152,6 @@ fn sample_policy(config: &Config, kernel_cmdline: &std::path::Path) -> Result<Sa
     }
 }
 
-fn init_tracing(level: &str) -> Result<()> {
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(directives) if !directives.is_empty() => EnvFilter::try_new(&directives)
-            .with_context(|| format!("RUST_LOG={directives:?} is not a valid log filter"))?,
-        _ => EnvFilter::try_new(level)
-            .with_context(|| format!("log.level {level:?} is not a valid log filter"))?,
-    };
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-    Ok(())
-}
-
 fn run(args: Args) -> Result<()> {
     let (
         LoadedConfig {
@@ -179,7 +160,7 @@ fn run(args: Args) -> Result<()> {
         },
         dropped_kbc_params,
     ) = load_config(&args)?;
-    init_tracing(&config.log.level)?;
+    logging::init(&config.log.level);
     if !unknown_keys.is_empty() {
         warn!(keys = ?unknown_keys, "ignoring unknown config keys");
     }
@@ -199,7 +180,9 @@ fn run(args: Args) -> Result<()> {
     )?;
     let mut agent = AttestationAgent::new(config, detected);
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // One thread: the agent waits on its socket and the KBS; evidence, key generation and
+    // eventlog writes already run on the blocking pool.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
@@ -219,7 +202,7 @@ fn run(args: Args) -> Result<()> {
             info!(signal, "stopping before serving");
             return Ok(());
         }
-        let services = [service::services(Arc::new(agent))];
+        let services = [services(Arc::new(agent))];
         let server = protos::server::start(&args.attestation_sock, services).await?;
         info!(addr = %server.addr(), "serving ttRPC");
         let signal = shutdown.await.context("waiting for a stop signal")?;

@@ -39,13 +39,13 @@ use crate::{AaError, AttestationAgent, RuntimeMeasurementOutcome, TokenRefresh};
 
 /// The ttRPC face of an [`AttestationAgent`].
 #[derive(Debug, Clone)]
-pub struct AaService {
+pub(crate) struct AaService {
     agent: Arc<AttestationAgent>,
 }
 
 impl AaService {
     /// Serves `agent`.
-    pub fn new(agent: Arc<AttestationAgent>) -> Self {
+    pub(crate) fn new(agent: Arc<AttestationAgent>) -> Self {
         Self { agent }
     }
 }

@@ -12,8 +12,8 @@ use std::{sync::Arc, time::Duration};
 use async_trait::async_trait;
 use common::*;
 use kbs_protocol::{
-    token::decode_aa_token_reply, KbsClient, KbsClientConfig, ProviderError, ResourceUri,
-    TeeKeyPair, Token, TokenNeed, TokenProvider,
+    decode_aa_token_reply, KbsClient, KbsClientConfig, ProviderError, ResourceUri, TeeKeyPair,
+    Token, TokenNeed, TokenProvider,
 };
 use testkit::kbs::{FaultTarget, Faults, KbsConfig, TestKbs};
 

@@ -13,8 +13,8 @@ use async_trait::async_trait;
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
 use common::*;
 use kbs_protocol::{
-    token::decode_aa_token_reply, KbsClient, KbsClientConfig, ProviderError, ResourceUri,
-    TeeKeyAlgorithm, TeeKeyPair, Token, TokenNeed, TokenProvider,
+    decode_aa_token_reply, KbsClient, KbsClientConfig, ProviderError, ResourceUri, TeeKeyAlgorithm,
+    TeeKeyPair, Token, TokenNeed, TokenProvider,
 };
 use testkit::kbs::{KbsConfig, TestKbs};
 

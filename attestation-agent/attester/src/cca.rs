@@ -4,18 +4,17 @@
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use tracing::warn;
 
 use crate::{
     support::{blocking, pad_report_data},
-    tsm::{TsmEntry, REPORT_DIR},
+    tsm::{self, TsmEntry},
     Attester, AttesterError, Env, Platform, Tee,
 };
 
 /// The configfs-tsm provider of CCA.
-pub const TSM_PROVIDER: &str = "arm_cca_guest";
+pub(crate) const TSM_PROVIDER: &str = "arm_cca_guest";
 /// Bytes of challenge a realm token binds.
-pub const CHALLENGE_SIZE: usize = 64;
+pub(crate) const CHALLENGE_SIZE: usize = 64;
 
 const TEE: Tee = Tee::Cca;
 
@@ -28,30 +27,24 @@ pub struct CcaEvidence {
 
 /// The CCA attester.
 #[derive(Debug, Clone)]
-pub struct CcaAttester {
+pub(crate) struct CcaAttester {
     platform: Platform,
 }
 
 impl CcaAttester {
     /// The attester of `platform`'s configfs-tsm.
-    pub fn new(platform: Platform) -> Self {
+    pub(crate) fn new(platform: Platform) -> Self {
         Self { platform }
     }
 }
 
 /// Looks for a CCA realm: configfs-tsm reports from `arm_cca_guest`.
-pub fn probe(platform: &Platform, _env: &Env) -> Result<Option<Box<dyn Attester>>, AttesterError> {
-    if !platform.path(REPORT_DIR).is_dir() {
-        return Ok(None);
-    }
-    Ok(match TsmEntry::open(platform, TEE, TSM_PROVIDER) {
-        Ok(TsmEntry::Ready(_)) => Some(Box::new(CcaAttester::new(platform.clone()))),
-        Ok(_) => None,
-        Err(e) => {
-            warn!(error = %e, "cannot probe configfs-tsm for CCA");
-            None
-        }
-    })
+pub(crate) fn probe(
+    platform: &Platform,
+    _env: &Env,
+) -> Result<Option<Box<dyn Attester>>, AttesterError> {
+    let found = tsm::provider_present(platform, TEE, TSM_PROVIDER);
+    Ok(found.then(|| Box::new(CcaAttester::new(platform.clone())) as Box<dyn Attester>))
 }
 
 #[async_trait]

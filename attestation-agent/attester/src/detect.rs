@@ -55,12 +55,12 @@ impl Env {
 
     /// A boolean variable: unset, empty, `0`, `false`, `no`, `off` are false; `1`, `true`,
     /// `yes`, `on` are true (case-insensitive); anything else is an error rather than a guess.
-    pub fn flag(&self, name: &'static str) -> Result<bool, AttesterError> {
+    pub(crate) fn flag(&self, name: &'static str) -> Result<bool, AttesterError> {
         Ok(self.optional_flag(name)?.unwrap_or(false))
     }
 
     /// A boolean variable as [`Env::flag`] reads it, `None` when unset.
-    pub fn optional_flag(&self, name: &'static str) -> Result<Option<bool>, AttesterError> {
+    pub(crate) fn optional_flag(&self, name: &'static str) -> Result<Option<bool>, AttesterError> {
         let Some(value) = self.get(name) else {
             return Ok(None);
         };

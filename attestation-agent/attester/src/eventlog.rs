@@ -13,14 +13,14 @@ use crate::{
 };
 
 /// The firmware's CC event log (ACPI table data).
-pub const CCEL_PATH: &str = "/sys/firmware/acpi/tables/data/CCEL";
+pub(crate) const CCEL_PATH: &str = "/sys/firmware/acpi/tables/data/CCEL";
 /// Environment variable naming the agent eventlog to embed.
-pub const AAEL_PATH_ENV: &str = "AAEL_PATH";
+pub(crate) const AAEL_PATH_ENV: &str = "AAEL_PATH";
 /// Where the attestation agent writes its eventlog.
-pub const DEFAULT_AAEL_PATH: &str = "/run/attestation-agent/eventlog";
+pub(crate) const DEFAULT_AAEL_PATH: &str = "/run/attestation-agent/eventlog";
 
 /// Appended after the last event.
-pub const END_MARKER: [u8; 8] = [0xFF; 8];
+pub(crate) const END_MARKER: [u8; 8] = [0xFF; 8];
 
 /// TCG event type of the Spec ID header.
 const EV_NO_ACTION: u32 = 0x3;
@@ -30,7 +30,7 @@ const EV_NO_ACTION: u32 = 0x3;
 /// with signature "Spec ID Event03", platform class 0, spec version 2.0 errata 0,
 /// uintnSize 2 (UINT64), and two algorithms: SHA-384 (48-byte digests, TDX) and SM3
 /// (32-byte digests, CSV); no vendor info.
-pub const SPEC_ID_HEADER: [u8; 69] = [
+pub(crate) const SPEC_ID_HEADER: [u8; 69] = [
     0x00, 0x00, 0x00, 0x00, // PCR index 0
     0x03, 0x00, 0x00, 0x00, // EV_NO_ACTION
     0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // SHA-1 digest (zero) ...
@@ -152,7 +152,7 @@ pub fn trim_ccel(ccel: &[u8]) -> Result<&[u8], CcelError> {
 }
 
 /// The AAEL file to embed: `AAEL_PATH` or the default, under the platform root.
-pub fn aael_path(platform: &Platform, env: &Env) -> PathBuf {
+pub(crate) fn aael_path(platform: &Platform, env: &Env) -> PathBuf {
     env_path(
         platform,
         env.get(AAEL_PATH_ENV).unwrap_or(DEFAULT_AAEL_PATH),
@@ -161,7 +161,7 @@ pub fn aael_path(platform: &Platform, env: &Env) -> PathBuf {
 
 /// The raw `cc_eventlog` bytes (before base64), or `None` when there is neither a CCEL nor
 /// an AAEL.
-pub fn cc_eventlog(
+pub(crate) fn cc_eventlog(
     platform: &Platform,
     aael: &std::path::Path,
     tee: Tee,

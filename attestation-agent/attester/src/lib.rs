@@ -1,10 +1,20 @@
-//! Attesters: one small [`Attester`] trait, one module per TEE, and [`detect`] which picks
+//! Attesters: one small [`Attester`] trait, an attester per TEE, and [`detect`] which picks
 //! the attesters of the platform the agent runs on.
 //!
-//! Every attester reaches the kernel through a [`Platform`] (a root path), and reads the
-//! environment through an [`Env`] snapshot, so tests drive the real code with fake trees
-//! and fake variables. The sample attesters prove nothing; they are used only when asked
-//! for (no silent downgrade, see [`detect`]).
+//! What the crate offers, all at its root:
+//! - the [`Attester`] trait and its results ([`InitDataResult`], [`RuntimeMeasurement`],
+//!   [`ExtendedRegister`], [`RegisterValue`], [`HashAlgorithm`]) and [`AttesterError`];
+//! - detection: [`detect`] with [`DetectOptions`] and [`SamplePolicy`], giving [`Detected`]
+//!   (the primary attester plus device attesters), and [`compiled_attesters`];
+//! - the seams: [`Platform`] (a root path, and [`ConfigFs`] for TSM reports) and [`Env`] (a
+//!   snapshot of the variables attesters read), so tests drive the real code with fake
+//!   trees and fake variables;
+//! - the sample attesters, which prove nothing and are used only when asked for (no silent
+//!   downgrade, see [`detect`]);
+//! - per hardware attester compiled in, its evidence format as its verifier reads it (e.g.
+//!   `TdxEvidence`, `SnpEvidence`, `AzSnpVtpmEvidence`) and the parsers and probes other
+//!   crates, tests and fuzz targets use. Names that only mean something inside one platform
+//!   carry its prefix (`probe_tpm`, `parse_snp_report`, `TPM_TCTI_ENV`).
 //!
 //! Hardware attesters are compiled in by cargo features (`tdx-attester`, `snp-attester`,
 //! `sgx-attester`, `cca-attester`, `se-attester`, `csv-attester`, `tpm-attester`,
@@ -30,7 +40,7 @@ mod support;
 mod tee;
 
 #[cfg(any(feature = "tdx-attester", feature = "csv-attester"))]
-pub mod eventlog;
+mod eventlog;
 #[cfg(any(
     feature = "tdx-attester",
     feature = "snp-attester",
@@ -39,33 +49,97 @@ pub mod eventlog;
 mod tsm;
 
 #[cfg(any(feature = "az-snp-vtpm-attester", feature = "az-tdx-vtpm-attester"))]
-pub mod azure;
+mod azure;
 #[cfg(feature = "cca-attester")]
-pub mod cca;
+mod cca;
 #[cfg(feature = "csv-attester")]
-pub mod csv;
+mod csv;
 #[cfg(feature = "nvidia-attester")]
-pub mod nvidia;
+mod nvidia;
 #[cfg(feature = "se-attester")]
-pub mod se;
+mod se;
 #[cfg(feature = "sgx-attester")]
-pub mod sgx;
+mod sgx;
 #[cfg(feature = "snp-attester")]
-pub mod snp;
+mod snp;
 #[cfg(feature = "tdx-attester")]
-pub mod tdx;
+mod tdx;
 #[cfg(feature = "tpm")]
-pub mod tpm;
+mod tpm;
 
 use async_trait::async_trait;
 
+/// Detection: which attesters this build has and which of them speak for this platform.
 pub use detect::{
     compiled_attesters, detect, parse_flag, DetectOptions, Detected, DeviceEvidenceError, Env,
     SamplePolicy,
 };
+/// The kernel interfaces attesters reach, rooted so tests can use fake trees.
 pub use platform::{ConfigFs, KernelConfigFs, Platform};
+/// The sample attesters (evidence that proves nothing, used only when allowed).
 pub use sample::{SampleAttester, SampleDeviceAttester};
+/// The TEE names of the wire protocol.
 pub use tee::{Tee, UnknownTee};
+
+// Per-platform API: what other crates, the tests and the fuzz targets use, nothing more.
+// Names that only make sense inside their module (`probe`, `TCTI_ENV`, ...) get a platform
+// prefix here.
+
+/// The CCEL ACPI table's event log, cut at its end marker (TDX and CSV evidence carry it).
+#[cfg(any(feature = "tdx-attester", feature = "csv-attester"))]
+pub use eventlog::{trim_ccel, CcelError};
+
+/// TDX: the evidence, and the TD quote and TDREPORT parsers.
+#[cfg(feature = "tdx-attester")]
+pub use tdx::{QuoteError, TdQuote, TdReport, TdReportError, TdxEvidence};
+
+/// SEV-SNP: the evidence and its attestation-report parser.
+#[cfg(feature = "snp-attester")]
+pub use snp::{parse_report as parse_snp_report, SnpError, SnpEvidence};
+
+/// SGX: the evidence (Gramine or Occlum DCAP quote).
+#[cfg(feature = "sgx-attester")]
+pub use sgx::SgxEvidence;
+
+/// Arm CCA: the evidence (the CCA token).
+#[cfg(feature = "cca-attester")]
+pub use cca::CcaEvidence;
+
+/// Hygon CSV: the evidence, and building it from a report page.
+#[cfg(feature = "csv-attester")]
+pub use csv::{
+    evidence_from_report as csv_evidence_from_report, CsvError, CsvEvidence, CsvReportWrapper,
+};
+
+/// TPM: where the TPM is (shared by the TPM and the Azure vTPM attesters).
+#[cfg(feature = "tpm")]
+pub use tpm::{TpmLocation, TCTI_ENV as TPM_TCTI_ENV};
+
+/// TPM: the probe, the evidence and the variable naming the attestation key.
+#[cfg(feature = "tpm-attester")]
+pub use tpm::{probe as probe_tpm, TpmEvidence, TpmQuote, AK_HANDLE_ENV as TPM_AK_HANDLE_ENV};
+
+/// Azure SEV-SNP vTPM: the probe.
+#[cfg(feature = "az-snp-vtpm-attester")]
+pub use azure::probe_snp as probe_az_snp_vtpm;
+/// Azure TDX vTPM: the probe.
+#[cfg(feature = "az-tdx-vtpm-attester")]
+pub use azure::probe_tdx as probe_az_tdx_vtpm;
+/// Azure vTPM (SEV-SNP and TDX): the attesters, their evidence, the HCL report and the IMDS
+/// client seam.
+#[cfg(any(feature = "az-snp-vtpm-attester", feature = "az-tdx-vtpm-attester"))]
+pub use azure::{
+    quote_from_bincode as az_tpm_quote_from_bincode, AzSnpVtpmAttester, AzSnpVtpmEvidence,
+    AzTdxVtpmAttester, AzTdxVtpmEvidence, AzTpmQuote, HclError, HclReport, HclReportType, Imds,
+    ImdsError,
+};
+
+/// NVIDIA GPUs: the device attester, found through the driver's NVML library.
+#[cfg(feature = "nvidia-attester")]
+pub use nvidia::{
+    find as find_nvidia_gpus, NoDevice as NoNvidiaDevice, NvidiaAttester,
+    LIBRARY_ENV as NVML_LIBRARY_ENV,
+};
 
 /// Environment variable that allows the sample attester when no TEE is found (`1`).
 pub const SAMPLE_ATTESTER_ENV: &str = "AA_SAMPLE_ATTESTER";

@@ -105,31 +105,6 @@ impl Platform {
         }
         resolved
     }
-
-    /// `/dev` under the root.
-    pub fn dev(&self) -> PathBuf {
-        self.path("/dev")
-    }
-
-    /// `/sys` under the root.
-    pub fn sys(&self) -> PathBuf {
-        self.path("/sys")
-    }
-
-    /// configfs (`/sys/kernel/config`) under the root; TSM reports live below it.
-    pub fn configfs(&self) -> PathBuf {
-        self.path("/sys/kernel/config")
-    }
-
-    /// `/run` under the root.
-    pub fn run(&self) -> PathBuf {
-        self.path("/run")
-    }
-
-    /// `/proc` under the root.
-    pub fn proc(&self) -> PathBuf {
-        self.path("/proc")
-    }
 }
 
 #[cfg(test)]
@@ -140,19 +115,12 @@ mod tests {
     fn default_is_the_real_root() {
         let p = Platform::default();
         assert_eq!(p.root(), Path::new("/"));
-        assert_eq!(p.dev(), PathBuf::from("/dev"));
-        assert_eq!(p.sys(), PathBuf::from("/sys"));
-        assert_eq!(p.configfs(), PathBuf::from("/sys/kernel/config"));
-        assert_eq!(p.run(), PathBuf::from("/run"));
-        assert_eq!(p.proc(), PathBuf::from("/proc"));
         assert_eq!(p.path("/dev/tdx_guest"), PathBuf::from("/dev/tdx_guest"));
     }
 
     #[test]
     fn paths_stay_under_a_fake_root() {
         let p = Platform::new("/tmp/fake");
-        assert_eq!(p.dev(), PathBuf::from("/tmp/fake/dev"));
-        assert_eq!(p.configfs(), PathBuf::from("/tmp/fake/sys/kernel/config"));
         assert_eq!(
             p.path("/sys/kernel/config/tsm/report"),
             PathBuf::from("/tmp/fake/sys/kernel/config/tsm/report")

@@ -54,7 +54,7 @@ pub enum Tee {
 
 impl Tee {
     /// Every TEE, in declaration order.
-    pub const ALL: [Tee; 14] = [
+    pub(crate) const ALL: [Tee; 14] = [
         Tee::AzSnpVtpm,
         Tee::AzTdxVtpm,
         Tee::Nvidia,

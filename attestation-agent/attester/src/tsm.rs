@@ -110,6 +110,19 @@ impl TsmEntry {
     }
 }
 
+/// Whether configfs-tsm reports come from `provider`: the probe of the TEEs that can use
+/// them. A failed probe is logged and counts as "no", so detection goes on to other TEEs.
+pub(crate) fn provider_present(platform: &Platform, tee: Tee, provider: &str) -> bool {
+    match TsmEntry::open(platform, tee, provider) {
+        Ok(TsmEntry::Ready(_)) => true,
+        Ok(_) => false,
+        Err(e) => {
+            warn!(%tee, error = %e, "cannot probe configfs-tsm");
+            false
+        }
+    }
+}
+
 impl TsmReport {
     fn attribute(&self, name: &str) -> PathBuf {
         self.entry.join(name)
@@ -382,6 +395,28 @@ mod tests {
             .unwrap()
             .collect();
         assert!(left.is_empty());
+    }
+
+    #[test]
+    fn the_provider_is_present_only_when_configfs_tsm_names_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let platform = Platform::new(dir.path());
+        assert!(!provider_present(&platform, Tee::Snp, "sev_guest"));
+
+        // a report directory whose entries have no `provider`: the probe fails, and says no
+        std::fs::create_dir_all(platform.path(REPORT_DIR)).unwrap();
+        assert!(!provider_present(&platform, Tee::Snp, "sev_guest"));
+
+        let other = tempfile::tempdir().unwrap();
+        let (platform, _) = TsmEmulator::install(other.path(), answer("sev_guest"));
+        assert!(provider_present(&platform, Tee::Snp, "sev_guest"));
+        assert!(!provider_present(&platform, Tee::Tdx, "tdx_guest"));
+        assert!(!provider_present(&platform, Tee::Cca, "arm_cca_guest"));
+        // every probe entry was removed again
+        let left: Vec<_> = std::fs::read_dir(platform.path(REPORT_DIR))
+            .unwrap()
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
     }
 
     #[test]

@@ -15,12 +15,9 @@ use std::{
 
 use async_trait::async_trait;
 use attester::{
-    azure::{
-        self, AzSnpVtpmAttester, AzSnpVtpmEvidence, AzTdxVtpmAttester, AzTdxVtpmEvidence, Imds,
-        ImdsError,
-    },
-    tpm::{self, TpmLocation},
-    Attester, AttesterError, Env, InitDataResult, Platform, RuntimeMeasurement, Tee,
+    probe_az_snp_vtpm, probe_az_tdx_vtpm, Attester, AttesterError, AzSnpVtpmAttester,
+    AzSnpVtpmEvidence, AzTdxVtpmAttester, AzTdxVtpmEvidence, AzTpmQuote, Env, Imds, ImdsError,
+    InitDataResult, Platform, RuntimeMeasurement, Tee, TpmLocation, TPM_TCTI_ENV,
 };
 use common::Swtpm;
 use sha2::{Digest, Sha256};
@@ -104,7 +101,7 @@ fn azure_vtpm(swtpm: &Swtpm, dir: &Path, hcl: Option<&[u8]>) {
 }
 
 /// Checks the bare RSA signature of an Azure quote with tpm2_checkquote.
-fn checkquote(swtpm: &Swtpm, dir: &Path, quote: &azure::AzTpmQuote, nonce: &[u8]) {
+fn checkquote(swtpm: &Swtpm, dir: &Path, quote: &AzTpmQuote, nonce: &[u8]) {
     let mut signature = vec![0x00, 0x14, 0x00, 0x0B];
     signature.extend_from_slice(&(quote.signature.len() as u16).to_be_bytes());
     signature.extend_from_slice(&quote.signature);
@@ -269,13 +266,13 @@ async fn detection_reads_the_hcl_report_type_from_nv() {
     let work = tempfile::tempdir().unwrap();
     let root = tempfile::tempdir().unwrap();
     let platform = Platform::new(root.path());
-    let env: Env = [(tpm::TCTI_ENV.to_string(), swtpm.tcti())]
+    let env: Env = [(TPM_TCTI_ENV.to_string(), swtpm.tcti())]
         .into_iter()
         .collect();
 
     // a plain TPM: not Azure, but a TPM
-    assert!(azure::probe_snp(&platform, &env).unwrap().is_none());
-    assert!(azure::probe_tdx(&platform, &env).unwrap().is_none());
+    assert!(probe_az_snp_vtpm(&platform, &env).unwrap().is_none());
+    assert!(probe_az_tdx_vtpm(&platform, &env).unwrap().is_none());
     #[cfg(feature = "tpm-attester")]
     {
         let detected = attester::detect(
@@ -291,10 +288,10 @@ async fn detection_reads_the_hcl_report_type_from_nv() {
 
     azure_vtpm(&swtpm, work.path(), Some(&hcl_report(2, &[1; 1184], None)));
     assert_eq!(
-        azure::probe_snp(&platform, &env).unwrap().unwrap().tee(),
+        probe_az_snp_vtpm(&platform, &env).unwrap().unwrap().tee(),
         Tee::AzSnpVtpm
     );
-    assert!(azure::probe_tdx(&platform, &env).unwrap().is_none());
+    assert!(probe_az_tdx_vtpm(&platform, &env).unwrap().is_none());
     let detected = attester::detect(
         &platform,
         &attester::DetectOptions {
@@ -313,9 +310,9 @@ async fn detection_reads_the_hcl_report_type_from_nv() {
         work.path(),
         &["tpm2_nvwrite", "0x01400001", "-C", "o", "-i", "hcl.bin"],
     );
-    assert!(azure::probe_snp(&platform, &env).unwrap().is_none());
+    assert!(probe_az_snp_vtpm(&platform, &env).unwrap().is_none());
     assert_eq!(
-        azure::probe_tdx(&platform, &env).unwrap().unwrap().tee(),
+        probe_az_tdx_vtpm(&platform, &env).unwrap().unwrap().tee(),
         Tee::AzTdxVtpm
     );
 }

@@ -16,8 +16,10 @@ mod verifier;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use attester::nvidia::{self, NoDevice, LIBRARY_ENV};
-use attester::{detect, Attester, AttesterError, DetectOptions, Env, Platform, SamplePolicy, Tee};
+use attester::{
+    detect, find_nvidia_gpus, Attester, AttesterError, DetectOptions, Env, NoNvidiaDevice,
+    NvidiaAttester, Platform, SamplePolicy, Tee, NVML_LIBRARY_ENV,
+};
 use base64::{engine::general_purpose::STANDARD, Engine};
 use serde_json::Value;
 use verifier::{appraise, Reject};
@@ -111,7 +113,7 @@ impl FakeNvml {
     }
 
     fn env(&self) -> Env {
-        [(LIBRARY_ENV, self.lib.to_str().unwrap())]
+        [(NVML_LIBRARY_ENV, self.lib.to_str().unwrap())]
             .into_iter()
             .collect()
     }
@@ -121,8 +123,8 @@ impl FakeNvml {
         std::fs::read(self.dir.path().join(format!("gpu{index}.nonce"))).unwrap()
     }
 
-    fn attester(&self) -> nvidia::NvidiaAttester {
-        nvidia::find(&self.env()).unwrap()
+    fn attester(&self) -> NvidiaAttester {
+        find_nvidia_gpus(&self.env()).unwrap()
     }
 }
 
@@ -419,25 +421,31 @@ async fn a_truncated_or_altered_report_fails_the_verifier() {
 
 #[test]
 fn no_library_no_driver_no_gpu_or_no_cc_is_no_device() {
-    let missing: Env = [(LIBRARY_ENV, "/nonexistent/libnvidia-ml.so.1")]
+    let missing: Env = [(NVML_LIBRARY_ENV, "/nonexistent/libnvidia-ml.so.1")]
         .into_iter()
         .collect();
-    assert!(matches!(nvidia::find(&missing), Err(NoDevice::Library(_))));
+    assert!(matches!(
+        find_nvidia_gpus(&missing),
+        Err(NoNvidiaDevice::Library(_))
+    ));
 
     let no_driver = FakeNvml::new(&[Gpu::hopper()], &[("init_rc", "9")]);
-    let err = nvidia::find(&no_driver.env()).unwrap_err();
+    let err = find_nvidia_gpus(&no_driver.env()).unwrap_err();
     assert!(
-        matches!(&err, NoDevice::Driver(m) if m.contains("nvmlInit_v2") && m.contains("Driver Not Loaded")),
+        matches!(&err, NoNvidiaDevice::Driver(m) if m.contains("nvmlInit_v2") && m.contains("Driver Not Loaded")),
         "{err}"
     );
 
     let no_gpu = FakeNvml::new(&[], &[]);
-    assert_eq!(nvidia::find(&no_gpu.env()).unwrap_err(), NoDevice::NoGpu);
+    assert_eq!(
+        find_nvidia_gpus(&no_gpu.env()).unwrap_err(),
+        NoNvidiaDevice::NoGpu
+    );
 
     let cc_off = FakeNvml::new(&[Gpu::hopper()], &[("cc_feature", "0")]);
     assert!(matches!(
-        nvidia::find(&cc_off.env()),
-        Err(NoDevice::NotConfidential(_))
+        find_nvidia_gpus(&cc_off.env()),
+        Err(NoNvidiaDevice::NotConfidential(_))
     ));
 
     // detection leaves the device out and keeps going
@@ -515,10 +523,12 @@ async fn a_misbehaving_library_is_an_error_not_a_crash() {
         .output()
         .unwrap();
     assert!(out.status.success());
-    let env: Env = [(LIBRARY_ENV, lib.to_str().unwrap())].into_iter().collect();
-    let err = nvidia::find(&env).unwrap_err();
+    let env: Env = [(NVML_LIBRARY_ENV, lib.to_str().unwrap())]
+        .into_iter()
+        .collect();
+    let err = find_nvidia_gpus(&env).unwrap_err();
     assert!(
-        matches!(&err, NoDevice::Library(m) if m.contains("nvmlShutdown")),
+        matches!(&err, NoNvidiaDevice::Library(m) if m.contains("nvmlShutdown")),
         "{err}"
     );
 }

@@ -11,13 +11,9 @@ use std::{
 };
 
 use attester::{
-    azure::{self, AzSnpVtpmEvidence, AzTdxVtpmEvidence, AzTpmQuote, HclReport, HclReportType},
-    cca::CcaEvidence,
-    csv::{self, CsvEvidence},
-    sgx::SgxEvidence,
-    snp::{self, SnpEvidence},
-    tdx::{TdQuote, TdReport, TdxEvidence},
-    tpm::TpmEvidence,
+    az_tpm_quote_from_bincode, csv_evidence_from_report, parse_snp_report, AzSnpVtpmEvidence,
+    AzTdxVtpmEvidence, AzTpmQuote, CcaEvidence, CsvEvidence, HclReport, HclReportType, SgxEvidence,
+    SnpEvidence, TdQuote, TdReport, TdxEvidence, TpmEvidence,
 };
 use base64::{engine::general_purpose::STANDARD, Engine};
 use serde::{de::DeserializeOwned, Serialize};
@@ -66,7 +62,7 @@ fn tdx_quote(name: &str) {
 fn snp_report(report: &str, certificate: &str) {
     let raw = bytes(report);
     let der = bytes(certificate);
-    let parsed = snp::parse_report(&raw).unwrap();
+    let parsed = parse_snp_report(&raw).unwrap();
     assert_eq!(parsed.to_bytes().unwrap().to_vec(), raw, "{report}");
     let evidence = SnpEvidence {
         attestation_report: parsed,
@@ -144,7 +140,7 @@ fn every_recorded_evidence_file_round_trips() {
         assert_eq!(quote.pcrs.len(), 24);
     });
     check("az-snp-vtpm/quote.bin", &|| {
-        let quote = azure::quote_from_bincode(&bytes("az-snp-vtpm/quote.bin")).unwrap();
+        let quote = az_tpm_quote_from_bincode(&bytes("az-snp-vtpm/quote.bin")).unwrap();
         assert_eq!(
             serde_json::to_value(quote).unwrap(),
             json("az-snp-vtpm/tpm-quote-v1.json")
@@ -173,7 +169,7 @@ fn every_recorded_evidence_file_round_trips() {
     });
     check("csv_evidence.json", &|| {
         let evidence: CsvEvidence = round_trip("csv_evidence.json");
-        let rebuilt = csv::evidence_from_report(
+        let rebuilt = csv_evidence_from_report(
             &evidence.attestation_report.data,
             evidence.cc_eventlog.clone(),
         )

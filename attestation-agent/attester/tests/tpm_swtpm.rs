@@ -8,8 +8,8 @@
 mod common;
 
 use attester::{
-    tpm::{self, TpmEvidence},
-    Attester, AttesterError, Env, HashAlgorithm, InitDataResult, Platform, RuntimeMeasurement, Tee,
+    probe_tpm, Attester, AttesterError, Env, HashAlgorithm, InitDataResult, Platform,
+    RuntimeMeasurement, Tee, TpmEvidence, TPM_AK_HANDLE_ENV, TPM_TCTI_ENV,
 };
 use base64::{engine::general_purpose::STANDARD, Engine};
 use common::{spki_pem, Swtpm};
@@ -21,10 +21,10 @@ use tss_esapi::{
 
 fn attester_for(swtpm: &Swtpm, extra: &[(&str, &str)]) -> Box<dyn Attester> {
     let root = tempfile::tempdir().unwrap();
-    let mut vars = vec![(tpm::TCTI_ENV.to_string(), swtpm.tcti())];
+    let mut vars = vec![(TPM_TCTI_ENV.to_string(), swtpm.tcti())];
     vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let env: Env = vars.into_iter().collect();
-    tpm::probe(&Platform::new(root.path()), &env)
+    probe_tpm(&Platform::new(root.path()), &env)
         .unwrap()
         .expect("a configured TCTI is a TPM")
 }
@@ -137,7 +137,7 @@ async fn a_persistent_ak_is_used_when_present() {
     let dir = work.path();
     swtpm.persist_ak(dir, "ak.pub", "0x81010007");
 
-    let attester = attester_for(&swtpm, &[(tpm::AK_HANDLE_ENV, "0x81010007")]);
+    let attester = attester_for(&swtpm, &[(TPM_AK_HANDLE_ENV, "0x81010007")]);
     let evidence: TpmEvidence =
         serde_json::from_value(attester.get_evidence(b"persistent").await.unwrap()).unwrap();
     let ak_pem = std::fs::read_to_string(dir.join("ak.pub")).unwrap();
@@ -247,11 +247,11 @@ async fn initdata_extends_pcr8_once_and_measurements_extend_their_pcr() {
 
 #[tokio::test]
 async fn an_unreachable_tpm_is_an_error_not_a_hang() {
-    let env: Env = [(tpm::TCTI_ENV, "swtpm:host=127.0.0.1,port=1")]
+    let env: Env = [(TPM_TCTI_ENV, "swtpm:host=127.0.0.1,port=1")]
         .into_iter()
         .collect();
     let root = tempfile::tempdir().unwrap();
-    let attester = tpm::probe(&Platform::new(root.path()), &env)
+    let attester = probe_tpm(&Platform::new(root.path()), &env)
         .unwrap()
         .unwrap();
     let err = attester.get_evidence(b"x").await.unwrap_err();

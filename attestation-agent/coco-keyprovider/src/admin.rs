@@ -18,7 +18,7 @@ use ed25519_dalek::Signer;
 use zeroize::Zeroizing;
 
 /// Lifetime of an admin token (upstream's).
-pub const ADMIN_TOKEN_LIFETIME: Duration = Duration::from_secs(2 * 60 * 60);
+pub(crate) const ADMIN_TOKEN_LIFETIME: Duration = Duration::from_secs(2 * 60 * 60);
 
 /// Largest key file read.
 const MAX_KEY_FILE_LEN: u64 = 64 * 1024;

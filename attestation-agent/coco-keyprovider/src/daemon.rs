@@ -19,7 +19,7 @@ pub const DEFAULT_RUN_DIR: &str = "/run/confidential-containers";
 /// Set in the child so that it serves instead of starting another child.
 pub const CHILD_MARKER: &str = "COCO_KEYPROVIDER_DAEMON_CHILD";
 /// How long the parent waits for the child's socket.
-pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The files of a daemon in `run_dir`.
 #[derive(Debug, Clone)]

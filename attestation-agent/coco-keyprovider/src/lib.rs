@@ -8,9 +8,10 @@
 //! an admin key, stores the key-encryption key in the KBS through trustee's admin API.
 //! `UnWrapKey` is refused: unwrapping happens in the guest, after attestation.
 //!
-//! - [`params`]: the `keyid`/`keypath`/`algorithm`/`sample` parameters;
-//! - [`provider`]: [`CocoKeyProvider`], the wrap and the KEK registration;
-//! - [`admin`]: the Ed25519 admin key and its EdDSA tokens;
+//! - [`WrapParams`]: the `keyid`/`keypath`/`algorithm`/`sample` parameters;
+//! - [`CocoKeyProvider`]: the wrap; [`Registrar`]: the KEK registration;
+//! - [`AdminKey`]: the Ed25519 admin key and its EdDSA tokens;
+//! - [`serve`]: the gRPC service;
 //! - [`daemon`]: `-d`, running in the background.
 //!
 //! The gRPC server and the keyprovider protocol are ocicrypt-rs's; the KBS HTTP client and
@@ -18,18 +19,24 @@
 
 #![forbid(unsafe_code)]
 
-pub mod admin;
+mod admin;
+// Public as a namespace: `daemon::spawn`, `daemon::is_child`, `daemon::announce` only read
+// right qualified.
 pub mod daemon;
-pub mod params;
-pub mod provider;
+mod params;
+mod provider;
 
 use std::future::Future;
 use std::sync::Arc;
 
-pub use admin::AdminKey;
-use ocicrypt_rs::keywrap::keyprovider::grpc::GrpcKeyProviderService;
-pub use params::{Algorithm, WrapParams, PROVIDER_NAME};
-pub use provider::{CocoKeyProvider, Registrar};
+use ocicrypt_rs::keywrap::keyprovider::GrpcKeyProviderService;
+
+/// The KBS admin key and why it could not be loaded.
+pub use admin::{AdminKey, AdminKeyError};
+/// The wrap parameters of a WrapKey request.
+pub use params::{Algorithm, ParamsError, WrapParams, PROVIDER_NAME};
+/// The keyprovider service and its KBS registration.
+pub use provider::{CocoKeyProvider, Registrar, WrapError};
 
 /// Serves `provider` as `keyprovider.KeyProviderService` on `listener` until `shutdown`.
 pub async fn serve(

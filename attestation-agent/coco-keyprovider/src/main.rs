@@ -3,7 +3,6 @@
 
 #![forbid(unsafe_code)]
 
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,7 +11,6 @@ use anyhow::{bail, Context as _};
 use clap::Parser;
 use coco_keyprovider::{daemon, AdminKey, CocoKeyProvider, Registrar};
 use tracing::{info, warn};
-use tracing_subscriber::EnvFilter;
 
 /// Keyprovider gRPC service that wraps image layer keys for Confidential Containers
 /// (ocicrypt `provider:attestation-agent:<params>`), registering the key-encryption keys
@@ -62,12 +60,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    logging::init("info");
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

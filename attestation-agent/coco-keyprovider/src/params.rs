@@ -17,8 +17,8 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use kbs_protocol::resource_uri::ResourceUri;
-use ocicrypt_rs::keywrap::keyprovider::annotation_packet::WrapType;
+use kbs_protocol::ResourceUri;
+use ocicrypt_rs::keywrap::keyprovider::WrapType;
 
 /// The provider name the confidential data hub unwraps in process
 /// (`org.opencontainers.image.enc.keys.provider.attestation-agent`).
@@ -28,7 +28,7 @@ pub const PROVIDER_NAME: &str = "attestation-agent";
 const NO_PARAMETERS: &str = "Enabled";
 
 /// Largest parameter string accepted.
-pub const MAX_PARAMETERS_LEN: usize = 4096;
+pub(crate) const MAX_PARAMETERS_LEN: usize = 4096;
 
 /// Why the parameters were refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -147,7 +147,7 @@ fn trustee_segment(segment: &str) -> bool {
 }
 
 /// Normalizes a `keyid` in any form upstream accepts to `kbs:///<repo>/<type>/<tag>`.
-pub fn normalize_keyid(keyid: &str) -> Result<ResourceUri, ParamsError> {
+pub(crate) fn normalize_keyid(keyid: &str) -> Result<ResourceUri, ParamsError> {
     let bad = |reason: &str| ParamsError::KeyId {
         keyid: shorten(keyid),
         reason: reason.to_string(),

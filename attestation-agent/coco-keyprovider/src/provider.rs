@@ -19,9 +19,9 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use kbs_protocol::resource_uri::ResourceUri;
 use kbs_protocol::KbsAdminClient;
-use ocicrypt_rs::keywrap::keyprovider::annotation_packet::AnnotationPacket;
+use kbs_protocol::ResourceUri;
+use ocicrypt_rs::keywrap::keyprovider::AnnotationPacket;
 use ocicrypt_rs::keywrap::keyprovider::{
     KeyProviderError, KeyProviderHandler, KeyUnwrapRequest, KeyWrapRequest,
 };
@@ -34,20 +34,20 @@ use crate::admin::AdminKey;
 use crate::params::{Algorithm, ParamsError, WrapParams};
 
 /// KEK length (AES-256).
-pub const KEK_LEN: usize = 32;
+pub(crate) const KEK_LEN: usize = 32;
 
 /// upstream's sample KEK (also sample_kbc's), used for `sample=true`
-pub const SAMPLE_KEK: [u8; KEK_LEN] = [
+pub(crate) const SAMPLE_KEK: [u8; KEK_LEN] = [
     0xd9, 0x9b, 0x77, 0x05, 0xb0, 0xba, 0x7a, 0x16, 0x82, 0x95, 0xb3, 0xa3, 0x36, 0x72, 0x70, 0xb0,
     0xdd, 0x9b, 0x37, 0x1b, 0xf5, 0x14, 0xca, 0x8b, 0x9b, 0xa7, 0xf0, 0xa3, 0x37, 0x11, 0xda, 0xea,
 ];
 /// upstream's kid for `sample=true`
-pub const SAMPLE_KID: &str = "kbs:///default/test-key/1";
+pub(crate) const SAMPLE_KID: &str = "kbs:///default/test-key/1";
 /// repository/type of generated kids: `kbs:///default/image-kek/<uuid>`
-pub const GENERATED_KID_PREFIX: &str = "kbs:///default/image-kek/";
+pub(crate) const GENERATED_KID_PREFIX: &str = "kbs:///default/image-kek/";
 
 /// What the refusal of `UnWrapKey` says.
-pub const UNWRAP_REFUSED: &str = "coco-keyprovider only wraps layer keys (WrapKey); layers are unwrapped in the confidential guest by the confidential data hub, after attestation";
+pub(crate) const UNWRAP_REFUSED: &str = "coco-keyprovider only wraps layer keys (WrapKey); layers are unwrapped in the confidential guest by the confidential data hub, after attestation";
 
 /// Why a layer key was not wrapped.
 #[derive(Debug, thiserror::Error)]
@@ -106,7 +106,8 @@ impl Registrar {
     }
 
     /// The same with a short timeout and a single try (tests).
-    pub fn for_tests(url: &str, key: AdminKey) -> Result<Self, kbs_protocol::Error> {
+    #[cfg(test)]
+    pub(crate) fn for_tests(url: &str, key: AdminKey) -> Result<Self, kbs_protocol::Error> {
         Ok(Self {
             client: KbsAdminClient::with_timeouts(url, &[], std::time::Duration::from_secs(10), 1)?,
             key,

@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use ed25519_dalek::pkcs8::EncodePrivateKey;
-use ocicrypt_rs::keywrap::keyprovider::annotation_packet::AnnotationPacket;
+use ocicrypt_rs::keywrap::keyprovider::AnnotationPacket;
 use ocicrypt_rs::keywrap::keyprovider::{KeyProviderKeyWrapper, KeyProviderTransport};
 use ocicrypt_rs::keywrap::KeyWrapper;
 use testkit::kbs::{KbsConfig, TestKbs};

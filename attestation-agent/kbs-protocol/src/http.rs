@@ -1,12 +1,10 @@
-//! HTTP(S) transport to the KBS: rustls with the ring provider, the configured extra root CA,
+//! HTTP(S) transport to the KBS: `http-client` (rustls, aws-lc-rs), the configured extra root CA,
 //! bounded bodies, and retries with exponential backoff and jitter for transient failures.
 
-use std::sync::Arc;
 use std::time::Duration;
 
+use http_client::{error_chain, is_tls_failure};
 use rand_core::{OsRng, RngCore};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::CertificateDer;
 use tracing::{debug, warn};
 
 use crate::error::{Error, Result};
@@ -86,7 +84,7 @@ pub(crate) struct Reply {
 
 impl Reply {
     /// The KBS's ErrorInformation if the body is one, and the body text for messages.
-    pub fn error_parts(&self) -> (Option<ErrorInformation>, String) {
+    pub(crate) fn error_parts(&self) -> (Option<ErrorInformation>, String) {
         let info = serde_json::from_slice::<ErrorInformation>(&self.body).ok();
         let text: String = String::from_utf8_lossy(&self.body)
             .chars()
@@ -104,77 +102,26 @@ pub(crate) struct Transport {
     timeout: Duration,
 }
 
-fn tls_config(extra_root_pems: &[String]) -> Result<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    for pem in extra_root_pems {
-        let mut found = 0;
-        for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
-            let cert = cert.map_err(|e| Error::InvalidCertificate(e.to_string()))?;
-            roots
-                .add(cert)
-                .map_err(|e| Error::InvalidCertificate(e.to_string()))?;
-            found += 1;
-        }
-        if found == 0 {
-            return Err(Error::InvalidCertificate(
-                "no PEM CERTIFICATE block found".to_string(),
-            ));
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Error::HttpClient(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
-}
-
-/// Whether a rustls error sits anywhere in the chain (io::Error hides its inner error from
-/// `source()`, so look through `get_ref()` as well).
-fn is_tls_failure(err: &(dyn std::error::Error + 'static)) -> bool {
-    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = current {
-        if e.downcast_ref::<rustls::Error>().is_some() {
-            return true;
-        }
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            if let Some(inner) = io.get_ref() {
-                if is_tls_failure(inner) {
-                    return true;
-                }
-            }
-        }
-        current = e.source();
-    }
-    false
-}
-
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut message = err.to_string();
-    let mut current = err.source();
-    while let Some(e) = current {
-        message.push_str(": ");
-        message.push_str(&e.to_string());
-        current = e.source();
-    }
-    message
-}
-
 impl Transport {
-    pub fn new(
+    pub(crate) fn new(
         base: &url::Url,
         extra_root_pems: &[String],
         timeout: Duration,
         connect_timeout: Duration,
     ) -> Result<Self> {
-        let http = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls_config(extra_root_pems)?)
+        let http = http_client::ClientBuilder::new()
+            .extra_roots(extra_root_pems)
             .user_agent(USER_AGENT)
             .timeout(timeout)
             .connect_timeout(connect_timeout)
             .build()
-            .map_err(|e| Error::HttpClient(error_chain(&e)))?;
+            .map_err(|e| {
+                if e.is_certificate() {
+                    Error::InvalidCertificate(e.to_string())
+                } else {
+                    Error::HttpClient(e.to_string())
+                }
+            })?;
         Ok(Self {
             http,
             base: base.as_str().trim_end_matches('/').to_string(),
@@ -183,7 +130,7 @@ impl Transport {
     }
 
     /// `{base}/kbs/v0/{path}`.
-    pub fn endpoint(&self, path: &str) -> String {
+    pub(crate) fn endpoint(&self, path: &str) -> String {
         format!("{}/{KBS_PATH_PREFIX}/{path}", self.base)
     }
 
@@ -207,7 +154,7 @@ impl Transport {
     }
 
     /// Sends one request and reads the reply; a 5xx becomes a (retryable) `ServerError`.
-    pub async fn send(&self, request: reqwest::RequestBuilder) -> Result<Reply> {
+    pub(crate) async fn send(&self, request: reqwest::RequestBuilder) -> Result<Reply> {
         let request = request
             .build()
             .map_err(|e| Error::HttpClient(error_chain(&e)))?;
@@ -261,7 +208,7 @@ impl Transport {
         Ok(reply)
     }
 
-    pub fn post_json(&self, path: &str, body: Vec<u8>) -> reqwest::RequestBuilder {
+    pub(crate) fn post_json(&self, path: &str, body: Vec<u8>) -> reqwest::RequestBuilder {
         self.http
             .post(self.endpoint(path))
             .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -270,7 +217,12 @@ impl Transport {
 
     /// `POST {base}/kbs/v0/{path}` of `body` as `application/octet-stream`, authorized by
     /// `bearer` (the admin API).
-    pub fn post_octets(&self, path: &str, body: Vec<u8>, bearer: &str) -> reqwest::RequestBuilder {
+    pub(crate) fn post_octets(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+        bearer: &str,
+    ) -> reqwest::RequestBuilder {
         self.http
             .post(self.endpoint(path))
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
@@ -278,7 +230,7 @@ impl Transport {
             .body(body)
     }
 
-    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+    pub(crate) fn get(&self, path: &str) -> reqwest::RequestBuilder {
         self.http.get(self.endpoint(path))
     }
 }

@@ -12,7 +12,6 @@ use zeroize::Zeroizing;
 use crate::keypair::TeeKeyPair;
 use crate::wire::JweResponse;
 
-pub use jose::jwe::ENC_A256GCM;
 pub use jose::{JweError, JweOptions};
 
 impl TeeKeyPair {

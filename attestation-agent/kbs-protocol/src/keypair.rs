@@ -23,11 +23,10 @@ use zeroize::{Zeroize, Zeroizing};
 use crate::wire::TeePubKey;
 
 /// The JWE key-management algorithms announced for EC, RSA and ML-KEM-768 keys.
-pub use jose::jwe::{ALG_ECDH_ES_A256KW, ALG_ML_KEM_768_A192KW, ALG_RSA_OAEP_256};
-/// JWK key type of the ML-KEM key (draft-ietf-jose-pqc-kem "Algorithm Key Pair").
-pub const KTY_AKP: &str = "AKP";
+pub(crate) use jose::{ALG_ECDH_ES_A256KW, ALG_ML_KEM_768_A192KW, ALG_RSA_OAEP_256};
 /// Bytes of an ML-KEM-768 encapsulation (public) key (FIPS 203).
-pub const ML_KEM_768_PUBLIC_KEY_LEN: usize = 1184;
+#[cfg(test)]
+const ML_KEM_768_PUBLIC_KEY_LEN: usize = 1184;
 /// Bytes of an ML-KEM seed (`d || z`), the private key.
 const ML_KEM_SEED_LEN: usize = 64;
 /// PKCS#8 v1 `OneAsymmetricKey` of ML-KEM-768 in seed form up to the seed:

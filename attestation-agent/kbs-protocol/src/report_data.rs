@@ -10,7 +10,7 @@ use crate::hash::HashAlgorithm;
 use crate::wire::TeePubKey;
 
 /// The canonical JSON (RFC 8785) of the object bound into the primary evidence.
-pub fn primary_runtime_data_canonical(
+pub(crate) fn primary_runtime_data_canonical(
     nonce: &str,
     tee_pubkey: &TeePubKey,
     additional_evidence: &str,
@@ -24,7 +24,7 @@ pub fn primary_runtime_data_canonical(
 }
 
 /// The canonical JSON of the object bound into device (additional) evidence.
-pub fn device_runtime_data_canonical(
+pub(crate) fn device_runtime_data_canonical(
     nonce: &str,
     tee_pubkey: &TeePubKey,
 ) -> Result<Vec<u8>, serde_json::Error> {
@@ -51,7 +51,7 @@ pub fn primary_report_data(
 }
 
 /// The report data handed to device attesters.
-pub fn device_report_data(
+pub(crate) fn device_report_data(
     hash: HashAlgorithm,
     nonce: &str,
     tee_pubkey: &TeePubKey,

@@ -15,9 +15,9 @@ use std::{fmt, str::FromStr};
 use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 
 /// The plugin a bare `kbs://` URI addresses.
-pub const DEFAULT_PLUGIN: &str = "resource";
+pub(crate) const DEFAULT_PLUGIN: &str = "resource";
 
-pub use protos::MAX_RESOURCE_URI_LEN;
+pub(crate) use protos::MAX_RESOURCE_URI_LEN;
 
 const SCHEME: &str = "kbs";
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use kbs_protocol::jwe::JweError;
+use kbs_protocol::JweError;
 use kbs_protocol::{Error, KbsClient, TeeKeyAlgorithm};
 use testkit::kbs::{Access, FaultTarget, Faults, JweCorruption, KbsConfig, MissingResource};
 

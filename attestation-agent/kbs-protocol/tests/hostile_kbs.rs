@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use kbs_protocol::jwe::JweError;
+use kbs_protocol::JweError;
 use kbs_protocol::{Error, KbsClient, TeeKeyAlgorithm};
 use testkit::kbs::{
     FaultTarget, Faults, JweCorruption, KbsConfig, NonceFault, ReplyFault, TestKbs,

@@ -2,8 +2,8 @@
 //! type, and the RSA1_5 switch.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use kbs_protocol::jwe::{JweError, JweOptions};
 use kbs_protocol::wire::JweResponse;
+use kbs_protocol::{JweError, JweOptions};
 use kbs_protocol::{TeeKeyAlgorithm, TeeKeyPair};
 use testkit::kbs::{corrupt_jwe, encrypt_for_jwk, JweCorruption};
 

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use common::*;
-use kbs_protocol::jwe::{JweError, JweOptions};
 use kbs_protocol::wire::{JweResponse, TeePubKey};
+use kbs_protocol::{JweError, JweOptions};
 use kbs_protocol::{KbsClient, TeeKeyAlgorithm, TeeKeyPair, Token};
 use testkit::kbs::KbsConfig;
 

@@ -7,7 +7,7 @@ mod common;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use common::*;
-use kbs_protocol::report_data::primary_report_data;
+use kbs_protocol::primary_report_data;
 use kbs_protocol::wire::{
     Attestation, Challenge, CompositeEvidence, ErrorInformation, RuntimeData,
 };

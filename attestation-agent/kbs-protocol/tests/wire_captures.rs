@@ -96,7 +96,7 @@ fn attestation_round_trips_with_kebab_and_snake_case_members() {
         "6J9EL1X2OQo5vfv0j8ywhhd80wYiwz9awlKRiSuDq45qf1CXjgkR8dOOwkaDQu85"
     );
     // The binding recomputed from the parsed message is the captured report data.
-    let digest = kbs_protocol::report_data::primary_report_data(
+    let digest = kbs_protocol::primary_report_data(
         HashAlgorithm::Sha384,
         &attestation.runtime_data.nonce,
         &attestation.runtime_data.tee_pubkey,

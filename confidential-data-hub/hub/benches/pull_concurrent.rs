@@ -34,7 +34,7 @@ use std::{
 };
 
 use common::{Guest, START};
-use confidential_data_hub::client::CdhClient;
+use confidential_data_hub::CdhClient;
 use test_images::{
     layout::{Compression, ConfigSpec, Descriptor, ImageSpec, LayerSpec, OciLayout},
     registry::{Registry, RegistryOptions},

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use zeroize::Zeroizing;
 
 /// The outcome of `ExtendRuntimeMeasurement`.
-pub use protos::attestation_agent::RuntimeMeasurementResult;
+pub(crate) use protos::attestation_agent::RuntimeMeasurementResult;
 pub use protos::AaClient;
 /// Why a call failed.
 pub use protos::CallError as ClientError;

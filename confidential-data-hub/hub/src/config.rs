@@ -41,9 +41,10 @@ use std::{
     path::{Path, PathBuf},
 };
 
-pub use image_rs::config::{ImageConfig, MirrorConfig, ProxyConfig, RegistryConfig, RegistryEntry};
-use kbs_protocol::resource_uri::ResourceUri;
-use kms::{offline_fs::OfflineFsSources, KbcParams};
+pub use image_rs::ImageConfig;
+use image_rs::ProxyConfig;
+use kbs_protocol::ResourceUri;
+use kms::{KbcParams, OfflineFsSources};
 pub use ocicrypt_rs::keywrap::keyprovider::OcicryptConfig;
 use serde::Deserialize;
 
@@ -57,22 +58,22 @@ use crate::{
 };
 
 /// Where the CDH serves ttRPC unless `socket` says otherwise.
-pub const DEFAULT_SOCKET: &str = "unix:///run/confidential-containers/cdh.sock";
+pub(crate) const DEFAULT_SOCKET: &str = "unix:///run/confidential-containers/cdh.sock";
 /// The attestation agent's ttRPC socket.
-pub const DEFAULT_AA_SOCKET: &str =
+pub(crate) const DEFAULT_AA_SOCKET: &str =
     "unix:///run/confidential-containers/attestation-agent/attestation-agent.sock";
 /// Log filter unless `[log] level` (or `RUST_LOG`) says otherwise.
-pub const DEFAULT_LOG_LEVEL: &str = "info";
+pub(crate) const DEFAULT_LOG_LEVEL: &str = "info";
 /// The directory every credential file must lie under.
 pub const DEFAULT_CREDENTIALS_DIR: &str = "/run/confidential-containers/cdh/kbs";
 /// Where the kernel command line is read from.
 pub const DEFAULT_KERNEL_CMDLINE: &str = protos::KERNEL_CMDLINE_PATH;
 /// KBC used when neither a config file nor `aa_kbc_params` names one (as upstream).
-pub const FALLBACK_KBC: &str = kms::OFFLINE_FS_KBC;
+pub(crate) const FALLBACK_KBC: &str = kms::OFFLINE_FS_KBC;
 /// Largest config file accepted, in bytes (inline policies and certificates included).
-pub const MAX_CONFIG_FILE_SIZE: u64 = 4 * 1024 * 1024;
+pub(crate) const MAX_CONFIG_FILE_SIZE: u64 = 4 * 1024 * 1024;
 /// The per-service sockets served in `services_dir`, by file name (upstream's names).
-pub const SERVICE_SOCKETS: [&str; 4] = [
+pub(crate) const SERVICE_SOCKETS: [&str; 4] = [
     "imagepull.sock",
     "sealedsecrets.sock",
     "securemount.sock",
@@ -120,7 +121,7 @@ impl Environment {
             default_image_authenticated_registry_credentials: var(
                 "CDH_DEFAULT_IMAGE_AUTHENTICATED_REGISTRY_CREDENTIALS",
             ),
-            offline_fs_kbc_extra_file_path: var(kms::offline_fs::EXTRA_FILES_ENV),
+            offline_fs_kbc_extra_file_path: var(kms::OFFLINE_FS_EXTRA_FILES_ENV),
             config_path: var("CDH_CONFIG_PATH").map(PathBuf::from),
             services_dir: var("CDH_SERVICES_DIR"),
             ocicrypt_keyprovider_config: var(
@@ -326,7 +327,8 @@ pub struct Config {
     /// `socket`: the ttRPC address served.
     pub socket: String,
     /// `services_dir`: a directory with one socket per service besides `socket`
-    /// ([`SERVICE_SOCKETS`]), or `CDH_SERVICES_DIR`.
+    /// (upstream's file names, see [`crate::Hub::per_service_ttrpc_services`]), or
+    /// `CDH_SERVICES_DIR`.
     pub services_dir: Option<PathBuf>,
     /// `[aa]`
     pub aa: AaConfig,
@@ -909,7 +911,7 @@ impl Config {
             .log
             .and_then(|log| log.level)
             .unwrap_or_else(|| DEFAULT_LOG_LEVEL.to_string());
-        tracing_subscriber::EnvFilter::try_new(&level).map_err(|e| {
+        level.parse::<logging::LogFilter>().map_err(|e| {
             file_origin.invalid("log.level", format!("`{level}` is not a log filter: {e}"))
         })?;
 
@@ -1028,6 +1030,7 @@ fn env_wins(var: &str, value: &str, key: &str, file_value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use image_rs::{MirrorConfig, RegistryConfig, RegistryEntry};
 
     struct Fixture {
         dir: tempfile::TempDir,

@@ -4,8 +4,8 @@
 use std::{collections::HashMap, path::PathBuf, sync::Arc};
 
 use async_trait::async_trait;
-use kbs_protocol::resource_uri::{ResourceUri, ResourceUriError};
-use kms::{wrap::WrapError, Kbc, KbcError, KmsError, KmsProviders, DEFAULT_KMS_CREDENTIAL_DIR};
+use kbs_protocol::{ResourceUri, ResourceUriError};
+use kms::{Kbc, KbcError, KmsError, KmsProviders, WrapError, DEFAULT_KMS_CREDENTIAL_DIR};
 use protos::{api, api_ttrpc, keyprovider, keyprovider_ttrpc};
 use tracing::{debug, error, info, warn};
 use ttrpc::r#async::{Service, TtrpcContext};
@@ -198,7 +198,7 @@ impl Hub {
 
     /// Pulls `image_url` into `bundle_path` through image-rs in this process (resources and
     /// layer keys from this hub's KBC and KMS), records the pull with the attestation
-    /// agent, and returns the manifest digest. See [`crate::pull`].
+    /// agent, and returns the manifest digest.
     pub async fn pull_image(
         &self,
         image_url: &str,
@@ -207,8 +207,8 @@ impl Hub {
         self.puller.pull_image(image_url, bundle_path).await
     }
 
-    /// Mounts a `block-device` volume (LUKS2) at `mount_point`, which it returns; see
-    /// [`crate::secure_mount`]. `flags` are ignored, as upstream ignores them.
+    /// Mounts a `block-device` volume (LUKS2) at `mount_point`, which it returns. `flags`
+    /// are ignored, as upstream ignores them.
     pub async fn secure_mount(
         &self,
         volume_type: &str,
@@ -318,7 +318,8 @@ impl Hub {
     }
 
     /// The services of the per-service sockets in `services_dir`, by socket file name
-    /// ([`crate::config::SERVICE_SOCKETS`]): one service each, as upstream serves them.
+    /// (`imagepull.sock`, `sealedsecrets.sock`, `securemount.sock`, `getresource.sock`):
+    /// one service each, as upstream serves them.
     pub fn per_service_ttrpc_services(
         self: &Arc<Self>,
     ) -> Vec<(&'static str, HashMap<String, Service>)> {

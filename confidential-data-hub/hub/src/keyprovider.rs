@@ -17,25 +17,21 @@
 
 use std::sync::Arc;
 
-use kbs_protocol::resource_uri::{ResourceUri, ResourceUriError};
-use kms::{
-    wrap::{self, WrapError, WrapType},
-    Kbc, KbcError, KmsError, KmsProviders, KBS_PROVIDER,
-};
+use kbs_protocol::{ResourceUri, ResourceUriError};
+use kms::{Kbc, KbcError, KmsError, KmsProviders, WrapError, WrapType, KBS_PROVIDER};
 use ocicrypt_rs::keywrap::keyprovider::{
-    annotation_packet::{AnnotationPacket, PacketError},
-    KeyProviderError, KeyProviderHandler, KeyProviderKeyWrapProtocolInput, KeyUnwrapRequest,
-    KeyWrapRequest, OP_KEY_UNWRAP,
+    AnnotationPacket, KeyProviderError, KeyProviderHandler, KeyProviderKeyWrapProtocolInput,
+    KeyUnwrapRequest, KeyWrapRequest, PacketError, OP_KEY_UNWRAP,
 };
 use serde::Serialize;
 use tracing::debug;
 use zeroize::Zeroizing;
 
 /// The annotation packet version v2 packets carry.
-pub const PACKET_VERSION: &str = "0.1.0";
+pub(crate) const PACKET_VERSION: &str = "0.1.0";
 
 /// What the hub answers a wrap request with.
-pub const WRAP_REFUSED: &str = "the confidential data hub only unwraps layer keys; wrap them where the image is encrypted (coco-keyprovider)";
+pub(crate) const WRAP_REFUSED: &str = "the confidential data hub only unwraps layer keys; wrap them where the image is encrypted (coco-keyprovider)";
 
 /// Why a layer key was not unwrapped.
 #[derive(Debug, thiserror::Error)]
@@ -175,7 +171,7 @@ impl LayerKeyUnwrapper {
                 source,
             })?;
         debug!(kid = %uri, %wrap_type, "unwrapping a layer key");
-        wrap::unwrap(wrap_type, &kek, iv, &packet.wrapped_data).map_err(|source| {
+        kms::unwrap(wrap_type, &kek, iv, &packet.wrapped_data).map_err(|source| {
             UnwrapKeyError::Unwrap {
                 kid: uri.to_string(),
                 source,
@@ -352,7 +348,7 @@ mod tests {
         let unwrapper = unwrapper(dir.path());
         let iv = [3u8; 12];
         let mut wrapped = iv.to_vec();
-        wrapped.extend(wrap::wrap_with_iv(WrapType::A256Gcm, &[5u8; 32], &iv, OPTS).unwrap());
+        wrapped.extend(kms::wrap_with_iv(WrapType::A256Gcm, &[5u8; 32], &iv, OPTS).unwrap());
         let packet = serde_json::json!({
             "version": "0.1.0",
             "provider": "offline_fs",

@@ -3,23 +3,19 @@
 
 #![forbid(unsafe_code)]
 
-use std::{
-    future::Future, io::IsTerminal, path::PathBuf, process::ExitCode, sync::Arc, task::Poll,
-};
+use std::{future::Future, path::PathBuf, process::ExitCode, sync::Arc, task::Poll};
 
 use anyhow::Context as _;
 use clap::Parser;
 use confidential_data_hub::{
-    config::{DEFAULT_CREDENTIALS_DIR, DEFAULT_KERNEL_CMDLINE},
-    secret::DEFAULT_SEALED_SECRET_DIR,
-    Config, Environment, Hub, LoadOptions, LoadedConfig,
+    Config, Environment, Hub, LoadOptions, LoadedConfig, DEFAULT_CREDENTIALS_DIR,
+    DEFAULT_KERNEL_CMDLINE, DEFAULT_SEALED_SECRET_DIR,
 };
 use kms::{
-    offline_fs::{OfflineFsSources, DEFAULT_KEYS_FILE, DEFAULT_RESOURCES_FILE},
-    KmsProviders, DEFAULT_KMS_CREDENTIAL_DIR,
+    KmsProviders, OfflineFsSources, DEFAULT_KMS_CREDENTIAL_DIR, OFFLINE_FS_KEYS_FILE,
+    OFFLINE_FS_RESOURCES_FILE,
 };
 use tracing::{info, warn};
-use tracing_subscriber::EnvFilter;
 
 /// Confidential Data Hub: KBS resources and secrets for the confidential guest, over ttRPC.
 #[derive(Debug, Parser)]
@@ -40,11 +36,11 @@ struct Cli {
     credentials_dir: PathBuf,
 
     /// offline_fs_kbc key store (tests).
-    #[arg(long, hide = true, default_value = DEFAULT_KEYS_FILE)]
+    #[arg(long, hide = true, default_value = OFFLINE_FS_KEYS_FILE)]
     offline_fs_kbc_keys: PathBuf,
 
     /// offline_fs_kbc resource store (tests).
-    #[arg(long, hide = true, default_value = DEFAULT_RESOURCES_FILE)]
+    #[arg(long, hide = true, default_value = OFFLINE_FS_RESOURCES_FILE)]
     offline_fs_kbc_resources: PathBuf,
 
     /// Directory of sealed-secret verification keys named by file (tests).
@@ -88,15 +84,6 @@ async fn main() -> ExitCode {
     }
 }
 
-fn init_logging(level: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-}
-
 async fn run(cli: Cli) -> anyhow::Result<()> {
     #[allow(unused_mut)]
     let mut kms_providers = KmsProviders::new(&cli.kms_credential_dir);
@@ -108,7 +95,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let env_dir = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
     #[cfg(feature = "aliyun")]
     {
-        if let Some(dir) = env_dir(kms::plugins::aliyun::KEY_PATH_ENV) {
+        if let Some(dir) = env_dir(kms::ALIYUN_KEY_PATH_ENV) {
             kms_providers = kms_providers.with_aliyun_credential_dir(dir);
         }
         let extra_root_pems = match &cli.aliyun_ca_file {
@@ -116,14 +103,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .with_context(|| format!("reading {}", path.display()))?],
             None => Vec::new(),
         };
-        kms_providers = kms_providers.with_aliyun_network(kms::plugins::aliyun::AliyunNetwork {
+        kms_providers = kms_providers.with_aliyun_network(kms::AliyunNetwork {
             resolve: cli.aliyun_resolve,
             extra_root_pems,
             metadata_url: cli.aliyun_metadata_url.clone(),
         });
     }
     #[cfg(feature = "ehsm")]
-    if let Some(dir) = env_dir(kms::plugins::ehsm::KEY_PATH_ENV) {
+    if let Some(dir) = env_dir(kms::EHSM_KEY_PATH_ENV) {
         kms_providers = kms_providers.with_ehsm_credential_dir(dir);
     }
     #[cfg(not(any(feature = "aliyun", feature = "ehsm")))]
@@ -144,7 +131,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         warnings,
         notes,
     } = Config::load(&options).context("loading the configuration")?;
-    init_logging(&config.log.level);
+    logging::init(&config.log.level);
     for note in &notes {
         info!("{note}");
     }

@@ -35,12 +35,10 @@ use std::{
 use async_trait::async_trait;
 use image_policy::{ContainersPolicy, PolicyLoadError, PolicyOptions};
 use image_rs::{
-    reference::ReferenceError,
-    registry::{RegistryError, ResolveError},
     ImageClient, ImageConfig, KeyUnwrap, LocalResources, OcicryptKeyUnwrap, PullError, PullOptions,
-    Reference, ResourceError, ResourceProvider,
+    Reference, ReferenceError, RegistryError, ResolveError, ResourceError, ResourceProvider,
 };
-use kbs_protocol::resource_uri::ResourceUri;
+use kbs_protocol::ResourceUri;
 use kms::Kbc;
 use ocicrypt_rs::keywrap::{
     keyprovider::{
@@ -59,14 +57,14 @@ use crate::{
 };
 
 /// How long the attestation agent gets to record a pull (upstream's CDH→AA timeout).
-pub const AA_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const AA_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The keyprovider name the hub answers layer-key requests for (annotation
 /// `org.opencontainers.image.enc.keys.provider.attestation-agent`).
-pub const KEY_PROVIDER_NAME: &str = "attestation-agent";
+pub(crate) const KEY_PROVIDER_NAME: &str = "attestation-agent";
 
 /// Longest `bundle_path` accepted (Linux `PATH_MAX`).
-pub const MAX_BUNDLE_PATH_LEN: usize = 4096;
+pub(crate) const MAX_BUNDLE_PATH_LEN: usize = 4096;
 
 /// Why `bundle_path` was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,7 +169,7 @@ fn describe(e: &PullError) -> String {
 /// none for this platform), UNAVAILABLE when the registry stalled (worth a retry),
 /// ALREADY_EXISTS when the bundle exists, INTERNAL otherwise. When every source failed
 /// alike, their common code.
-pub fn pull_error_code(e: &PullError) -> ttrpc::Code {
+pub(crate) fn pull_error_code(e: &PullError) -> ttrpc::Code {
     use ttrpc::Code;
     match e {
         PullError::Reference(_) | PullError::Resolve(ResolveError::NoSearchRegistries(_)) => {
@@ -192,7 +190,7 @@ pub fn pull_error_code(e: &PullError) -> ttrpc::Code {
             ..
         }
         | PullError::NoMatchingPlatform { .. } => Code::NOT_FOUND,
-        PullError::Bundle(image_rs::bundle::BundleError::Exists(_)) => Code::ALREADY_EXISTS,
+        PullError::Bundle(image_rs::BundleError::Exists(_)) => Code::ALREADY_EXISTS,
         PullError::AllSourcesFailed { attempts } => {
             let mut codes = attempts.iter().map(|(_, e)| pull_error_code(e));
             match codes.next() {
@@ -205,7 +203,7 @@ pub fn pull_error_code(e: &PullError) -> ttrpc::Code {
 }
 
 /// The ttRPC code of a failed PullImage (see [`pull_error_code`]).
-pub fn pull_image_code(e: &PullImageError) -> ttrpc::Code {
+pub(crate) fn pull_image_code(e: &PullImageError) -> ttrpc::Code {
     match e {
         PullImageError::InvalidBundlePath { .. } | PullImageError::Reference(_) => {
             ttrpc::Code::INVALID_ARGUMENT
@@ -219,7 +217,7 @@ pub fn pull_image_code(e: &PullImageError) -> ttrpc::Code {
 }
 
 /// `bundle_path` as a path: absolute, not `/`, no `..`, no NUL, at most 4096 bytes.
-pub fn check_bundle_path(bundle_path: &str) -> Result<PathBuf, PullImageError> {
+pub(crate) fn check_bundle_path(bundle_path: &str) -> Result<PathBuf, PullImageError> {
     let refuse = |problem| PullImageError::InvalidBundlePath {
         path: bundle_path.chars().take(200).collect(),
         problem,
@@ -288,7 +286,7 @@ impl ResourceProvider for KbcResources {
 
 /// What became of the PullImage event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PullMeasurement {
+pub(crate) enum PullMeasurement {
     /// recorded in the eventlog and extended into the register
     Recorded,
     /// the agent's eventlog is disabled
@@ -301,7 +299,7 @@ pub enum PullMeasurement {
 
 /// Asks the attestation agent at `aa_socket` to record the pull of `image` (as the caller
 /// wrote it) with manifest `digest`.
-pub async fn measure_pull(
+pub(crate) async fn measure_pull(
     aa_socket: &str,
     image: &str,
     digest: &str,
@@ -337,7 +335,7 @@ pub async fn measure_pull(
 /// configured transport. A provider this build cannot reach (`grpc`, or `native` under
 /// another name) is left out with a warning; each wrapper only opens the annotation
 /// `org.opencontainers.image.enc.keys.provider.<its name>`.
-pub fn layer_key_wrappers(
+pub(crate) fn layer_key_wrappers(
     keyproviders: Option<&OcicryptConfig>,
     in_process: Arc<LayerKeyUnwrapper>,
 ) -> Result<KeyWrappers, KeyProviderError> {
@@ -363,7 +361,7 @@ pub fn layer_key_wrappers(
 /// The transport the hub reaches provider `name` by (upstream's precedence cmd > grpc >
 /// ttrpc), never gRPC: the hub carries no gRPC stack, whatever features a workspace build
 /// unifies into ocicrypt-rs.
-pub fn hub_transport(
+pub(crate) fn hub_transport(
     name: &str,
     attrs: &KeyProviderAttrs,
 ) -> Result<KeyProviderTransport, KeyProviderError> {
@@ -654,9 +652,7 @@ mod tests {
                 Code::NOT_FOUND,
             ),
             (
-                PullError::Bundle(image_rs::bundle::BundleError::Exists(
-                    "/b/config.json".into(),
-                )),
+                PullError::Bundle(image_rs::BundleError::Exists("/b/config.json".into())),
                 Code::ALREADY_EXISTS,
             ),
             (internal(), Code::INTERNAL),
@@ -689,7 +685,7 @@ mod tests {
 
     #[test]
     fn auth_file_contents_stay_out_of_errors() {
-        use image_rs::registry::AuthFile;
+        use image_rs::AuthFile;
         let secret = "c2VjcmV0OnBhc3N3b3Jk";
         let malformed =
             AuthFile::parse(format!("{{\"auths\":\"{secret}\"}}").as_bytes()).unwrap_err();

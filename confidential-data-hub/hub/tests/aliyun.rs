@@ -10,7 +10,7 @@
 mod common;
 
 use common::*;
-use kms::plugins::aliyun::AliyunNetwork;
+use kms::AliyunNetwork;
 use protos::{api, api_ttrpc, keyprovider, keyprovider_ttrpc};
 use serde_json::json;
 use testkit::{kms::aliyun::AliyunKms, process::Daemon, process::Ready};

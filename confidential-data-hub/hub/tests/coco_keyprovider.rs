@@ -21,8 +21,8 @@ use std::{
 
 use base64::{engine::general_purpose::STANDARD, Engine as _};
 use common::*;
-use confidential_data_hub::client::CdhClient;
-use ocicrypt_rs::keywrap::keyprovider::annotation_packet::AnnotationPacket;
+use confidential_data_hub::CdhClient;
+use ocicrypt_rs::keywrap::keyprovider::AnnotationPacket;
 use test_images::{
     fixtures,
     layout::OciLayout,

@@ -14,14 +14,11 @@ use std::{
 };
 
 use common::*;
-use confidential_data_hub::{client::CdhClient, Config, Environment, Hub, HubDirs, LoadOptions};
+use confidential_data_hub::{CdhClient, Config, Environment, Hub, HubDirs, LoadOptions};
 use ocicrypt_rs::{
     decrypt_layer, encrypt_layer,
     keywrap::{
-        keyprovider::{
-            annotation_packet::{KekKeyProvider, WrapType},
-            KeyProviderKeyWrapper, KeyProviderTransport,
-        },
+        keyprovider::{KekKeyProvider, KeyProviderKeyWrapper, KeyProviderTransport, WrapType},
         KeyWrappers,
     },
     EncryptedLayer,
@@ -124,7 +121,7 @@ async fn layers_wrapped_with_an_offline_fs_kek_decrypt_through_the_hub() {
         .unwrap_err();
     assert!(err.to_string().contains("default/key/2"), "{err}");
     let client = CdhClient::connect(&guest.cdh_addr(), START).await.unwrap();
-    let request = confidential_data_hub::client::unwrap_request_for_packet(&packet_of(&layer));
+    let request = confidential_data_hub::unwrap_request_for_packet(&packet_of(&layer));
     let err = client.unwrap_key(&request).await.unwrap_err();
     assert_eq!(err.code(), Some(Code::NOT_FOUND), "{err}");
 
@@ -135,7 +132,7 @@ async fn layers_wrapped_with_an_offline_fs_kek_decrypt_through_the_hub() {
             .await
             .is_err()
     );
-    let request = confidential_data_hub::client::unwrap_request_for_packet(&packet_of(&layer));
+    let request = confidential_data_hub::unwrap_request_for_packet(&packet_of(&layer));
     let err = client.unwrap_key(&request).await.unwrap_err();
     assert_eq!(err.code(), Some(Code::INTERNAL), "{err}");
     assert!(err.to_string().contains("authentication failed"), "{err}");

@@ -22,14 +22,11 @@ use std::{
 use async_trait::async_trait;
 use base64::{engine::general_purpose::STANDARD, Engine as _};
 use common::*;
-use confidential_data_hub::client::CdhClient;
+use confidential_data_hub::CdhClient;
 use ocicrypt_rs::{
     encrypt_layer,
     keywrap::{
-        keyprovider::{
-            annotation_packet::{KekKeyProvider, WrapType},
-            KeyProviderKeyWrapper, KeyProviderTransport,
-        },
+        keyprovider::{KekKeyProvider, KeyProviderKeyWrapper, KeyProviderTransport, WrapType},
         KeyWrappers,
     },
 };
@@ -161,7 +158,7 @@ impl Images {
                 .write_blob(&blob, &encrypted.media_type)
                 .unwrap();
             layer["mediaType"] = encrypted.media_type.clone().into();
-            layer["digest"] = written.digest.into();
+            layer["digest"] = written.digest.as_str().into();
             layer["size"] = written.size.into();
             layer["annotations"] = serde_json::to_value(&encrypted.annotations).unwrap();
         }

@@ -169,12 +169,12 @@ async fn tampered_secrets_give_distinct_errors_over_ttrpc() {
         ],
     );
     // payloads the tool would never write, signed with the same key through the library
-    let key = confidential_data_hub::secret::signing_key_from_jwk(
+    let key = confidential_data_hub::signing_key_from_jwk(
         &std::fs::read(f.key.private_jwk_path()).unwrap(),
     )
     .unwrap();
     let signed = |payload: &str| {
-        confidential_data_hub::secret::jws::sign(payload.as_bytes(), &key, "file-key").unwrap()
+        confidential_data_hub::sign_sealed_secret(payload.as_bytes(), &key, "file-key").unwrap()
     };
     let wrong_version = signed(r#"{"version":"1.0.0","type":"vault","name":"n","provider":"kbs"}"#);
     let unknown_type = signed(r#"{"version":"0.1.0","type":"hsm"}"#);

@@ -8,7 +8,7 @@ mod common;
 
 use base64::{engine::general_purpose::STANDARD, Engine as _};
 use common::*;
-use ocicrypt_rs::keywrap::keyprovider::annotation_packet::{AnnotationPacket, WrapType};
+use ocicrypt_rs::keywrap::keyprovider::{AnnotationPacket, WrapType};
 use testkit::kbs::{KbsConfig, TestKbs};
 
 const KEK: [u8; 32] = [0x42; 32];
@@ -117,7 +117,7 @@ async fn cdh_tool_drives_every_cdh_method() {
     assert_eq!(STANDARD.decode(stdout_line(&out)).unwrap(), OPTS);
     std::fs::write(
         guest.path("request.json"),
-        confidential_data_hub::client::unwrap_request_for_packet(&packet),
+        confidential_data_hub::unwrap_request_for_packet(&packet),
     )
     .unwrap();
     let out = run_tool(&[

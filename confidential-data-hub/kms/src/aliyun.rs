@@ -34,21 +34,21 @@ use sha2::{Digest as _, Sha256};
 use zeroize::Zeroizing;
 
 /// `x-kms-apiversion`
-pub const API_VERSION: &str = "dkms-gcs-0.2";
+pub(crate) const API_VERSION: &str = "dkms-gcs-0.2";
 /// `x-kms-signaturemethod`
-pub const SIGNATURE_METHOD: &str = "RSA_PKCS1_SHA_256";
+pub(crate) const SIGNATURE_METHOD: &str = "RSA_PKCS1_SHA_256";
 /// The body type of every request and answer.
-pub const CONTENT_TYPE: &str = "application/x-protobuf";
+pub(crate) const CONTENT_TYPE: &str = "application/x-protobuf";
 /// The access-key header, with the service's spelling.
-pub const ACCESS_KEY_ID_HEADER: &str = "x-kms-acccesskeyid";
+pub(crate) const ACCESS_KEY_ID_HEADER: &str = "x-kms-acccesskeyid";
 /// `Version` of the KMS OpenAPI.
-pub const RPC_API_VERSION: &str = "2016-01-20";
+pub(crate) const RPC_API_VERSION: &str = "2016-01-20";
 /// `SignatureMethod` of the KMS OpenAPI.
-pub const RPC_SIGNATURE_METHOD: &str = "HMAC-SHA1";
+pub(crate) const RPC_SIGNATURE_METHOD: &str = "HMAC-SHA1";
 
 /// Why a credential or signer could not be built.
 #[derive(Debug, thiserror::Error)]
-pub enum AliyunError {
+pub(crate) enum AliyunError {
     /// The client key is not a PKCS#8 RSA private key.
     #[error("aliyun client key is not a PKCS#8 RSA private key: {0}")]
     ClientKey(String),
@@ -58,13 +58,13 @@ pub enum AliyunError {
 }
 
 /// SHA-256 of `body`, upper-case hex (the `content-sha256` header).
-pub fn content_sha256(body: &[u8]) -> String {
+pub(crate) fn content_sha256(body: &[u8]) -> String {
     hex::encode_upper(Sha256::digest(body))
 }
 
 /// The string the signature covers; `kms_headers` are the `x-kms-*` headers (names are
 /// lower-cased and sorted, values trimmed).
-pub fn string_to_sign(
+pub(crate) fn string_to_sign(
     content_sha256: &str,
     date: &str,
     kms_headers: &BTreeMap<String, String>,
@@ -116,7 +116,7 @@ fn civil(time: SystemTime) -> (i64, i64, i64, u64, u64, u64, usize) {
 }
 
 /// An HTTP date (RFC 7231 IMF-fixdate, e.g. `Tue, 05 Mar 2024 09:08:07 GMT`).
-pub fn http_date(time: SystemTime) -> String {
+pub(crate) fn http_date(time: SystemTime) -> String {
     const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
@@ -135,14 +135,14 @@ pub fn http_date(time: SystemTime) -> String {
 }
 
 /// An ISO 8601 UTC timestamp (`2024-03-05T09:08:07Z`, the OpenAPI's `Timestamp`).
-pub fn iso8601(time: SystemTime) -> String {
+pub(crate) fn iso8601(time: SystemTime) -> String {
     let (year, month, day, h, m, s, _) = civil(time);
     format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}Z")
 }
 
 /// Percent-encoding of the OpenAPI: RFC 3986 unreserved characters stay, every other byte
 /// becomes `%XX` (so a space is `%20`, `*` is `%2A` and `~` stays).
-pub fn percent_encode(text: &str) -> String {
+pub(crate) fn percent_encode(text: &str) -> String {
     let mut out = String::with_capacity(text.len() * 3);
     for b in text.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
@@ -155,7 +155,7 @@ pub fn percent_encode(text: &str) -> String {
 }
 
 /// The OpenAPI's string to sign for a `POST` with `params` (without `Signature`).
-pub fn rpc_string_to_sign(params: &BTreeMap<String, String>) -> String {
+pub(crate) fn rpc_string_to_sign(params: &BTreeMap<String, String>) -> String {
     let canonical = params
         .iter()
         .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
@@ -165,7 +165,7 @@ pub fn rpc_string_to_sign(params: &BTreeMap<String, String>) -> String {
 }
 
 /// The OpenAPI's `Signature` of `params` under `access_key_secret`.
-pub fn rpc_signature(params: &BTreeMap<String, String>, access_key_secret: &str) -> String {
+pub(crate) fn rpc_signature(params: &BTreeMap<String, String>, access_key_secret: &str) -> String {
     let key = Zeroizing::new(format!("{access_key_secret}&"));
     // HMAC takes keys of any length
     let mut mac = match Hmac::<sha1::Sha1>::new_from_slice(key.as_bytes()) {
@@ -256,7 +256,7 @@ fn with_mac_iterations(der: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// Signs KMS instance requests with a client key.
-pub struct RequestSigner {
+pub(crate) struct RequestSigner {
     client_key_id: String,
     key: SigningKey<Sha256>,
 }
@@ -280,7 +280,7 @@ struct ClientKeyFile {
 impl RequestSigner {
     /// A signer from a client-key file (`{"KeyId", "PrivateKeyData": <base64 PKCS#12>}`)
     /// and its password (trailing whitespace and newlines ignored, as upstream).
-    pub fn from_client_key_file(json: &[u8], password: &str) -> Result<Self, AliyunError> {
+    pub(crate) fn from_client_key_file(json: &[u8], password: &str) -> Result<Self, AliyunError> {
         if json.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
             return Err(AliyunError::ClientKeyFile("not a JSON object".into()));
         }
@@ -318,7 +318,7 @@ impl RequestSigner {
     }
 
     /// A signer for client key `client_key_id` with its PKCS#8 DER private key.
-    pub fn from_pkcs8_der(client_key_id: &str, der: &[u8]) -> Result<Self, AliyunError> {
+    pub(crate) fn from_pkcs8_der(client_key_id: &str, der: &[u8]) -> Result<Self, AliyunError> {
         let key = RsaPrivateKey::from_pkcs8_der(der)
             .map_err(|e| AliyunError::ClientKey(e.to_string()))?;
         Ok(Self {
@@ -328,18 +328,18 @@ impl RequestSigner {
     }
 
     /// The client key id (`KAAP.…`).
-    pub fn client_key_id(&self) -> &str {
+    pub(crate) fn client_key_id(&self) -> &str {
         &self.client_key_id
     }
 
     /// The base64 RSASSA-PKCS1-v1_5 SHA-256 signature of `string_to_sign`.
-    pub fn sign(&self, string_to_sign: &str) -> String {
+    pub(crate) fn sign(&self, string_to_sign: &str) -> String {
         STANDARD.encode(self.key.sign(string_to_sign.as_bytes()).to_bytes())
     }
 
     /// Every header of a request of `api_name` (`Decrypt`, `Encrypt`, `GetSecretValue`)
     /// with `body` to `endpoint` at `date`, `Authorization` included.
-    pub fn headers(
+    pub(crate) fn headers(
         &self,
         endpoint: &str,
         api_name: &str,
@@ -372,154 +372,154 @@ impl RequestSigner {
 }
 
 /// The KMS instance API's protobuf messages (`dkms_api`), field numbers as the service's.
-pub mod dkms {
+pub(crate) mod dkms {
     /// `Encrypt`
     #[derive(Clone, PartialEq, prost::Message)]
-    pub struct EncryptRequest {
+    pub(crate) struct EncryptRequest {
         /// key id or alias
         #[prost(string, tag = "1")]
-        pub key_id: String,
+        pub(crate) key_id: String,
         /// data
         #[prost(bytes = "vec", tag = "2")]
-        pub plaintext: Vec<u8>,
+        pub(crate) plaintext: Vec<u8>,
         /// `AES_GCM`
         #[prost(string, tag = "3")]
-        pub algorithm: String,
+        pub(crate) algorithm: String,
         /// additional authenticated data
         #[prost(bytes = "vec", tag = "4")]
-        pub aad: Vec<u8>,
+        pub(crate) aad: Vec<u8>,
         /// IV (empty: the service picks one)
         #[prost(bytes = "vec", tag = "5")]
-        pub iv: Vec<u8>,
+        pub(crate) iv: Vec<u8>,
         /// padding of block modes
         #[prost(string, tag = "6")]
-        pub padding_mode: String,
+        pub(crate) padding_mode: String,
     }
 
     /// `Encrypt` answer
     #[derive(Clone, PartialEq, prost::Message)]
-    pub struct EncryptResponse {
+    pub(crate) struct EncryptResponse {
         /// key id
         #[prost(string, tag = "1")]
-        pub key_id: String,
+        pub(crate) key_id: String,
         /// ciphertext
         #[prost(bytes = "vec", tag = "2")]
-        pub ciphertext_blob: Vec<u8>,
+        pub(crate) ciphertext_blob: Vec<u8>,
         /// the IV used
         #[prost(bytes = "vec", tag = "3")]
-        pub iv: Vec<u8>,
+        pub(crate) iv: Vec<u8>,
         /// request id
         #[prost(string, tag = "4")]
-        pub request_id: String,
+        pub(crate) request_id: String,
         /// algorithm
         #[prost(string, tag = "5")]
-        pub algorithm: String,
+        pub(crate) algorithm: String,
         /// padding
         #[prost(string, tag = "6")]
-        pub padding_mode: String,
+        pub(crate) padding_mode: String,
     }
 
     /// `Decrypt`
     #[derive(Clone, PartialEq, prost::Message)]
-    pub struct DecryptRequest {
+    pub(crate) struct DecryptRequest {
         /// ciphertext
         #[prost(bytes = "vec", tag = "1")]
-        pub ciphertext_blob: Vec<u8>,
+        pub(crate) ciphertext_blob: Vec<u8>,
         /// key id or alias
         #[prost(string, tag = "2")]
-        pub key_id: String,
+        pub(crate) key_id: String,
         /// `AES_GCM`
         #[prost(string, tag = "3")]
-        pub algorithm: String,
+        pub(crate) algorithm: String,
         /// additional authenticated data
         #[prost(bytes = "vec", tag = "4")]
-        pub aad: Vec<u8>,
+        pub(crate) aad: Vec<u8>,
         /// the IV of the encryption
         #[prost(bytes = "vec", tag = "5")]
-        pub iv: Vec<u8>,
+        pub(crate) iv: Vec<u8>,
         /// padding of block modes
         #[prost(string, tag = "6")]
-        pub padding_mode: String,
+        pub(crate) padding_mode: String,
     }
 
     /// `Decrypt` answer
     #[derive(Clone, PartialEq, prost::Message)]
-    pub struct DecryptResponse {
+    pub(crate) struct DecryptResponse {
         /// key id
         #[prost(string, tag = "1")]
-        pub key_id: String,
+        pub(crate) key_id: String,
         /// data
         #[prost(bytes = "vec", tag = "2")]
-        pub plaintext: Vec<u8>,
+        pub(crate) plaintext: Vec<u8>,
         /// request id
         #[prost(string, tag = "3")]
-        pub request_id: String,
+        pub(crate) request_id: String,
         /// algorithm
         #[prost(string, tag = "4")]
-        pub algorithm: String,
+        pub(crate) algorithm: String,
         /// padding
         #[prost(string, tag = "5")]
-        pub padding_mode: String,
+        pub(crate) padding_mode: String,
     }
 
     /// `GetSecretValue`
     #[derive(Clone, PartialEq, prost::Message)]
-    pub struct GetSecretValueRequest {
+    pub(crate) struct GetSecretValueRequest {
         /// secret name
         #[prost(string, tag = "1")]
-        pub secret_name: String,
+        pub(crate) secret_name: String,
         /// e.g. `ACSCurrent`
         #[prost(string, tag = "2")]
-        pub version_stage: String,
+        pub(crate) version_stage: String,
         /// version id
         #[prost(string, tag = "3")]
-        pub version_id: String,
+        pub(crate) version_id: String,
         /// whether to return the extended config
         #[prost(bool, tag = "4")]
-        pub fetch_extended_config: bool,
+        pub(crate) fetch_extended_config: bool,
     }
 
     /// `GetSecretValue` answer (the fields the provider reads)
     #[derive(Clone, PartialEq, prost::Message)]
-    pub struct GetSecretValueResponse {
+    pub(crate) struct GetSecretValueResponse {
         /// secret name
         #[prost(string, tag = "1")]
-        pub secret_name: String,
+        pub(crate) secret_name: String,
         /// secret type
         #[prost(string, tag = "2")]
-        pub secret_type: String,
+        pub(crate) secret_type: String,
         /// the secret
         #[prost(string, tag = "3")]
-        pub secret_data: String,
+        pub(crate) secret_data: String,
         /// `text` or `binary` (base64 in `secret_data`)
         #[prost(string, tag = "4")]
-        pub secret_data_type: String,
+        pub(crate) secret_data_type: String,
         /// stages of the version
         #[prost(string, repeated, tag = "5")]
-        pub version_stages: Vec<String>,
+        pub(crate) version_stages: Vec<String>,
         /// version id
         #[prost(string, tag = "6")]
-        pub version_id: String,
+        pub(crate) version_id: String,
         /// request id
         #[prost(string, tag = "8")]
-        pub request_id: String,
+        pub(crate) request_id: String,
     }
 
     /// The body of every failed request.
     #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Error {
+    pub(crate) struct Error {
         /// HTTP status
         #[prost(int32, tag = "1")]
-        pub status_code: i32,
+        pub(crate) status_code: i32,
         /// e.g. `SignatureNotMatch`
         #[prost(string, tag = "2")]
-        pub error_code: String,
+        pub(crate) error_code: String,
         /// text
         #[prost(string, tag = "3")]
-        pub error_message: String,
+        pub(crate) error_message: String,
         /// request id
         #[prost(string, tag = "4")]
-        pub request_id: String,
+        pub(crate) request_id: String,
     }
 }
 

@@ -33,9 +33,8 @@ use futures::{
     FutureExt,
 };
 use kbs_protocol::{
-    resource_uri::ResourceUri,
-    token::{decode_aa_token_reply, TokenReplyError},
-    KbsClient, KbsClientConfig, ProviderError, TeeKeyPair, Token, TokenNeed, TokenProvider,
+    decode_aa_token_reply, KbsClient, KbsClientConfig, ProviderError, ResourceUri, TeeKeyPair,
+    Token, TokenNeed, TokenProvider, TokenReplyError,
 };
 use protos::{AaClient, CallError};
 use tokio::sync::Semaphore;
@@ -45,19 +44,19 @@ use zeroize::Zeroizing;
 use crate::{Kbc, KbcError};
 
 /// The token type CDH asks AA for.
-pub const KBS_TOKEN_TYPE: &str = "kbs";
+pub(crate) const KBS_TOKEN_TYPE: &str = "kbs";
 /// ttRPC metadata key telling AA to attest again rather than answer from its token cache.
 pub use protos::TOKEN_REFRESH_METADATA_KEY as TOKEN_REFRESH_METADATA;
 /// Limit for one `GetToken` call, connecting and the reconnect included (as upstream).
-pub const AA_TOKEN_TIMEOUT: Duration = Duration::from_secs(50);
+pub(crate) const AA_TOKEN_TIMEOUT: Duration = Duration::from_secs(50);
 /// Distinct resource requests in flight to the KBS at once.
-pub const MAX_KBS_REQUESTS: usize = 32;
+pub(crate) const MAX_KBS_REQUESTS: usize = 32;
 /// How long a read waits for one of the [`MAX_KBS_REQUESTS`] slots before it fails.
-pub const KBS_SLOT_WAIT: Duration = Duration::from_secs(2);
+pub(crate) const KBS_SLOT_WAIT: Duration = Duration::from_secs(2);
 
 /// Why AA gave no usable token.
 #[derive(Debug, thiserror::Error)]
-pub enum AaTokenError {
+pub(crate) enum AaTokenError {
     /// AA's socket could not be connected (AA not running, wrong `[aa] aa_socket`).
     #[error("cannot connect to the attestation agent at {addr}: {source}")]
     Connect {

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use kbs_protocol::resource_uri::ResourceUri;
+use kbs_protocol::ResourceUri;
 use zeroize::Zeroizing;
 
 use crate::offline_fs::{OfflineFsError, OfflineFsKbc, OfflineFsSources};

@@ -17,7 +17,7 @@ use std::{
 
 use async_trait::async_trait;
 use base64::Engine as _;
-use kbs_protocol::resource_uri::ResourceUri;
+use kbs_protocol::ResourceUri;
 use serde_json::Value;
 use tracing::debug;
 use zeroize::{Zeroize, Zeroizing};
@@ -31,7 +31,7 @@ pub const DEFAULT_RESOURCES_FILE: &str = "/etc/aa-offline_fs_kbc-resources.json"
 /// Environment variable with extra comma-separated store files (read by the binary).
 pub const EXTRA_FILES_ENV: &str = "OFFLINE_FS_KBC_EXTRA_FILE_PATH";
 /// Largest store file accepted, in bytes.
-pub const MAX_STORE_FILE_SIZE: u64 = 16 * 1024 * 1024;
+pub(crate) const MAX_STORE_FILE_SIZE: u64 = 16 * 1024 * 1024;
 
 /// The files an [`OfflineFsKbc`] loads, in load order.
 #[derive(Debug, Clone, PartialEq, Eq)]

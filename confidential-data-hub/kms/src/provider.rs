@@ -527,7 +527,7 @@ fn unsupported(provider: &str, operation: Operation) -> KmsError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kbs_protocol::resource_uri::ResourceUri;
+    use kbs_protocol::ResourceUri;
 
     #[derive(Debug)]
     struct OneResourceKbc;

@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use kms::{plugins::aliyun::AliyunNetwork, Annotations, KmsError, KmsProviders, ProviderSettings};
+use kms::{AliyunNetwork, Annotations, KmsError, KmsProviders, ProviderSettings};
 use serde_json::{json, Value};
 use testkit::kms::aliyun::AliyunKms;
 

@@ -57,7 +57,7 @@ fn credentials() -> Credentials {
 /// SDK clients for setting up the emulator, independent of the provider under test.
 fn admin(url: &str) -> (aws_sdk_kms::Client, aws_sdk_secretsmanager::Client) {
     let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .tls_provider(Provider::Rustls(CryptoMode::AwsLc))
         .build_https();
     let kms = aws_sdk_kms::Config::builder()
         .behavior_version(BehaviorVersion::latest())

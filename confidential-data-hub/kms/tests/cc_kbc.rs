@@ -13,13 +13,10 @@ use std::{
 
 use base64::Engine as _;
 use kbs_protocol::{
-    token::encode_aa_token_reply, EvidenceProvider, KbsClient, KbsClientConfig, ProviderError,
+    encode_aa_token_reply, EvidenceProvider, KbsClient, KbsClientConfig, ProviderError,
     ResourceUri, RetryPolicy,
 };
-use kms::{
-    cc_kbc::{AaTokenProvider, CcKbc, TOKEN_REFRESH_METADATA},
-    Kbc, KbcError,
-};
+use kms::{AaTokenProvider, CcKbc, Kbc, KbcError, TOKEN_REFRESH_METADATA};
 use protos::{
     attestation_agent::{GetTokenRequest, GetTokenResponse},
     attestation_agent_ttrpc::{create_attestation_agent_service, AttestationAgentService},

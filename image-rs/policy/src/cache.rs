@@ -7,7 +7,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use image_rs::resource::{LocalResources, ResourceProvider};
+use image_rs::{LocalResources, ResourceProvider};
 
 /// Parsed values by URI, each valid for `ttl` after it was fetched.
 #[derive(Debug)]

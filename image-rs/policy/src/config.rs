@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use base64::Engine;
-use image_rs::reference::Reference;
+use image_rs::Reference;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -153,9 +153,9 @@ pub(crate) struct Policy {
 #[derive(Debug)]
 pub(crate) struct Selected<'a> {
     /// `transports.docker.<scope>` or `default`
-    pub scope: String,
+    pub(crate) scope: String,
     /// the requirements
-    pub requirements: &'a [Requirement],
+    pub(crate) requirements: &'a [Requirement],
 }
 
 fn decode_base64(what: &str, data: &str) -> Result<Vec<u8>, String> {

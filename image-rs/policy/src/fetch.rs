@@ -8,7 +8,7 @@
 //!   their `dev.cosignproject.cosign/signature` annotation.
 //!
 //! Every request goes through image-rs's registry client with the pull's own session
-//! ([`image_rs::policy::PolicyRequest::repository`]): the same scheme for insecure
+//! ([`image_rs::PolicyRequest::repository`]): the same scheme for insecure
 //! registries, credentials, token cache, proxies and root CAs as the pull itself.
 //!
 //! Everything fetched here is untrusted input: sizes and counts are bounded, and nothing
@@ -19,9 +19,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use image_rs::digest::Digest;
-use image_rs::manifest::ManifestKind;
-use image_rs::registry::{RegistryClient, RegistryError, Repository};
+use image_rs::Digest;
+use image_rs::ManifestKind;
+use image_rs::{RegistryClient, RegistryError, Repository};
 use serde::Deserialize;
 
 use crate::registries_d::Lookaside;
@@ -46,17 +46,17 @@ const SIGNATURE_EXTENSION_HEADER: &str = "X-Registry-Supports-Signatures";
 #[derive(Debug, Clone)]
 pub(crate) struct Found<T> {
     /// URL, file or tag it came from
-    pub source: String,
+    pub(crate) source: String,
     /// the signature
-    pub value: T,
+    pub(crate) value: T,
 }
 
 /// A cosign signature: the payload and its base64 signature (`None` when the layer has
 /// no signature annotation).
 #[derive(Debug, Clone)]
 pub(crate) struct CosignSignature {
-    pub payload: Vec<u8>,
-    pub signature_b64: Option<String>,
+    pub(crate) payload: Vec<u8>,
+    pub(crate) signature_b64: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -303,7 +303,7 @@ async fn read_signature_file(url: &url::Url) -> Result<Option<Vec<u8>>, String> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use image_rs::registry::ClientSettings;
+    use image_rs::ClientSettings;
 
     #[tokio::test]
     async fn lookaside_files_are_read_in_order_until_one_is_missing() {

@@ -175,9 +175,9 @@ fn looks_armored(data: &[u8]) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct VerifiedPayload {
     /// the signed bytes (the simple-signing JSON)
-    pub payload: Vec<u8>,
+    pub(crate) payload: Vec<u8>,
     /// fingerprint of the key that made the signature (uppercase hex)
-    pub signer: String,
+    pub(crate) signer: String,
 }
 
 impl Keyring {

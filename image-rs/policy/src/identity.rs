@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use image_rs::reference::Reference;
+use image_rs::Reference;
 
 /// A normalized docker reference that, unlike [`Reference`], remembers whether it names
 /// a tag and/or a digest (`ParseNormalizedNamed` semantics: `busybox` is
@@ -93,7 +93,7 @@ impl fmt::Display for DockerRef {
 
 /// `signedIdentity`: which identities a signature may claim.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SignedIdentity {
+pub(crate) enum SignedIdentity {
     /// the signature names exactly the reference pulled (tag or digest)
     MatchExact,
     /// as `MatchExact` for a tag; for a digest reference, any signature of the repository

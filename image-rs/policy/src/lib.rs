@@ -1,6 +1,6 @@
 //! The image signature policy of the guest: containers-policy.json evaluated as
 //! containers/image does, plugged into image-rs through
-//! [`image_rs::policy::SignaturePolicy`].
+//! [`image_rs::SignaturePolicy`].
 //!
 //! - Requirements: `insecureAcceptAnything`, `reject`, `signedBy` (GPG simple signing,
 //!   verified with rPGP: primary keys and signing subkeys) and `sigstoreSigned` (cosign
@@ -47,11 +47,11 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use image_rs::config::ImageConfig;
-use image_rs::digest::{Digest, Hasher};
-use image_rs::policy::{PolicyError, PolicyRequest, SignaturePolicy};
-use image_rs::reference::Reference;
-use image_rs::resource::ResourceProvider;
+use image_rs::ImageConfig;
+use image_rs::Reference;
+use image_rs::ResourceProvider;
+use image_rs::{Digest, Hasher};
+use image_rs::{PolicyError, PolicyRequest, SignaturePolicy};
 use tokio::sync::OnceCell;
 
 use crate::cache::{Resources, TtlCache};
@@ -102,7 +102,7 @@ impl PolicyOptions {
     /// wins over `image_security_policy`, `sigstore_config_uri` over `sigstore_config`.
     /// Registries and lookaside servers are reached with the settings of each pull
     /// (insecure registries, credentials, proxies, extra root certificates: see
-    /// [`image_rs::policy::PolicyRequest::repository`]), so nothing else is taken over.
+    /// [`image_rs::PolicyRequest::repository`]), so nothing else is taken over.
     pub fn from_image_config(config: &ImageConfig) -> Option<Self> {
         let policy = match (
             &config.image_security_policy_uri,
@@ -648,7 +648,7 @@ pub mod fuzzing {
             "quay.io/a/b@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
             "localhost:5000/x",
         ] {
-            if let Ok(reference) = image_rs::reference::Reference::parse(name) {
+            if let Ok(reference) = image_rs::Reference::parse(name) {
                 let _ = policy.select(&reference);
             }
         }
@@ -660,7 +660,7 @@ pub mod fuzzing {
         let Ok(parsed) = crate::registries_d::RegistriesD::parse(text) else {
             return false;
         };
-        if let Ok(reference) = image_rs::reference::Reference::parse("example.com/ns/app:1") {
+        if let Ok(reference) = image_rs::Reference::parse("example.com/ns/app:1") {
             let _ = parsed.lookaside_for(&reference);
         }
         true

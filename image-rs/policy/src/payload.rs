@@ -3,7 +3,7 @@
 //! `critical` and `optional` both present, exactly `type`, `image` and `identity` in
 //! `critical`, no unknown or duplicate keys there.
 
-use image_rs::digest::Digest;
+use image_rs::Digest;
 use serde_json::Value;
 
 use crate::strict;
@@ -17,9 +17,9 @@ pub(crate) const COSIGN_TYPE: &str = "cosign container image signature";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct SignedClaims {
     /// the manifest (or index) digest signed
-    pub digest: Digest,
+    pub(crate) digest: Digest,
     /// the identity signed (a docker reference, unparsed)
-    pub reference: String,
+    pub(crate) reference: String,
 }
 
 /// Parses a payload whose `critical.type` must be `expected_type`.

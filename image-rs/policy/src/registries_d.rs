@@ -16,8 +16,8 @@
 
 use std::collections::BTreeMap;
 
-use image_rs::digest::Digest;
-use image_rs::reference::Reference;
+use image_rs::Digest;
+use image_rs::Reference;
 use serde::Deserialize;
 
 use crate::scope;
@@ -51,9 +51,9 @@ struct Document {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Lookaside {
     /// `file`, `http` or `https` URL of the store
-    pub base: url::Url,
+    pub(crate) base: url::Url,
     /// the namespace whose setting was used (`default-docker` or the scope)
-    pub scope: String,
+    pub(crate) scope: String,
 }
 
 impl Lookaside {

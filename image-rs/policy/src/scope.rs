@@ -2,7 +2,7 @@
 //! identity (`host/repo:tag` or `host/repo@digest`), then the repository and its parent
 //! namespaces up to the host, then `*.domain` wildcards of the host (port stripped).
 
-use image_rs::reference::{is_domain_name, Reference};
+use image_rs::{is_domain_name, Reference};
 
 /// The exact identities of `reference`: `name:tag`, `name@digest`, or both when the
 /// reference has both (each must satisfy the policy).

@@ -14,8 +14,8 @@ use std::sync::Arc;
 
 use common::*;
 use image_policy::{ContainersPolicy, DocumentSource, PolicyLoadError, PolicyOptions};
-use image_rs::digest::Digest;
-use image_rs::policy::PolicyRequest;
+use image_rs::Digest;
+use image_rs::PolicyRequest;
 use image_rs::{ImageClient, ImageConfig, PullError, PullOptions};
 use test_images::layout::OCI_MANIFEST;
 use test_images::registry::RegistryOptions;
@@ -268,7 +268,7 @@ async fn cosign_accept_reject_table() {
     // A GPG-style payload type signed with the cosign key is not a cosign signature.
     let wrong_type = simple_payload(
         "atomic container signature",
-        &unsigned.digest.to_string(),
+        unsigned.digest.as_ref(),
         &unsigned.reference.to_string(),
     );
     let wrong_type_sig = key.sign(&wrong_type);

@@ -227,7 +227,7 @@ async fn expired_and_revoked_keys_are_refused() {
     let identity = pushed.reference.to_string();
     let payload = simple_payload(
         "atomic container signature",
-        &pushed.digest.to_string(),
+        pushed.digest.as_ref(),
         &identity,
     );
 
@@ -260,7 +260,7 @@ async fn expired_and_revoked_keys_are_refused() {
     let good = Gpg::generate("good", KeyKind::Rsa);
     let cosign_typed = simple_payload(
         "cosign container image signature",
-        &pushed.digest.to_string(),
+        pushed.digest.as_ref(),
         &identity,
     );
     std::fs::write(&sig_path, good.sign_payload(&cosign_typed, None)).unwrap();

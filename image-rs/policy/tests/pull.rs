@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::*;
 use image_policy::{ContainersPolicy, DocumentSource, PolicyOptions};
-use image_rs::config::RegistryEntry;
+use image_rs::RegistryEntry;
 use image_rs::{ImageClient, ImageConfig, PullError, PullOptions, RegistryConfig};
 
 const ACCEPT: &str = r#"{"default":[{"type":"insecureAcceptAnything"}]}"#;

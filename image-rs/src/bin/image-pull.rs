@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use image_rs::config::RegistryEntry;
+use image_rs::RegistryEntry;
 use image_rs::{
     Credentials, ImageClient, ImageConfig, PullOptions, RegistryConfig, SnapshotterKind,
 };
@@ -39,12 +39,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    logging::init("warn");
     let args = Args::parse();
     let mut config = ImageConfig::with_work_dir(&args.work_dir);
     config.snapshotter = args.snapshotter;

@@ -1,8 +1,14 @@
 //! Layer media types: compression and encryption.
 
+use oci_model::{
+    DOCKER_FOREIGN_LAYER_GZIP, DOCKER_LAYER_GZIP, ENCRYPTED_SUFFIX, OCI_LAYER_GZIP,
+    OCI_LAYER_NONDISTRIBUTABLE_GZIP, OCI_LAYER_NONDISTRIBUTABLE_TAR,
+    OCI_LAYER_NONDISTRIBUTABLE_ZSTD, OCI_LAYER_TAR, OCI_LAYER_ZSTD,
+};
+
 /// How a layer tar is compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
+pub(crate) enum Compression {
     /// plain tar
     None,
     /// gzip (one or more members)
@@ -13,7 +19,7 @@ pub enum Compression {
 
 impl Compression {
     /// Name for messages.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Compression::None => "tar",
             Compression::Gzip => "gzip",
@@ -24,36 +30,25 @@ impl Compression {
 
 /// What a layer media type says about the blob.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LayerFormat {
+pub(crate) struct LayerFormat {
     /// compression of the tar
     pub compression: Compression,
     /// encrypted with ocicrypt (`+encrypted`)
     pub encrypted: bool,
 }
 
-/// The suffix of encrypted layer media types.
-pub const ENCRYPTED_SUFFIX: &str = "+encrypted";
-
 /// Classifies a layer media type; `None` for types that are not image layers.
-pub fn layer_format(media_type: &str) -> Option<LayerFormat> {
+pub(crate) fn layer_format(media_type: &str) -> Option<LayerFormat> {
     let (plain, encrypted) = match media_type.strip_suffix(ENCRYPTED_SUFFIX) {
         Some(plain) => (plain, true),
         None => (media_type, false),
     };
     let compression = match plain {
-        "application/vnd.oci.image.layer.v1.tar"
-        | "application/vnd.oci.image.layer.nondistributable.v1.tar" => Compression::None,
-        "application/vnd.oci.image.layer.v1.tar+gzip"
-        | "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip" => Compression::Gzip,
-        "application/vnd.oci.image.layer.v1.tar+zstd"
-        | "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd" => Compression::Zstd,
+        OCI_LAYER_TAR | OCI_LAYER_NONDISTRIBUTABLE_TAR => Compression::None,
+        OCI_LAYER_GZIP | OCI_LAYER_NONDISTRIBUTABLE_GZIP => Compression::Gzip,
+        OCI_LAYER_ZSTD | OCI_LAYER_NONDISTRIBUTABLE_ZSTD => Compression::Zstd,
         // Docker's types are never encrypted.
-        "application/vnd.docker.image.rootfs.diff.tar.gzip"
-        | "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
-            if !encrypted =>
-        {
-            Compression::Gzip
-        }
+        DOCKER_LAYER_GZIP | DOCKER_FOREIGN_LAYER_GZIP if !encrypted => Compression::Gzip,
         _ => return None,
     };
     Some(LayerFormat {

@@ -16,8 +16,8 @@
 //! decompression or tar error it caused. Two threads per layer let one layer use two
 //! cores (inflating and hashing on one, file writes on the other).
 
-pub mod format;
-pub mod unpack;
+mod format;
+pub(crate) mod unpack;
 
 use std::io::{self, BufReader, Read};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,10 +27,10 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use crate::decrypt::DecryptError;
-use crate::digest::{Digest, Hasher};
 use crate::registry::{BlobStream, RegistryError};
 use crate::store::StagingDir;
-pub use format::{layer_format, Compression, LayerFormat};
+pub(crate) use format::{layer_format, Compression, LayerFormat};
+use oci_model::{Digest, Hasher};
 pub use unpack::{unpack, UnpackError, UnpackLimits, UnpackOptions, UnpackStats, RATIO_FREE_BYTES};
 
 /// Bytes of a layer buffered between the download and the unpacking thread, whatever
@@ -328,7 +328,7 @@ enum Source {
     Plain(SharedChannel),
     #[cfg(feature = "encryption")]
     Encrypted {
-        reader: Box<ocicrypt_rs::blockcipher::DecryptingReader<SharedChannel>>,
+        reader: Box<ocicrypt_rs::DecryptingReader<SharedChannel>>,
         digest: String,
         failure: Arc<Failure>,
     },
@@ -469,22 +469,22 @@ impl Read for DiffIdReader {
 
 /// Tells the layers of a pull to stop (their downloads end, their threads clean up).
 #[derive(Debug, Clone)]
-pub struct CancelSignal(tokio::sync::watch::Receiver<bool>);
+pub(crate) struct CancelSignal(tokio::sync::watch::Receiver<bool>);
 
 impl CancelSignal {
     /// A signal and the sender that raises it.
-    pub fn new() -> (tokio::sync::watch::Sender<bool>, Self) {
+    pub(crate) fn new() -> (tokio::sync::watch::Sender<bool>, Self) {
         let (tx, rx) = tokio::sync::watch::channel(false);
         (tx, Self(rx))
     }
 
     /// Whether it was raised.
-    pub fn is_raised(&self) -> bool {
+    pub(crate) fn is_raised(&self) -> bool {
         *self.0.borrow()
     }
 
     /// Completes when raised (never, if the sender is gone without raising it).
-    pub async fn raised(&mut self) {
+    pub(crate) async fn raised(&mut self) {
         while !*self.0.borrow_and_update() {
             if self.0.changed().await.is_err() {
                 std::future::pending::<()>().await;
@@ -495,9 +495,9 @@ impl CancelSignal {
 
 /// What to fetch.
 #[derive(Debug, Clone)]
-pub struct LayerJob {
+pub(crate) struct LayerJob {
     /// the descriptor from the manifest
-    pub descriptor: crate::manifest::Descriptor,
+    pub descriptor: oci_model::Descriptor,
     /// the diff_id from the image config
     pub diff_id: Digest,
     /// unpack options
@@ -506,13 +506,13 @@ pub struct LayerJob {
 
 /// Cipher options of an encrypted layer, unwrapped before the download starts.
 #[cfg(feature = "encryption")]
-pub type CipherOptions = ocicrypt_rs::blockcipher::LayerBlockCipherOptions;
+pub(crate) type CipherOptions = ocicrypt_rs::LayerBlockCipherOptions;
 /// Cipher options of an encrypted layer (none in a build without encryption).
 #[cfg(not(feature = "encryption"))]
-pub type CipherOptions = std::convert::Infallible;
+pub(crate) type CipherOptions = std::convert::Infallible;
 
 /// Unwraps the key of an encrypted layer (before any byte is downloaded).
-pub async fn prepare_decryption(
+pub(crate) async fn prepare_decryption(
     job: &LayerJob,
     unwrapper: Option<&dyn crate::decrypt::KeyUnwrap>,
 ) -> Result<Option<CipherOptions>, LayerError> {
@@ -546,7 +546,7 @@ pub async fn prepare_decryption(
 /// module documentation. `blob` is the opened download. The staging directory belongs to
 /// the unpacking thread, which removes it on failure once nothing writes into it any
 /// more (also when this future is dropped); on success it is handed back for the commit.
-pub async fn fetch_into(
+pub(crate) async fn fetch_into(
     job: LayerJob,
     blob: BlobStream,
     cipher: Option<CipherOptions>,

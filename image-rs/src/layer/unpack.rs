@@ -31,7 +31,7 @@ use serde::Deserialize;
 use crate::fsutil::{child_type, open_child_dir, open_dir_path, proc_path, remove_all_at};
 
 /// The xattr overlayfs reads to make a directory opaque.
-pub const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+pub(crate) const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 const WHITEOUT_PREFIX: &[u8] = b".wh.";
 const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
 const AUFS_META_PREFIX: &[u8] = b".wh..wh.";

@@ -1,7 +1,7 @@
 //! Registry HTTP client (distribution spec v2): manifests and blobs, anonymous, basic and
 //! bearer-token auth (tokens cached per repository), plain HTTP or unverified TLS for
-//! registries marked insecure, proxies and extra root CAs. TLS is rustls with the ring
-//! provider.
+//! registries marked insecure, proxies and extra root CAs. TLS is `http-client`'s (rustls
+//! with the aws-lc-rs provider).
 //!
 //! Against a hostile registry: every body is read with a size limit (refused up front
 //! when its announced length is already over it) and a minimum rate ([`LowSpeed`]), so
@@ -14,22 +14,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use http_client::error_chain;
 use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, WWW_AUTHENTICATE};
 use reqwest::StatusCode;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
-use rustls_pki_types::pem::PemObject;
 use serde::Deserialize;
 
 use crate::config::ProxyConfig;
-use crate::digest::{Digest, Hasher};
-use crate::manifest::{
-    parse_manifest, Descriptor, ManifestError, ManifestKind, MAX_MANIFEST_BYTES,
-};
 use crate::reference::Reference;
 use crate::registry::auth::Credentials;
+use oci_model::{parse_manifest, Descriptor, ManifestError, ManifestKind, MAX_MANIFEST_BYTES};
+use oci_model::{Digest, Hasher};
 
 const USER_AGENT: &str = concat!("image-rs/", env!("CARGO_PKG_VERSION"));
 const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
@@ -151,70 +145,6 @@ pub enum RegistryError {
     /// the manifest is not one this puller reads
     #[error(transparent)]
     Manifest(#[from] ManifestError),
-}
-
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(e) = source {
-        let s = e.to_string();
-        if !text.contains(&s) {
-            text.push_str(": ");
-            text.push_str(&s);
-        }
-        source = e.source();
-    }
-    text
-}
-
-/// Accepts any server certificate (registries marked `insecure` only) while still checking
-/// the handshake signatures, so the session keys belong to the presented certificate.
-#[derive(Debug)]
-struct AcceptAnyCertificate(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
 
 /// Settings of the HTTP clients.
@@ -354,18 +284,19 @@ pub struct RegistryClient {
     low_speed: Option<LowSpeed>,
 }
 
-fn build_http(
-    settings: &ClientSettings,
-    tls: rustls::ClientConfig,
-) -> Result<reqwest::Client, RegistryError> {
-    let mut builder = reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
+/// A client with the proxies and roots of `settings`; `insecure` accepts any certificate.
+fn build_http(settings: &ClientSettings, insecure: bool) -> Result<reqwest::Client, RegistryError> {
+    let mut builder = http_client::ClientBuilder::new()
+        .extra_roots(&settings.extra_root_certificates)
         .user_agent(USER_AGENT)
         .connect_timeout(Duration::from_secs(30))
         .read_timeout(Duration::from_secs(120))
         .pool_max_idle_per_host(8)
         // Only configured proxies are used: the environment of a guest daemon is not config.
-        .no_proxy();
+        .no_system_proxy();
+    if insecure {
+        builder = builder.accept_any_certificate();
+    }
     if let Some(proxy) = &settings.proxy {
         let no_proxy = proxy
             .no_proxy
@@ -386,47 +317,16 @@ fn build_http(
     }
     builder
         .build()
-        .map_err(|e| RegistryError::Setup(error_chain(&e)))
+        .map_err(|e| RegistryError::Setup(e.to_string()))
 }
 
 impl RegistryClient {
     /// Builds the clients (verified TLS with webpki roots plus the extra ones, and the
     /// unverified one for insecure registries).
     pub fn new(settings: &ClientSettings) -> Result<Self, RegistryError> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut roots = rustls::RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        for pem in &settings.extra_root_certificates {
-            let mut found = 0;
-            for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
-                let cert =
-                    cert.map_err(|e| RegistryError::Setup(format!("extra root certificate: {e}")))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| RegistryError::Setup(format!("extra root certificate: {e}")))?;
-                found += 1;
-            }
-            if found == 0 {
-                return Err(RegistryError::Setup(
-                    "an extra root certificate has no PEM CERTIFICATE block".into(),
-                ));
-            }
-        }
-        let versions = |p: &Arc<CryptoProvider>| {
-            rustls::ClientConfig::builder_with_provider(p.clone())
-                .with_safe_default_protocol_versions()
-                .map_err(|e| RegistryError::Setup(e.to_string()))
-        };
-        let verified_tls = versions(&provider)?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let unverified_tls = versions(&provider)?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider.clone())))
-            .with_no_client_auth();
         Ok(Self {
-            verified: build_http(settings, verified_tls)?,
-            unverified: build_http(settings, unverified_tls)?,
+            verified: build_http(settings, false)?,
+            unverified: build_http(settings, true)?,
             state: Arc::new(Mutex::new(SharedState::default())),
             low_speed: settings.low_speed,
         })
@@ -884,7 +784,7 @@ impl Repository {
         let response = self.request(url, Some(MANIFEST_ACCEPT), "manifest").await?;
         let content_type = response.header(CONTENT_TYPE.as_str()).map(str::to_string);
         let bytes = response.body("manifest", MAX_MANIFEST_BYTES).await?;
-        let algorithm = expected.map_or(crate::digest::Algorithm::Sha256, Digest::algorithm);
+        let algorithm = expected.map_or(oci_model::Algorithm::Sha256, Digest::algorithm);
         let mut hasher = Hasher::new(algorithm);
         hasher.update(&bytes);
         let digest = hasher.finish();

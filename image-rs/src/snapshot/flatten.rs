@@ -258,7 +258,7 @@ fn walk(root: BorrowedFd<'_>, comps: &[OsString], shown: &Path) -> Result<OwnedF
 }
 
 /// Copies `layers` (bottom first) into `rootfs` (absent or empty). Blocking.
-pub fn flatten(layers: &[PathBuf], rootfs: &Path) -> Result<(), SnapshotError> {
+pub(crate) fn flatten(layers: &[PathBuf], rootfs: &Path) -> Result<(), SnapshotError> {
     prepare_rootfs(rootfs)?;
     let dst_root = open_dir_path(rootfs).map_err(io_error("open", rootfs))?;
     for layer in layers {

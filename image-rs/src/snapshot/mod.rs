@@ -13,8 +13,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use flatten::flatten;
-pub use overlay::{mount_overlay, remove_stale_snapshot, unmount};
+pub(crate) use flatten::flatten;
+pub use overlay::mount_overlay;
+pub(crate) use overlay::{remove_stale_snapshot, unmount};
 
 /// Which snapshotter makes the rootfs (config key `snapshotter`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -115,7 +115,7 @@ fn mount_classic(
 }
 
 /// Unmounts an overlay rootfs (if mounted) and removes its scratch directory. Blocking.
-pub fn unmount(rootfs: &Path, scratch: Option<&Path>) -> Result<(), SnapshotError> {
+pub(crate) fn unmount(rootfs: &Path, scratch: Option<&Path>) -> Result<(), SnapshotError> {
     match rustix::mount::unmount(rootfs, UnmountFlags::empty()) {
         Ok(()) | Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOENT) => {}
         Err(e) => {
@@ -153,7 +153,7 @@ fn unescape_mountinfo(field: &str) -> Option<PathBuf> {
 
 /// The mount points of the overlays in `mountinfo` (`/proc/self/mountinfo` text) whose
 /// upper directory is `<scratch>/upper`. Lines that do not parse are skipped.
-pub fn overlays_of(scratch: &Path, mountinfo: &str) -> Vec<PathBuf> {
+pub(crate) fn overlays_of(scratch: &Path, mountinfo: &str) -> Vec<PathBuf> {
     let upper = scratch.join("upper");
     mountinfo
         .lines()
@@ -176,7 +176,7 @@ pub fn overlays_of(scratch: &Path, mountinfo: &str) -> Vec<PathBuf> {
 
 /// Detaches every overlay still mounted on `scratch` (left by a process killed between
 /// mounting a bundle and recording it), then removes `scratch`. Blocking.
-pub fn remove_stale_snapshot(scratch: &Path) -> Result<Vec<PathBuf>, SnapshotError> {
+pub(crate) fn remove_stale_snapshot(scratch: &Path) -> Result<Vec<PathBuf>, SnapshotError> {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
         .map_err(io_error("read", Path::new("/proc/self/mountinfo")))?;
     let mounts = overlays_of(scratch, &mountinfo);

@@ -8,21 +8,21 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use image_rs::config::RegistryEntry;
+use image_rs::RegistryEntry;
 use image_rs::{ImageClient, ImageConfig, RegistryConfig};
 use sha2::{Digest as _, Sha256};
 use test_images::layout::{BuiltImage, ImageSpec, OciLayout};
 use test_images::registry::{Registry, RegistryOptions};
 
 /// A registry with a layout to build images in, and a scratch directory.
-pub struct Env {
+pub(crate) struct Env {
     pub registry: Registry,
     pub layout: OciLayout,
     pub dir: tempfile::TempDir,
 }
 
 impl Env {
-    pub fn new(options: RegistryOptions) -> Self {
+    pub(crate) fn new(options: RegistryOptions) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let layout = OciLayout::create(dir.path().join("oci")).unwrap();
         let registry = Registry::start(options).unwrap();
@@ -33,12 +33,17 @@ impl Env {
         }
     }
 
-    pub fn plain() -> Self {
+    pub(crate) fn plain() -> Self {
         Self::new(RegistryOptions::default())
     }
 
     /// Builds `image` and pushes it as `<registry>/<repo>:<tag>`; returns the reference.
-    pub async fn publish(&self, image: &ImageSpec, repo: &str, tag: &str) -> (String, BuiltImage) {
+    pub(crate) async fn publish(
+        &self,
+        image: &ImageSpec,
+        repo: &str,
+        tag: &str,
+    ) -> (String, BuiltImage) {
         let built =
             test_images::fixtures::publish(&self.layout, &self.registry.target(), image, repo, tag)
                 .await
@@ -47,7 +52,7 @@ impl Env {
     }
 
     /// A registries.conf that marks this registry insecure (plain HTTP).
-    pub fn registries(&self) -> RegistryConfig {
+    pub(crate) fn registries(&self) -> RegistryConfig {
         RegistryConfig {
             registry: vec![RegistryEntry {
                 location: self.registry.host(),
@@ -59,7 +64,7 @@ impl Env {
     }
 
     /// An image config with a fresh work directory reaching this registry.
-    pub fn config(&self, name: &str) -> ImageConfig {
+    pub(crate) fn config(&self, name: &str) -> ImageConfig {
         let mut config = ImageConfig::with_work_dir(self.dir.path().join(name));
         config.registry_config = Some(self.registries());
         if let Some(ca) = self.registry.ca_pem() {
@@ -68,12 +73,12 @@ impl Env {
         config
     }
 
-    pub async fn client(&self, name: &str) -> ImageClient {
+    pub(crate) async fn client(&self, name: &str) -> ImageClient {
         ImageClient::new(self.config(name)).await.unwrap()
     }
 
     /// `skopeo copy` + `umoci unpack` of a reference; returns the rootfs.
-    pub fn umoci_rootfs(&self, reference: &str, name: &str) -> PathBuf {
+    pub(crate) fn umoci_rootfs(&self, reference: &str, name: &str) -> PathBuf {
         let oci = self.dir.path().join(format!("umoci-{name}-oci"));
         let bundle = self.dir.path().join(format!("umoci-{name}-bundle"));
         let mut copy = Command::new("skopeo");
@@ -98,13 +103,13 @@ impl Env {
     }
 }
 
-pub fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     std::fs::metadata("/proc/self")
         .map(|m| m.uid() == 0)
         .unwrap_or(false)
 }
 
-pub fn run(cmd: &mut Command) -> String {
+pub(crate) fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
@@ -116,7 +121,7 @@ pub fn run(cmd: &mut Command) -> String {
 
 /// One file as the comparison sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Node {
+pub(crate) struct Node {
     pub kind: &'static str,
     pub mode: u32,
     pub uid: u32,
@@ -149,7 +154,7 @@ fn user_xattrs(path: &Path) -> BTreeMap<String, Vec<u8>> {
 
 /// Every path below `root` with its type, mode, owner, content hash, link target and the
 /// groups of hard-linked paths.
-pub fn snapshot_tree(root: &Path) -> (BTreeMap<String, Node>, BTreeSet<Vec<String>>) {
+pub(crate) fn snapshot_tree(root: &Path) -> (BTreeMap<String, Node>, BTreeSet<Vec<String>>) {
     let mut nodes = BTreeMap::new();
     let mut inodes: BTreeMap<(u64, u64), Vec<String>> = BTreeMap::new();
     let mut stack = vec![PathBuf::new()];
@@ -223,7 +228,7 @@ pub fn snapshot_tree(root: &Path) -> (BTreeMap<String, Node>, BTreeSet<Vec<Strin
 }
 
 /// Asserts that two rootfs trees are the same file by file.
-pub fn assert_same_tree(ours: &Path, reference: &Path) {
+pub(crate) fn assert_same_tree(ours: &Path, reference: &Path) {
     let (a, a_links) = snapshot_tree(ours);
     let (b, b_links) = snapshot_tree(reference);
     let a_keys: BTreeSet<_> = a.keys().collect();
@@ -242,14 +247,14 @@ pub fn assert_same_tree(ours: &Path, reference: &Path) {
 }
 
 /// Number of committed layer directories in a work directory.
-pub fn stored_layers(work_dir: &Path) -> usize {
+pub(crate) fn stored_layers(work_dir: &Path) -> usize {
     std::fs::read_dir(work_dir.join("layers"))
         .map(|d| d.count())
         .unwrap_or(0)
 }
 
 /// Number of staging directories in a work directory.
-pub fn staging_dirs(work_dir: &Path) -> usize {
+pub(crate) fn staging_dirs(work_dir: &Path) -> usize {
     std::fs::read_dir(work_dir.join("staging"))
         .map(|d| d.count())
         .unwrap_or(0)

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use ocicrypt_rs::keywrap::keyprovider::annotation_packet::{KekKeyProvider, WrapType};
 use ocicrypt_rs::keywrap::keyprovider::{handle_request, OcicryptConfig, MAX_MESSAGE_LEN};
-use ocicrypt_rs::layout::{decrypt_image, encrypt_image, LayoutReference};
+use ocicrypt_rs::keywrap::keyprovider::{KekKeyProvider, WrapType};
+use ocicrypt_rs::{decrypt_image, encrypt_image, LayoutReference};
 
 #[derive(Parser)]
 #[command(
@@ -77,10 +77,7 @@ fn provider_config(path: Option<PathBuf>) -> anyhow::Result<Option<OcicryptConfi
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
-        .init();
+    logging::init("error");
     match Cli::parse().command {
         Command::Encrypt {
             keys,
@@ -93,7 +90,7 @@ async fn main() -> anyhow::Result<()> {
                 LayoutReference::parse(&output)?,
             );
             let config = provider_config(keyprovider_config)?;
-            let wrappers = ocicrypt_rs::keyspec::encryption_wrappers(&keys, config.as_ref())?;
+            let wrappers = ocicrypt_rs::encryption_wrappers(&keys, config.as_ref())?;
             let summary = encrypt_image(&input, &output, &wrappers).await?;
             println!("{}", summary.digest);
             eprintln!("encrypted {} layer(s)", summary.layers_changed);
@@ -117,8 +114,7 @@ async fn main() -> anyhow::Result<()> {
                 None => None,
             };
             let password = password.as_ref().map(|p| p.trim_ascii_end());
-            let wrappers =
-                ocicrypt_rs::keyspec::decryption_wrappers(&keys, password, config.as_ref())?;
+            let wrappers = ocicrypt_rs::decryption_wrappers(&keys, password, config.as_ref())?;
             let summary = decrypt_image(&input, &output, &wrappers).await?;
             println!("{}", summary.digest);
             eprintln!(

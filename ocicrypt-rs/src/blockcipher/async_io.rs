@@ -158,7 +158,7 @@ impl<R: AsyncRead> AsyncRead for AsyncDecryptingReader<R> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::digest::OciDigest;
+    use oci_model::Digest;
 
     async fn encrypt(plain: &[u8]) -> (Vec<u8>, LayerBlockCipherOptions) {
         let mut r = AsyncEncryptingReader::new(plain, None).unwrap();
@@ -171,10 +171,7 @@ mod tests {
     async fn async_round_trip_and_sync_interop() {
         let plain: Vec<u8> = (0..70_000u32).map(|i| i as u8).collect();
         let (ct, opts) = encrypt(&plain).await;
-        assert_eq!(
-            opts.private.digest,
-            OciDigest::sha256_of(&plain).to_string()
-        );
+        assert_eq!(opts.private.digest, Digest::sha256_of(&plain).to_string());
         // decrypt with the sync reader
         let mut out = Vec::new();
         std::io::Read::read_to_end(

@@ -27,14 +27,14 @@ use zeroize::Zeroizing;
 
 pub use options::{
     LayerBlockCipherOptions, PrivateLayerBlockCipherOptions, PublicLayerBlockCipherOptions,
-    AES_256_CTR_HMAC_SHA256, HMAC_LEN, KEY_LEN, NONCE_LEN,
 };
+pub(crate) use options::{AES_256_CTR_HMAC_SHA256, HMAC_LEN, KEY_LEN, NONCE_LEN};
 
 #[cfg(feature = "async-io")]
 pub use async_io::{AsyncDecryptingReader, AsyncEncryptingReader};
 
-use crate::digest::{DigestAlgorithm, DigestHasher, OciDigest};
 use crate::error::{Error, Result};
+use oci_model::{Algorithm, Digest, Hasher};
 
 type Aes256Ctr = ctr::Ctr128BE<Aes256>;
 
@@ -46,7 +46,7 @@ type HmacSha256 = Hmac<Sha256>;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VerifiedLayer {
     /// digest of the plaintext blob, when it was computed
-    pub plaintext_digest: Option<OciDigest>,
+    pub plaintext_digest: Option<Digest>,
     /// number of plaintext bytes
     pub size: u64,
 }
@@ -55,10 +55,10 @@ pub struct VerifiedLayer {
 pub(crate) struct EncryptState {
     cipher: Aes256Ctr,
     mac: HmacSha256,
-    plain: DigestHasher,
+    plain: Hasher,
     key: Zeroizing<[u8; KEY_LEN]>,
     nonce: [u8; NONCE_LEN],
-    expected_digest: Option<OciDigest>,
+    expected_digest: Option<Digest>,
     size: u64,
     outcome: Option<std::result::Result<LayerBlockCipherOptions, Error>>,
 }
@@ -67,7 +67,7 @@ impl EncryptState {
     pub(crate) fn new(expected_digest: Option<&str>) -> Result<Self> {
         let expected_digest = expected_digest
             .filter(|d| !d.is_empty())
-            .map(OciDigest::parse)
+            .map(Digest::parse)
             .transpose()?;
         let mut key = Zeroizing::new([0u8; KEY_LEN]);
         let mut nonce = [0u8; NONCE_LEN];
@@ -79,15 +79,15 @@ impl EncryptState {
     fn with_key(
         key: Zeroizing<[u8; KEY_LEN]>,
         nonce: [u8; NONCE_LEN],
-        expected_digest: Option<OciDigest>,
+        expected_digest: Option<Digest>,
     ) -> Result<Self> {
         let algorithm = expected_digest
             .as_ref()
-            .map_or(DigestAlgorithm::Sha256, OciDigest::algorithm);
+            .map_or(Algorithm::Sha256, Digest::algorithm);
         Ok(EncryptState {
             cipher: Aes256Ctr::new(key.as_ref().into(), (&nonce).into()),
             mac: new_mac(key.as_ref())?,
-            plain: DigestHasher::new(algorithm),
+            plain: Hasher::new(algorithm),
             key,
             nonce,
             expected_digest,
@@ -109,8 +109,7 @@ impl EncryptState {
     pub(crate) fn at_eof(&mut self) -> io::Result<()> {
         if self.outcome.is_none() {
             let digest =
-                std::mem::replace(&mut self.plain, DigestHasher::new(DigestAlgorithm::Sha256))
-                    .finish();
+                std::mem::replace(&mut self.plain, Hasher::new(Algorithm::Sha256)).finish();
             let hmac = self.mac.clone().finalize().into_bytes().to_vec();
             let outcome = match &self.expected_digest {
                 Some(expected) if *expected != digest => Err(Error::DigestMismatch {
@@ -169,9 +168,9 @@ pub(crate) struct DecryptState {
     cipher: Aes256Ctr,
     mac: HmacSha256,
     expected_hmac: [u8; HMAC_LEN],
-    plain: Option<DigestHasher>,
-    expected_digest: Option<OciDigest>,
-    actual_digest: Option<OciDigest>,
+    plain: Option<Hasher>,
+    expected_digest: Option<Digest>,
+    actual_digest: Option<Digest>,
     size: u64,
     verdict: Verdict,
 }
@@ -193,7 +192,7 @@ impl DecryptState {
         let expected_digest = if opts.private.digest.is_empty() {
             None
         } else {
-            Some(OciDigest::parse(&opts.private.digest)?)
+            Some(Digest::parse(&opts.private.digest)?)
         };
         Ok(DecryptState {
             cipher: Aes256Ctr::new(key.as_ref().into(), (&nonce).into()),
@@ -210,7 +209,7 @@ impl DecryptState {
     /// Also checks the plaintext against the digest in the private options at EOF.
     pub(crate) fn verify_digest(&mut self) {
         if let Some(expected) = &self.expected_digest {
-            self.plain = Some(DigestHasher::new(expected.algorithm()));
+            self.plain = Some(Hasher::new(expected.algorithm()));
         }
     }
 
@@ -425,7 +424,7 @@ mod tests {
     use super::*;
 
     fn encrypt(plain: &[u8]) -> (Vec<u8>, LayerBlockCipherOptions) {
-        let digest = OciDigest::sha256_of(plain).to_string();
+        let digest = Digest::sha256_of(plain).to_string();
         let mut r = EncryptingReader::new(plain, Some(&digest)).unwrap();
         let mut ct = Vec::new();
         r.read_to_end(&mut ct).unwrap();
@@ -481,7 +480,7 @@ mod tests {
         assert_eq!(out, plain);
         let v = r.finish().unwrap();
         assert_eq!(v.size, plain.len() as u64);
-        assert_eq!(v.plaintext_digest.unwrap(), OciDigest::sha256_of(&plain));
+        assert_eq!(v.plaintext_digest.unwrap(), Digest::sha256_of(&plain));
     }
 
     #[test]
@@ -526,7 +525,7 @@ mod tests {
     fn wrong_digest_fails_when_verified() {
         let plain = vec![1u8; 100];
         let (ct, mut opts) = encrypt(&plain);
-        opts.private.digest = OciDigest::sha256_of(b"other").to_string();
+        opts.private.digest = Digest::sha256_of(b"other").to_string();
         let r = DecryptingReader::new(ct.as_slice(), &opts)
             .unwrap()
             .verify_digest();
@@ -538,7 +537,7 @@ mod tests {
 
     #[test]
     fn encrypt_checks_expected_digest() {
-        let other = OciDigest::sha256_of(b"x").to_string();
+        let other = Digest::sha256_of(b"x").to_string();
         let mut r = EncryptingReader::new(&b"y"[..], Some(&other)).unwrap();
         let err = r.read_to_end(&mut Vec::new()).unwrap_err();
         assert!(matches!(

@@ -12,14 +12,14 @@ use crate::bytes::{b64, b64_map, b64_secret};
 use crate::error::{Error, Result};
 
 /// The only layer cipher of the OCI encryption spec.
-pub const AES_256_CTR_HMAC_SHA256: &str = "AES_256_CTR_HMAC_SHA256";
+pub(crate) const AES_256_CTR_HMAC_SHA256: &str = "AES_256_CTR_HMAC_SHA256";
 
 /// Size of the layer key in bytes.
-pub const KEY_LEN: usize = 32;
+pub(crate) const KEY_LEN: usize = 32;
 /// Size of the CTR nonce (initial counter block) in bytes.
-pub const NONCE_LEN: usize = 16;
+pub(crate) const NONCE_LEN: usize = 16;
 /// Size of the HMAC-SHA256 tag in bytes.
-pub const HMAC_LEN: usize = 32;
+pub(crate) const HMAC_LEN: usize = 32;
 
 /// Upper bound for an options JSON document; real ones are about 200 bytes.
 pub(crate) const MAX_OPTIONS_JSON: usize = 64 * 1024;
@@ -27,7 +27,7 @@ pub(crate) const MAX_OPTIONS_JSON: usize = 64 * 1024;
 /// `org.opencontainers.image.enc.pubopts`: `{"cipher","hmac","cipheroptions"}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PublicLayerBlockCipherOptions {
-    /// cipher name, [`AES_256_CTR_HMAC_SHA256`]
+    /// cipher name, `AES_256_CTR_HMAC_SHA256`
     #[serde(rename = "cipher", default)]
     pub cipher_type: String,
     /// HMAC-SHA256 over the whole ciphertext

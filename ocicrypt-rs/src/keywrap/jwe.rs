@@ -12,8 +12,8 @@ use zeroize::Zeroizing;
 
 use crate::keys::{PrivateKey, PublicKey};
 
-pub use jose::jwe::{MAX_JWE_LEN, MAX_RECIPIENTS};
 pub use jose::{Jwe, JweError, KeyAlgorithm};
+pub use jose::{MAX_JWE_LEN, MAX_RECIPIENTS};
 
 /// containers/ocicrypt's choice for a key: RSA-OAEP for RSA, ECDH-ES+A256KW for EC.
 pub fn default_algorithm(key: &PublicKey) -> KeyAlgorithm {

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 /// Fails the test with a clear message when a required tool is missing: these tests must
 /// never pass silently without their real peer.
-pub fn require(tool: &str) {
+pub(crate) fn require(tool: &str) {
     let found = std::env::var_os("PATH")
         .map(|paths| std::env::split_paths(&paths).any(|p| p.join(tool).is_file()))
         .unwrap_or(false);
@@ -20,7 +20,7 @@ pub fn require(tool: &str) {
     );
 }
 
-pub fn run(cmd: &mut Command) -> Vec<u8> {
+pub(crate) fn run(cmd: &mut Command) -> Vec<u8> {
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
@@ -33,15 +33,15 @@ pub fn run(cmd: &mut Command) -> Vec<u8> {
     out.stdout
 }
 
-pub fn sh(script: &str) -> Vec<u8> {
+pub(crate) fn sh(script: &str) -> Vec<u8> {
     run(Command::new("sh").arg("-ec").arg(script))
 }
 
-pub fn sha256_hex(data: &[u8]) -> String {
+pub(crate) fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
-pub struct Keys {
+pub(crate) struct Keys {
     pub rsa_priv: PathBuf,
     pub rsa_pub: PathBuf,
     pub ec_priv_pkcs8: PathBuf,
@@ -51,7 +51,7 @@ pub struct Keys {
 }
 
 /// RSA-2048 and P-256 JWE key pairs and a self-signed RSA certificate, made by openssl.
-pub fn make_keys(dir: &Path) -> Keys {
+pub(crate) fn make_keys(dir: &Path) -> Keys {
     require("openssl");
     let d = dir.display();
     sh(&format!(
@@ -73,9 +73,9 @@ pub fn make_keys(dir: &Path) -> Keys {
     }
 }
 
-pub const GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-pub const ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
-pub const TAR: &str = "application/vnd.oci.image.layer.v1.tar";
+pub(crate) const GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub(crate) const ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
+pub(crate) const TAR: &str = "application/vnd.oci.image.layer.v1.tar";
 
 fn put_blob(layout: &Path, data: &[u8]) -> String {
     let hex = sha256_hex(data);
@@ -85,7 +85,7 @@ fn put_blob(layout: &Path, data: &[u8]) -> String {
 
 /// An OCI layout at `layout` tagged `tag` with a gzip, a zstd and an uncompressed layer
 /// made by tar/gzip/zstd; returns the layer digests.
-pub fn make_layout(work: &Path, layout: &Path, tag: &str) -> Vec<String> {
+pub(crate) fn make_layout(work: &Path, layout: &Path, tag: &str) -> Vec<String> {
     require("tar");
     require("gzip");
     require("zstd");
@@ -151,7 +151,7 @@ pub fn make_layout(work: &Path, layout: &Path, tag: &str) -> Vec<String> {
 }
 
 /// The manifest of the image tagged `tag` (or the only one).
-pub fn manifest(layout: &Path, tag: Option<&str>) -> Value {
+pub(crate) fn manifest(layout: &Path, tag: Option<&str>) -> Value {
     let index: Value =
         serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
     let desc = index["manifests"]
@@ -179,11 +179,11 @@ pub fn manifest(layout: &Path, tag: Option<&str>) -> Value {
     serde_json::from_slice(&bytes).unwrap()
 }
 
-pub fn layers(layout: &Path, tag: Option<&str>) -> Vec<Value> {
+pub(crate) fn layers(layout: &Path, tag: Option<&str>) -> Vec<Value> {
     manifest(layout, tag)["layers"].as_array().unwrap().clone()
 }
 
-pub fn blob(layout: &Path, digest: &str) -> Vec<u8> {
+pub(crate) fn blob(layout: &Path, digest: &str) -> Vec<u8> {
     std::fs::read(
         layout
             .join("blobs/sha256")
@@ -193,7 +193,7 @@ pub fn blob(layout: &Path, digest: &str) -> Vec<u8> {
 }
 
 /// `skopeo copy` with the given extra flags, oci: to oci:.
-pub fn skopeo_copy(flags: &[String], src: &str, dst: &str) {
+pub(crate) fn skopeo_copy(flags: &[String], src: &str, dst: &str) {
     require("skopeo");
     let mut cmd = Command::new("skopeo");
     cmd.args(["--insecure-policy", "copy", "-q"])
@@ -202,6 +202,6 @@ pub fn skopeo_copy(flags: &[String], src: &str, dst: &str) {
     run(&mut cmd);
 }
 
-pub fn flag(name: &str, value: &Path) -> String {
+pub(crate) fn flag(name: &str, value: &Path) -> String {
     format!("--{name}={}", value.display())
 }

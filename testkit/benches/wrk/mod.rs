@@ -4,7 +4,7 @@ use std::process::Command;
 
 /// What wrk reports for one run.
 #[derive(Debug, Default)]
-pub struct WrkRun {
+pub(crate) struct WrkRun {
     pub requests: u64,
     pub rps: f64,
     pub p99_ms: f64,
@@ -13,7 +13,7 @@ pub struct WrkRun {
     pub socket_errors: u64,
 }
 
-pub fn env_number(name: &str, default: u64) -> u64 {
+pub(crate) fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
@@ -36,7 +36,7 @@ fn duration_ms(text: &str) -> f64 {
     number.parse::<f64>().unwrap() * scale
 }
 
-pub fn run_wrk(url: &str, connections: u64, seconds: u64) -> WrkRun {
+pub(crate) fn run_wrk(url: &str, connections: u64, seconds: u64) -> WrkRun {
     let out = Command::new("wrk")
         .args(["-t", "2", "-c", &connections.to_string()])
         .args([

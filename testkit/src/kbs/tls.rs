@@ -33,7 +33,7 @@ pub(crate) fn generate() -> Result<TlsMaterial, String> {
         .signed_by(&leaf_key, &issuer)
         .map_err(|e| err(&e))?;
 
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let server_config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| err(&e))?

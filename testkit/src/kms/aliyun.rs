@@ -57,7 +57,7 @@ const MAX_SKEW_SECS: i64 = 15 * 60;
 /// The instance API's messages (`dkms_api`).
 mod dkms {
     #[derive(Clone, PartialEq, prost::Message)]
-    pub struct EncryptRequest {
+    pub(crate) struct EncryptRequest {
         #[prost(string, tag = "1")]
         pub key_id: String,
         #[prost(bytes = "vec", tag = "2")]
@@ -70,7 +70,7 @@ mod dkms {
         pub iv: Vec<u8>,
     }
     #[derive(Clone, PartialEq, prost::Message)]
-    pub struct EncryptResponse {
+    pub(crate) struct EncryptResponse {
         #[prost(string, tag = "1")]
         pub key_id: String,
         #[prost(bytes = "vec", tag = "2")]
@@ -83,7 +83,7 @@ mod dkms {
         pub algorithm: String,
     }
     #[derive(Clone, PartialEq, prost::Message)]
-    pub struct DecryptRequest {
+    pub(crate) struct DecryptRequest {
         #[prost(bytes = "vec", tag = "1")]
         pub ciphertext_blob: Vec<u8>,
         #[prost(string, tag = "2")]
@@ -96,7 +96,7 @@ mod dkms {
         pub iv: Vec<u8>,
     }
     #[derive(Clone, PartialEq, prost::Message)]
-    pub struct DecryptResponse {
+    pub(crate) struct DecryptResponse {
         #[prost(string, tag = "1")]
         pub key_id: String,
         #[prost(bytes = "vec", tag = "2")]
@@ -107,7 +107,7 @@ mod dkms {
         pub algorithm: String,
     }
     #[derive(Clone, PartialEq, prost::Message)]
-    pub struct GetSecretValueRequest {
+    pub(crate) struct GetSecretValueRequest {
         #[prost(string, tag = "1")]
         pub secret_name: String,
         #[prost(string, tag = "2")]
@@ -118,7 +118,7 @@ mod dkms {
         pub fetch_extended_config: bool,
     }
     #[derive(Clone, PartialEq, prost::Message)]
-    pub struct GetSecretValueResponse {
+    pub(crate) struct GetSecretValueResponse {
         #[prost(string, tag = "1")]
         pub secret_name: String,
         #[prost(string, tag = "2")]
@@ -135,7 +135,7 @@ mod dkms {
         pub request_id: String,
     }
     #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Error {
+    pub(crate) struct Error {
         #[prost(int32, tag = "1")]
         pub status_code: i32,
         #[prost(string, tag = "2")]

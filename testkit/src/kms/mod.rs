@@ -36,7 +36,7 @@ pub(crate) struct Incoming {
 
 impl Incoming {
     /// A header's value, if present and text.
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 }
@@ -78,7 +78,7 @@ pub(crate) fn tls(
     let leaf_cert = leaf_params
         .signed_by(&leaf_key, &issuer)
         .map_err(|e| err(&e))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| err(&e))?

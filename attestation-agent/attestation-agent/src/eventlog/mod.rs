@@ -46,7 +46,7 @@
 //! attester implements [`Attester::read_register`] never take that row unless another
 //! process extended the same register.
 
-pub mod tcg2;
+pub(crate) mod tcg2;
 #[cfg(test)]
 pub(crate) mod test_tee;
 mod wal;
@@ -63,10 +63,7 @@ use attester::{Attester, AttesterError, ExtendedRegister, HashAlgorithm, Runtime
 use tracing::{debug, error, info, warn};
 
 // The event encoding is part of the wire the data hub shares with the agent (protos).
-pub use protos::{
-    pull_image_content, pull_image_event, AaelEvent, DecodeError, EventError, EventField,
-    AAEL_TAGGED_EVENT_ID, MAX_EVENT_TEXT_LEN, PULL_IMAGE_DOMAIN, PULL_IMAGE_OPERATION,
-};
+pub use protos::{AaelEvent, EventError, EventField};
 pub use wal::WalError;
 
 use self::{
@@ -77,9 +74,9 @@ use self::{
 /// Directory of the log and its write-ahead record.
 pub const DEFAULT_EVENTLOG_DIR: &str = "/run/attestation-agent";
 /// File name of the log (binary TCG2 entries, append-only).
-pub const EVENTLOG_FILE_NAME: &str = "eventlog";
+pub(crate) const EVENTLOG_FILE_NAME: &str = "eventlog";
 /// File name of the write-ahead record.
-pub const WAL_FILE_NAME: &str = ".wal_event_entry";
+pub(crate) const WAL_FILE_NAME: &str = ".wal_event_entry";
 /// The record is written here first and renamed into place, so a record is never torn.
 const WAL_TMP_FILE_NAME: &str = ".wal_event_entry.tmp";
 
@@ -370,7 +367,7 @@ impl LogFiles {
 
 /// The open eventlog. One per agent: the log file is locked while it is open.
 #[derive(Debug)]
-pub struct AaEventlog {
+pub(crate) struct AaEventlog {
     files: Arc<LogFiles>,
     /// Where the next entry goes.
     log_len: u64,
@@ -383,7 +380,7 @@ pub struct AaEventlog {
 impl AaEventlog {
     /// Opens (creating) the log in `dir`, resolves a write-ahead record left by an
     /// interrupted measurement (see the module docs), and checks the log.
-    pub async fn open(dir: &Path, attester: &dyn Attester) -> Result<Self, EventlogError> {
+    pub(crate) async fn open(dir: &Path, attester: &dyn Attester) -> Result<Self, EventlogError> {
         let dir = dir.to_path_buf();
         let (files, wal_present) =
             tokio::task::spawn_blocking(move || LogFiles::open(dir)).await??;
@@ -401,13 +398,14 @@ impl AaEventlog {
     }
 
     /// The log file.
-    pub fn log_path(&self) -> &Path {
+    #[cfg(test)]
+    pub(crate) fn log_path(&self) -> &Path {
         &self.files.log_path
     }
 
     /// Measures `event` into the register of `pcr` and records it. `NotSupported` when the
     /// platform has no runtime-measurement registers (nothing is written then).
-    pub async fn extend(
+    pub(crate) async fn extend(
         &mut self,
         attester: &dyn Attester,
         event: &AaelEvent,

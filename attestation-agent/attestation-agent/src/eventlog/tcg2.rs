@@ -16,27 +16,29 @@ use sha2::{Digest, Sha256, Sha384, Sha512};
 
 use protos::{AaelEvent, DecodeError};
 
+#[cfg(any(test, fuzzing))]
 /// `EV_NO_ACTION`: the Spec ID header event.
-pub const EV_NO_ACTION: u32 = 0x3;
+pub(crate) const EV_NO_ACTION: u32 = 0x3;
 /// `EV_EVENT_TAG`: the event type of AAEL entries.
-pub const EV_EVENT_TAG: u32 = 0x6;
+pub(crate) const EV_EVENT_TAG: u32 = 0x6;
 
 /// `TPM_ALG_SHA1`
-pub const TPM_ALG_SHA1: u16 = 0x0004;
+pub(crate) const TPM_ALG_SHA1: u16 = 0x0004;
 /// `TPM_ALG_SHA256`
-pub const TPM_ALG_SHA256: u16 = 0x000B;
+pub(crate) const TPM_ALG_SHA256: u16 = 0x000B;
 /// `TPM_ALG_SHA384`
-pub const TPM_ALG_SHA384: u16 = 0x000C;
+pub(crate) const TPM_ALG_SHA384: u16 = 0x000C;
 /// `TPM_ALG_SHA512`
-pub const TPM_ALG_SHA512: u16 = 0x000D;
+pub(crate) const TPM_ALG_SHA512: u16 = 0x000D;
 /// `TPM_ALG_SM3_256`
-pub const TPM_ALG_SM3_256: u16 = 0x0012;
+pub(crate) const TPM_ALG_SM3_256: u16 = 0x0012;
 
+#[cfg(any(test, fuzzing))]
 /// Signature of the Spec ID header event (`TCG_EfiSpecIDEvent`).
 const SPEC_ID_SIGNATURE: &[u8; 16] = b"Spec ID Event03\0";
 
 /// The TPM algorithm id of a register hash algorithm.
-pub fn tpm_algorithm_id(algorithm: HashAlgorithm) -> u16 {
+pub(crate) fn tpm_algorithm_id(algorithm: HashAlgorithm) -> u16 {
     match algorithm {
         HashAlgorithm::Sha256 => TPM_ALG_SHA256,
         HashAlgorithm::Sha384 => TPM_ALG_SHA384,
@@ -46,7 +48,7 @@ pub fn tpm_algorithm_id(algorithm: HashAlgorithm) -> u16 {
 }
 
 /// The register hash algorithm of a TPM algorithm id (SHA-1 is no register algorithm).
-pub fn algorithm_of_tpm_id(id: u16) -> Option<HashAlgorithm> {
+pub(crate) fn algorithm_of_tpm_id(id: u16) -> Option<HashAlgorithm> {
     match id {
         TPM_ALG_SHA256 => Some(HashAlgorithm::Sha256),
         TPM_ALG_SHA384 => Some(HashAlgorithm::Sha384),
@@ -57,7 +59,7 @@ pub fn algorithm_of_tpm_id(id: u16) -> Option<HashAlgorithm> {
 }
 
 /// Digest length of `algorithm` in bytes.
-pub fn digest_len(algorithm: HashAlgorithm) -> usize {
+pub(crate) fn digest_len(algorithm: HashAlgorithm) -> usize {
     match algorithm {
         HashAlgorithm::Sha256 | HashAlgorithm::Sm3 => 32,
         HashAlgorithm::Sha384 => 48,
@@ -66,7 +68,7 @@ pub fn digest_len(algorithm: HashAlgorithm) -> usize {
 }
 
 /// `algorithm` over `data`.
-pub fn digest(algorithm: HashAlgorithm, data: &[u8]) -> Vec<u8> {
+pub(crate) fn digest(algorithm: HashAlgorithm, data: &[u8]) -> Vec<u8> {
     match algorithm {
         HashAlgorithm::Sha256 => Sha256::digest(data).to_vec(),
         HashAlgorithm::Sha384 => Sha384::digest(data).to_vec(),
@@ -77,13 +79,17 @@ pub fn digest(algorithm: HashAlgorithm, data: &[u8]) -> Vec<u8> {
 
 /// The value of a register after extending `current` with `event_digest`:
 /// `H(current ‖ event_digest)`.
-pub fn extended_value(algorithm: HashAlgorithm, current: &[u8], event_digest: &[u8]) -> Vec<u8> {
+pub(crate) fn extended_value(
+    algorithm: HashAlgorithm,
+    current: &[u8],
+    event_digest: &[u8],
+) -> Vec<u8> {
     digest(algorithm, &[current, event_digest].concat())
 }
 
 /// One digest of an entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Tcg2Digest {
+pub(crate) struct Tcg2Digest {
     /// TPM algorithm id (`TPM_ALG_*`).
     pub algorithm_id: u16,
     /// The digest.
@@ -92,7 +98,7 @@ pub struct Tcg2Digest {
 
 /// One crypto-agile event log entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Tcg2Event {
+pub(crate) struct Tcg2Event {
     /// Measurement register index (PCR, or CC MR index).
     pub mr_index: u32,
     /// Event type (`EV_*`).
@@ -106,7 +112,7 @@ pub struct Tcg2Event {
 impl Tcg2Event {
     /// The AAEL entry recording that `digest` of `event` was extended into register
     /// `mr_index` with `algorithm`.
-    pub fn aael(
+    pub(crate) fn aael(
         mr_index: u32,
         algorithm: HashAlgorithm,
         digest: Vec<u8>,
@@ -124,7 +130,7 @@ impl Tcg2Event {
     }
 
     /// The entry as stored.
-    pub fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         let digests_len: usize = self.digests.iter().map(|d| 2 + d.digest.len()).sum();
         let mut bytes = Vec::with_capacity(16 + digests_len + self.event.len());
         bytes.extend_from_slice(&self.mr_index.to_le_bytes());
@@ -141,7 +147,7 @@ impl Tcg2Event {
     }
 
     /// The AAEL event of an `EV_EVENT_TAG` entry with the AAEL tag.
-    pub fn aael_event(&self) -> Result<AaelEvent, NotAnAaelEntry> {
+    pub(crate) fn aael_event(&self) -> Result<AaelEvent, NotAnAaelEntry> {
         if self.event_type != EV_EVENT_TAG {
             return Err(NotAnAaelEntry::EventType {
                 found: self.event_type,
@@ -151,7 +157,8 @@ impl Tcg2Event {
     }
 
     /// The digest for `algorithm_id`, if the entry has one.
-    pub fn digest_for(&self, algorithm_id: u16) -> Option<&[u8]> {
+    #[cfg(test)]
+    pub(crate) fn digest_for(&self, algorithm_id: u16) -> Option<&[u8]> {
         self.digests
             .iter()
             .find(|d| d.algorithm_id == algorithm_id)
@@ -165,7 +172,7 @@ fn len_u32(len: usize) -> u32 {
 
 /// Why an entry is not an AAEL entry.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum NotAnAaelEntry {
+pub(crate) enum NotAnAaelEntry {
     /// Not `EV_EVENT_TAG`.
     #[error("event type {found:#x} is not EV_EVENT_TAG ({EV_EVENT_TAG:#x})")]
     EventType {
@@ -179,12 +186,12 @@ pub enum NotAnAaelEntry {
 
 /// Digest sizes by TPM algorithm id: what a parser needs to step over digests.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DigestSizes(Vec<(u16, usize)>);
+pub(crate) struct DigestSizes(Vec<(u16, usize)>);
 
 impl DigestSizes {
     /// The sizes of SHA-1, SHA-256, SHA-384, SHA-512 and SM3-256 (an AAEL file has no
     /// header declaring them).
-    pub fn well_known() -> Self {
+    pub(crate) fn well_known() -> Self {
         Self(vec![
             (TPM_ALG_SHA1, 20),
             (TPM_ALG_SHA256, 32),
@@ -195,7 +202,7 @@ impl DigestSizes {
     }
 
     /// The size of `algorithm_id`'s digests.
-    pub fn size_of(&self, algorithm_id: u16) -> Option<usize> {
+    pub(crate) fn size_of(&self, algorithm_id: u16) -> Option<usize> {
         self.0
             .iter()
             .find(|(id, _)| *id == algorithm_id)
@@ -203,9 +210,10 @@ impl DigestSizes {
     }
 }
 
+#[cfg(any(test, fuzzing))]
 /// The Spec ID header (`TCG_EfiSpecIDEvent`) that opens a TCG2 event log.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SpecIdEvent {
+pub(crate) struct SpecIdEvent {
     /// MR index field of the header event.
     pub mr_index: u32,
     /// `platformClass`
@@ -220,9 +228,10 @@ pub struct SpecIdEvent {
     pub vendor_info: Vec<u8>,
 }
 
+#[cfg(any(test, fuzzing))]
 impl SpecIdEvent {
     /// The digest sizes the header declares.
-    pub fn digest_sizes(&self) -> DigestSizes {
+    pub(crate) fn digest_sizes(&self) -> DigestSizes {
         DigestSizes(
             self.algorithms
                 .iter()
@@ -232,9 +241,10 @@ impl SpecIdEvent {
     }
 }
 
+#[cfg(any(test, fuzzing))]
 /// A CC event log: the Spec ID header and the entries that follow it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EventLog {
+pub(crate) struct EventLog {
     /// The header.
     pub spec_id: SpecIdEvent,
     /// The entries, in order (the header not included).
@@ -243,7 +253,7 @@ pub struct EventLog {
 
 /// What is wrong at the place a parser stopped.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ParseErrorKind {
+pub(crate) enum ParseErrorKind {
     /// The bytes end inside a field.
     #[error("the log ends inside the {field} ({needed} bytes needed, {available} left)")]
     Truncated {
@@ -260,9 +270,11 @@ pub enum ParseErrorKind {
         /// the TPM algorithm id
         algorithm_id: u16,
     },
+    #[cfg(any(test, fuzzing))]
     /// The log does not open with a Spec ID header event.
     #[error("the log does not start with an EV_NO_ACTION \"Spec ID Event03\" header")]
     NoSpecIdHeader,
+    #[cfg(any(test, fuzzing))]
     /// The Spec ID header declares no algorithm or a zero-sized one.
     #[error("the Spec ID header declares {0}")]
     BadSpecIdHeader(&'static str),
@@ -271,7 +283,7 @@ pub enum ParseErrorKind {
 /// Where and why a parser stopped.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("event log byte {offset}: {kind}")]
-pub struct ParseError {
+pub(crate) struct ParseError {
     /// Byte offset of the entry (or header) that could not be parsed.
     pub offset: usize,
     /// What is wrong.
@@ -299,6 +311,7 @@ impl<'a> Reader<'a> {
         Ok(out)
     }
 
+    #[cfg(any(test, fuzzing))]
     fn u8(&mut self, field: &'static str) -> Result<u8, ParseErrorKind> {
         Ok(self.take(1, field)?[0])
     }
@@ -358,14 +371,20 @@ fn parse_entry_at(reader: &mut Reader<'_>, sizes: &DigestSizes) -> Result<Tcg2Ev
 }
 
 /// Parses one entry at the start of `bytes`; returns it and its length.
-pub fn parse_entry(bytes: &[u8], sizes: &DigestSizes) -> Result<(Tcg2Event, usize), ParseError> {
+pub(crate) fn parse_entry(
+    bytes: &[u8],
+    sizes: &DigestSizes,
+) -> Result<(Tcg2Event, usize), ParseError> {
     let mut reader = Reader { bytes, pos: 0 };
     let event = parse_entry_at(&mut reader, sizes)?;
     Ok((event, reader.pos))
 }
 
 /// Parses a buffer that holds whole entries and nothing else (an AAEL file).
-pub fn parse_entries(bytes: &[u8], sizes: &DigestSizes) -> Result<Vec<Tcg2Event>, ParseError> {
+pub(crate) fn parse_entries(
+    bytes: &[u8],
+    sizes: &DigestSizes,
+) -> Result<Vec<Tcg2Event>, ParseError> {
     let mut reader = Reader { bytes, pos: 0 };
     let mut events = Vec::new();
     while !reader.remaining().is_empty() {
@@ -374,6 +393,7 @@ pub fn parse_entries(bytes: &[u8], sizes: &DigestSizes) -> Result<Vec<Tcg2Event>
     Ok(events)
 }
 
+#[cfg(any(test, fuzzing))]
 fn parse_spec_id(reader: &mut Reader<'_>) -> Result<SpecIdEvent, ParseError> {
     let at = |kind| ParseError { offset: 0, kind };
     // TCG_PCR_EVENT: the SHA-1 format the header event keeps for old parsers
@@ -423,6 +443,7 @@ fn parse_spec_id(reader: &mut Reader<'_>) -> Result<SpecIdEvent, ParseError> {
     })
 }
 
+#[cfg(any(test, fuzzing))]
 /// Whether the bytes left end the log: nothing, an MR index of `0xFFFFFFFF` (the
 /// terminator an AAEL-carrying CC event log ends with, and the erased-flash filler of a
 /// firmware log), or only zero padding.
@@ -430,9 +451,10 @@ fn at_end(rest: &[u8]) -> bool {
     rest.is_empty() || rest.starts_with(&[0xff; 4]) || rest.iter().all(|&b| b == 0)
 }
 
+#[cfg(any(test, fuzzing))]
 /// Parses a CC event log: the Spec ID header, then crypto-agile entries up to the end of
 /// the bytes, an MR index of `0xFFFFFFFF` (the terminator), or zero padding.
-pub fn parse_event_log(bytes: &[u8]) -> Result<EventLog, ParseError> {
+pub(crate) fn parse_event_log(bytes: &[u8]) -> Result<EventLog, ParseError> {
     let mut reader = Reader { bytes, pos: 0 };
     let spec_id = parse_spec_id(&mut reader)?;
     let sizes = spec_id.digest_sizes();

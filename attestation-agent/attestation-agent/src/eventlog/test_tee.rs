@@ -34,7 +34,7 @@ pub(crate) struct MemoryTee {
 }
 
 impl MemoryTee {
-    pub fn new(algorithm: HashAlgorithm, readable: bool) -> Self {
+    pub(crate) fn new(algorithm: HashAlgorithm, readable: bool) -> Self {
         Self {
             algorithm,
             registers: Mutex::new(BTreeMap::new()),
@@ -47,7 +47,7 @@ impl MemoryTee {
     }
 
     /// TDX's mapping: PCR 1,7 → 1; 2-6 → 2; 8-15 → 3; else 4.
-    pub fn map(pcr: u64) -> u64 {
+    pub(crate) fn map(pcr: u64) -> u64 {
         match pcr {
             1 | 7 => 1,
             2..=6 => 2,
@@ -56,7 +56,7 @@ impl MemoryTee {
         }
     }
 
-    pub fn value(&self, index: u64) -> Vec<u8> {
+    pub(crate) fn value(&self, index: u64) -> Vec<u8> {
         self.registers
             .lock()
             .unwrap()
@@ -66,7 +66,7 @@ impl MemoryTee {
     }
 
     /// Extends a register directly, as another process would.
-    pub fn foreign_extend(&self, index: u64, digest: &[u8]) {
+    pub(crate) fn foreign_extend(&self, index: u64, digest: &[u8]) {
         let value = tcg2::extended_value(self.algorithm, &self.value(index), digest);
         self.registers.lock().unwrap().insert(index, value);
     }

@@ -45,17 +45,17 @@ pub enum WalError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct WalRecord {
     /// Length of the log before the entry (where the entry goes).
-    pub log_offset: u64,
+    pub(crate) log_offset: u64,
     /// The PCR the request named (or the configured default).
-    pub pcr: u64,
+    pub(crate) pcr: u64,
     /// The register as read just before the extend, when the platform can read it.
-    pub before: Option<RegisterValue>,
+    pub(crate) before: Option<RegisterValue>,
     /// The event.
-    pub event: AaelEvent,
+    pub(crate) event: AaelEvent,
 }
 
 impl WalRecord {
-    pub fn encode(&self) -> Vec<u8> {
+    pub(super) fn encode(&self) -> Vec<u8> {
         let text = self.event.text();
         let mut out = Vec::with_capacity(64 + text.len());
         out.extend_from_slice(MAGIC);
@@ -80,7 +80,7 @@ impl WalRecord {
         out
     }
 
-    pub fn decode(bytes: &[u8]) -> Result<Self, WalError> {
+    pub(super) fn decode(bytes: &[u8]) -> Result<Self, WalError> {
         let mut rest = bytes;
         let mut take = |n: usize, what: &'static str| -> Result<&[u8], WalError> {
             if rest.len() < n {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use attester::{AttesterError, Detected, Tee};
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+use http_client::error_chain;
 use serde::Serialize;
 use tokio::sync::OnceCell;
 use tracing::debug;
@@ -16,7 +17,7 @@ use zeroize::Zeroizing;
 use crate::config::CocoAsConfig;
 
 /// Attestation service replies larger than this are refused (tokens are a few KiB).
-pub const MAX_REPLY_BYTES: usize = 1024 * 1024;
+pub(crate) const MAX_REPLY_BYTES: usize = 1024 * 1024;
 /// How much of an error body is kept in error messages.
 const MAX_ERROR_BODY_CHARS: usize = 1024;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -58,7 +59,7 @@ pub enum CocoAsError {
         /// (a prefix of) the reply body
         body: String,
     },
-    /// The reply is larger than [`MAX_REPLY_BYTES`].
+    /// The reply is larger than `MAX_REPLY_BYTES` (1 MiB).
     #[error("the attestation service at {url} replied with more than {MAX_REPLY_BYTES} bytes")]
     TooLarge {
         /// the endpoint
@@ -97,37 +98,17 @@ fn request_body(tee: Tee, evidence: &serde_json::Value) -> Result<Vec<u8>, CocoA
 }
 
 /// `{url}/attestation` (a trailing `/` of the configured URL is not doubled).
-pub fn endpoint(url: &Url) -> String {
+pub(crate) fn endpoint(url: &Url) -> String {
     format!("{}/attestation", url.as_str().trim_end_matches('/'))
 }
 
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut message = err.to_string();
-    let mut current = err.source();
-    while let Some(e) = current {
-        message.push_str(": ");
-        message.push_str(&e.to_string());
-        current = e.source();
-    }
-    message
-}
-
 fn http_client() -> Result<reqwest::Client, CocoAsError> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| CocoAsError::HttpClient(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
+    http_client::ClientBuilder::new()
         .user_agent(USER_AGENT)
         .timeout(REQUEST_TIMEOUT)
         .connect_timeout(CONNECT_TIMEOUT)
         .build()
-        .map_err(|e| CocoAsError::HttpClient(error_chain(&e)))
+        .map_err(|e| CocoAsError::HttpClient(e.to_string()))
 }
 
 /// The agent's attestation-service token source (one HTTP client, created on first use).

@@ -8,9 +8,7 @@
 use std::sync::Arc;
 
 use attester::Detected;
-use kbs_protocol::{
-    token::encode_aa_token_reply, AttesterEvidenceProvider, KbsClient, KbsClientConfig,
-};
+use kbs_protocol::{encode_aa_token_reply, AttesterEvidenceProvider, KbsClient, KbsClientConfig};
 use tokio::sync::OnceCell;
 use tracing::{debug, info};
 use zeroize::Zeroizing;
@@ -23,7 +21,7 @@ use crate::{
 };
 
 /// The kbs_protocol key type for a configured `tee_key_algorithm`.
-pub fn tee_key_algorithm(algorithm: TeeKeyAlgorithm) -> kbs_protocol::TeeKeyAlgorithm {
+pub(crate) fn tee_key_algorithm(algorithm: TeeKeyAlgorithm) -> kbs_protocol::TeeKeyAlgorithm {
     match algorithm {
         TeeKeyAlgorithm::EcdhEsA256KwP256 => kbs_protocol::TeeKeyAlgorithm::EcP256,
         TeeKeyAlgorithm::EcdhEsA256KwP521 => kbs_protocol::TeeKeyAlgorithm::EcP521,
@@ -34,7 +32,7 @@ pub fn tee_key_algorithm(algorithm: TeeKeyAlgorithm) -> kbs_protocol::TeeKeyAlgo
 
 /// The KBS client configuration for `[token_configs.kbs]`, sending `initdata` (the TOML
 /// the agent was started with) as `init-data`.
-pub fn client_config(
+pub(crate) fn client_config(
     config: &KbsConfig,
     initdata: Option<&InitData>,
 ) -> Result<KbsClientConfig, kbs_protocol::Error> {
@@ -123,7 +121,7 @@ mod tests {
     /// The agent in-process against the test KBS: cached, refreshed, and the reply format.
     #[tokio::test]
     async fn tokens_are_cached_and_refreshed_against_the_test_kbs() {
-        use kbs_protocol::token::decode_aa_token_reply;
+        use kbs_protocol::decode_aa_token_reply;
         use testkit::kbs::{KbsConfig as TestKbsConfig, TestKbs};
 
         let kbs = TestKbs::start(TestKbsConfig::default()).await.unwrap();

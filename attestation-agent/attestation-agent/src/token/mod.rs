@@ -2,9 +2,9 @@
 //! feature of the same name and configured by `[token_configs.<name>]`.
 
 #[cfg(feature = "coco_as")]
-pub mod coco_as;
+pub(crate) mod coco_as;
 #[cfg(feature = "kbs")]
-pub mod kbs;
+pub(crate) mod kbs;
 
 use std::{collections::HashMap, fmt, str::FromStr};
 
@@ -68,7 +68,7 @@ impl FromStr for TokenType {
 }
 
 /// The token plugins compiled into this build.
-pub fn compiled_token_plugins() -> Vec<TokenType> {
+pub(crate) fn compiled_token_plugins() -> Vec<TokenType> {
     TokenType::ALL
         .into_iter()
         .filter(|t| t.is_compiled())

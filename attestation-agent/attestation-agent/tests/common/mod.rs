@@ -11,10 +11,10 @@ use protos::{attestation_agent as aa, attestation_agent_ttrpc::AttestationAgentS
 use testkit::process::{Daemon, Ready};
 
 /// kata-agent gives a daemon about 6 s to create its socket.
-pub const SOCKET_DEADLINE: Duration = Duration::from_secs(6);
+pub(crate) const SOCKET_DEADLINE: Duration = Duration::from_secs(6);
 
 /// A running agent and the directory holding its socket, config and logs.
-pub struct Agent {
+pub(crate) struct Agent {
     pub daemon: Daemon,
     pub socket: PathBuf,
     pub dir: tempfile::TempDir,
@@ -23,7 +23,7 @@ pub struct Agent {
 impl Agent {
     /// Starts the agent with `[attester] allow_sample = true` plus `config`, and with
     /// `initdata` passed as `-t` when given; waits for its socket.
-    pub async fn start(config: &str, initdata: Option<&str>) -> Agent {
+    pub(crate) async fn start(config: &str, initdata: Option<&str>) -> Agent {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("aa.sock");
         let config_path = dir.path().join("aa.toml");
@@ -73,12 +73,12 @@ impl Agent {
         }
     }
 
-    pub async fn client(&self) -> AttestationAgentServiceClient {
+    pub(crate) async fn client(&self) -> AttestationAgentServiceClient {
         client(&self.socket).await
     }
 
     /// Stops the agent with SIGTERM and returns its stderr.
-    pub async fn stop(self) -> String {
+    pub(crate) async fn stop(self) -> String {
         let Agent { daemon, dir, .. } = self;
         let stderr = daemon.stderr();
         let status = tokio::task::spawn_blocking(move || daemon.stop())
@@ -91,13 +91,13 @@ impl Agent {
     }
 }
 
-pub async fn client(socket: &Path) -> AttestationAgentServiceClient {
+pub(crate) async fn client(socket: &Path) -> AttestationAgentServiceClient {
     let addr = format!("unix://{}", socket.display());
     AttestationAgentServiceClient::new(ttrpc::r#async::Client::connect(&addr).await.unwrap())
 }
 
 /// GetToken, with the forced-refresh metadata when `refresh`.
-pub async fn get_token(
+pub(crate) async fn get_token(
     client: &AttestationAgentServiceClient,
     token_type: &str,
     refresh: bool,
@@ -120,7 +120,7 @@ pub async fn get_token(
 }
 
 /// The INTERNAL status message of a failed call.
-pub fn internal_message<T: std::fmt::Debug>(result: ttrpc::Result<T>) -> String {
+pub(crate) fn internal_message<T: std::fmt::Debug>(result: ttrpc::Result<T>) -> String {
     match result {
         Err(ttrpc::Error::RpcStatus(status)) => {
             assert_eq!(status.code(), ttrpc::Code::INTERNAL, "{status:?}");
@@ -131,7 +131,7 @@ pub fn internal_message<T: std::fmt::Debug>(result: ttrpc::Result<T>) -> String 
 }
 
 /// GetTeeType still answers (the socket is up and serving).
-pub async fn assert_serving(client: &AttestationAgentServiceClient) {
+pub(crate) async fn assert_serving(client: &AttestationAgentServiceClient) {
     let tee = client
         .get_tee_type(
             ttrpc::context::with_timeout(5_000_000_000),

@@ -18,9 +18,9 @@ use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 
 /// The VCEK endpoint (THIM).
-pub const VCEK_PATH: &str = "/metadata/THIM/amd/certification";
+pub(crate) const VCEK_PATH: &str = "/metadata/THIM/amd/certification";
 /// The TD quote endpoint.
-pub const TD_QUOTE_PATH: &str = "/acc/tdquote";
+pub(crate) const TD_QUOTE_PATH: &str = "/acc/tdquote";
 /// IMDS answers are small; anything bigger is refused.
 const MAX_RESPONSE: usize = 1 << 20;
 
@@ -72,7 +72,7 @@ pub trait Imds: Send + Sync + fmt::Debug {
 
 /// The real IMDS over HTTP.
 #[derive(Debug, Clone)]
-pub struct AzureImds {
+pub(crate) struct AzureImds {
     address: SocketAddr,
     timeout: Duration,
 }

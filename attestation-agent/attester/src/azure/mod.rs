@@ -30,7 +30,8 @@ use serde::{Deserialize, Serialize};
 use tracing::{debug, warn};
 
 pub use hcl::{HclError, HclReport, HclReportType};
-pub use imds::{AzureImds, Imds, ImdsError, TD_QUOTE_PATH, VCEK_PATH};
+pub(crate) use imds::AzureImds;
+pub use imds::{Imds, ImdsError};
 
 use crate::{
     support::{blocking, pad_report_data},
@@ -39,17 +40,17 @@ use crate::{
 };
 
 /// NV index of the HCL report.
-pub const HCL_REPORT_NV_INDEX: u32 = 0x0140_0001;
+pub(crate) const HCL_REPORT_NV_INDEX: u32 = 0x0140_0001;
 /// NV index the report data is written to before the HCL report is refreshed.
-pub const REPORT_DATA_NV_INDEX: u32 = 0x0140_0002;
+pub(crate) const REPORT_DATA_NV_INDEX: u32 = 0x0140_0002;
 /// Persistent handle of the vTPM attestation key.
-pub const AK_HANDLE: u32 = 0x8100_0003;
+pub(crate) const AK_HANDLE: u32 = 0x8100_0003;
 /// Evidence version: 2 = the HCL report's user data carries the report data.
-pub const EVIDENCE_VERSION: u32 = 2;
+pub(crate) const EVIDENCE_VERSION: u32 = 2;
 /// Bytes of report data (HCL user data and TPM quote nonce), at most.
-pub const REPORT_DATA_SIZE: usize = 64;
+pub(crate) const REPORT_DATA_SIZE: usize = 64;
 /// How long to wait for the paravisor to refresh the HCL report with our user data.
-pub const DEFAULT_REFRESH_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_REFRESH_TIMEOUT: Duration = Duration::from_secs(5);
 const REFRESH_POLL: Duration = Duration::from_millis(100);
 
 /// Base64url, padded on output (as trustee's serde_with encodes), any padding on input.

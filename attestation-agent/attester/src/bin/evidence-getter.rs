@@ -36,13 +36,7 @@ fn report_data(arg: Option<&str>) -> anyhow::Result<Vec<u8>> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    logging::init("warn");
     let cli = Cli::parse();
     let data = report_data(cli.report_data.as_deref())?;
     let options = DetectOptions {

@@ -20,13 +20,13 @@ nix::ioctl_readwrite!(csv_get_attestation_report, b'D', 1, CsvGuestMem);
 
 /// The kernel's `/dev/csv-guest`.
 #[derive(Debug, Clone)]
-pub struct CsvGuestIoctl {
+pub(crate) struct CsvGuestIoctl {
     path: PathBuf,
 }
 
 impl CsvGuestIoctl {
     /// The device at `path` (normally `/dev/csv-guest` under the platform root).
-    pub fn new(path: impl Into<PathBuf>) -> Self {
+    pub(crate) fn new(path: impl Into<PathBuf>) -> Self {
         Self { path: path.into() }
     }
 }

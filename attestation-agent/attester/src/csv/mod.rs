@@ -21,7 +21,7 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sm3::{Digest, Sm3};
 
-pub use ioctl::CsvGuestIoctl;
+pub(crate) use ioctl::CsvGuestIoctl;
 
 use crate::{
     eventlog,
@@ -30,13 +30,13 @@ use crate::{
 };
 
 /// The CSV guest device.
-pub const DEVICE_PATH: &str = "/dev/csv-guest";
+pub(crate) const DEVICE_PATH: &str = "/dev/csv-guest";
 /// Bytes of report data a report binds.
-pub const REPORT_DATA_SIZE: usize = 64;
+pub(crate) const REPORT_DATA_SIZE: usize = 64;
 /// The request and the report share one page.
-pub const PAGE_SIZE: usize = 4096;
+pub(crate) const PAGE_SIZE: usize = 4096;
 /// data ‖ mnonce ‖ SM3 hash.
-pub const REQUEST_SIZE: usize = 64 + 16 + 32;
+pub(crate) const REQUEST_SIZE: usize = 64 + 16 + 32;
 
 /// Offsets in the report page (TEE info, then the signer).
 const REPORT_DATA: std::ops::Range<usize> = 64..128;
@@ -50,7 +50,7 @@ const SIGNER_MAC: std::ops::Range<usize> = 2516..2548;
 const TEE: Tee = Tee::Csv;
 
 /// The report request (`/dev/csv-guest` in a guest, recorded replies in tests).
-pub trait CsvGuestDevice: Send + Sync + fmt::Debug {
+pub(crate) trait CsvGuestDevice: Send + Sync + fmt::Debug {
     /// The 4096-byte report page for a request page start.
     fn attestation_report(&self, request: &[u8; REQUEST_SIZE]) -> io::Result<Vec<u8>>;
 }
@@ -86,97 +86,97 @@ pub struct CsvReportWrapper {
 
 /// Firmware version in a certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CsvFirmware {
+pub(crate) struct CsvFirmware {
     /// major
-    pub major: u8,
+    pub(crate) major: u8,
     /// minor
-    pub minor: u8,
+    pub(crate) minor: u8,
 }
 
 /// An ECC public key of a certificate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CsvEccKey {
+pub(crate) struct CsvEccKey {
     /// curve id
-    pub g: u32,
+    pub(crate) g: u32,
     /// x coordinate (72 bytes, little-endian, zero-padded)
-    pub x: Vec<u8>,
+    pub(crate) x: Vec<u8>,
     /// y coordinate
-    pub y: Vec<u8>,
+    pub(crate) y: Vec<u8>,
 }
 
 /// The public key of a certificate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CsvPubKey {
+pub(crate) struct CsvPubKey {
     /// key usage
-    pub usage: u32,
+    pub(crate) usage: u32,
     /// algorithm
-    pub algo: u32,
+    pub(crate) algo: u32,
     /// the key
-    pub key: CsvEccKey,
+    pub(crate) key: CsvEccKey,
 }
 
 /// The signed data of a certificate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CsvCertData {
+pub(crate) struct CsvCertData {
     /// firmware version
-    pub firmware: CsvFirmware,
+    pub(crate) firmware: CsvFirmware,
     /// reserved
-    pub reserved1: u16,
+    pub(crate) reserved1: u16,
     /// the public key
-    pub pubkey: CsvPubKey,
+    pub(crate) pubkey: CsvPubKey,
     /// bytes of `user_id` in use
-    pub uid_size: u16,
+    pub(crate) uid_size: u16,
     /// user id (254 bytes)
-    pub user_id: Vec<u8>,
+    pub(crate) user_id: Vec<u8>,
     /// sid (16 bytes)
-    pub sid: Vec<u8>,
+    pub(crate) sid: Vec<u8>,
     /// reserved (608 bytes)
-    pub reserved2: Vec<u8>,
+    pub(crate) reserved2: Vec<u8>,
 }
 
 /// The body of a certificate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CsvCertBody {
+pub(crate) struct CsvCertBody {
     /// format version
-    pub ver: u32,
+    pub(crate) ver: u32,
     /// signed data
-    pub data: CsvCertData,
+    pub(crate) data: CsvCertData,
 }
 
 /// An ECDSA signature (72-byte r and s).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CsvEcdsa {
+pub(crate) struct CsvEcdsa {
     /// r
-    pub r: Vec<u8>,
+    pub(crate) r: Vec<u8>,
     /// s
-    pub s: Vec<u8>,
+    pub(crate) s: Vec<u8>,
 }
 
 /// A signature slot of a certificate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CsvSignature {
+pub(crate) struct CsvSignature {
     /// key usage of the signer
-    pub usage: u32,
+    pub(crate) usage: u32,
     /// algorithm
-    pub algo: u32,
+    pub(crate) algo: u32,
     /// the signature
-    pub signature: CsvEcdsa,
+    pub(crate) signature: CsvEcdsa,
     /// reserved (368 bytes)
     #[serde(rename = "_reserved")]
-    pub reserved: Vec<u8>,
+    pub(crate) reserved: Vec<u8>,
 }
 
 /// A CSV certificate (2084 bytes), in the serde shape of csv-rs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CsvCertificate {
+pub(crate) struct CsvCertificate {
     /// the body
-    pub body: CsvCertBody,
+    pub(crate) body: CsvCertBody,
     /// two signature slots
-    pub sigs: Vec<CsvSignature>,
+    pub(crate) sigs: Vec<CsvSignature>,
 }
 
 /// Size of a CSV certificate.
-pub const CERTIFICATE_SIZE: usize = 2084;
+pub(crate) const CERTIFICATE_SIZE: usize = 2084;
 
 fn le_u32(bytes: &[u8], at: usize) -> u32 {
     u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
@@ -188,7 +188,7 @@ fn le_u16(bytes: &[u8], at: usize) -> u16 {
 
 impl CsvCertificate {
     /// Parses the binary certificate.
-    pub fn parse(bytes: &[u8]) -> Result<Self, CsvError> {
+    pub(crate) fn parse(bytes: &[u8]) -> Result<Self, CsvError> {
         if bytes.len() != CERTIFICATE_SIZE {
             return Err(CsvError::Size {
                 what: "a CSV certificate",
@@ -236,9 +236,9 @@ impl CsvCertificate {
 
 /// The certificates sent along.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CsvCertChain {
+pub(crate) struct CsvCertChain {
     /// The platform endorsement key certificate.
-    pub pek: CsvCertificate,
+    pub(crate) pek: CsvCertificate,
 }
 
 /// CSV evidence as trustee's CSV verifier reads it.
@@ -246,8 +246,9 @@ pub struct CsvCertChain {
 pub struct CsvEvidence {
     /// The report page.
     pub attestation_report: CsvReportWrapper,
+    // crate-private: the certificate layout is wire format, not API
     /// The PEK certificate.
-    pub cert_chain: CsvCertChain,
+    pub(crate) cert_chain: CsvCertChain,
     /// The chip serial number (64 bytes).
     pub serial_number: Vec<u8>,
     /// base64 of the CC eventlog, `null` without one.
@@ -263,7 +264,7 @@ fn xor_with(bytes: &mut [u8], anonce: [u8; 4]) {
 /// Checks that `page` answers the request `data`/`mnonce` (report data and mnonce echoed,
 /// signer MAC keyed by the mnonce), then restores the PEK certificate and serial number
 /// (XORed with the anonce by the firmware) and clears the signer's reserved bytes.
-pub fn verify_and_restore(
+pub(crate) fn verify_and_restore(
     page: &mut [u8],
     data: &[u8; REPORT_DATA_SIZE],
     mnonce: &[u8; 16],
@@ -325,7 +326,7 @@ pub fn evidence_from_report(
 }
 
 /// The request page start: data ‖ mnonce ‖ SM3(data ‖ mnonce).
-pub fn request(data: &[u8; REPORT_DATA_SIZE], mnonce: &[u8; 16]) -> [u8; REQUEST_SIZE] {
+pub(crate) fn request(data: &[u8; REPORT_DATA_SIZE], mnonce: &[u8; 16]) -> [u8; REQUEST_SIZE] {
     let mut request = [0u8; REQUEST_SIZE];
     request[..64].copy_from_slice(data);
     request[64..80].copy_from_slice(mnonce);
@@ -339,7 +340,7 @@ pub fn request(data: &[u8; REPORT_DATA_SIZE], mnonce: &[u8; 16]) -> [u8; REQUEST
 
 /// The CSV attester.
 #[derive(Debug, Clone)]
-pub struct CsvAttester {
+pub(crate) struct CsvAttester {
     platform: Platform,
     aael: PathBuf,
     device: Arc<dyn CsvGuestDevice>,
@@ -347,13 +348,17 @@ pub struct CsvAttester {
 
 impl CsvAttester {
     /// The attester of this platform, using the kernel's `/dev/csv-guest`.
-    pub fn new(platform: Platform, env: &Env) -> Self {
+    pub(crate) fn new(platform: Platform, env: &Env) -> Self {
         let device = Arc::new(CsvGuestIoctl::new(platform.path(DEVICE_PATH)));
         Self::with_device(platform, env, device)
     }
 
     /// The attester with another report source (recorded replies in tests).
-    pub fn with_device(platform: Platform, env: &Env, device: Arc<dyn CsvGuestDevice>) -> Self {
+    pub(crate) fn with_device(
+        platform: Platform,
+        env: &Env,
+        device: Arc<dyn CsvGuestDevice>,
+    ) -> Self {
         let aael = eventlog::aael_path(&platform, env);
         Self {
             platform,
@@ -385,7 +390,10 @@ impl CsvAttester {
 }
 
 /// Looks for Hygon CSV: `/dev/csv-guest`.
-pub fn probe(platform: &Platform, env: &Env) -> Result<Option<Box<dyn Attester>>, AttesterError> {
+pub(crate) fn probe(
+    platform: &Platform,
+    env: &Env,
+) -> Result<Option<Box<dyn Attester>>, AttesterError> {
     Ok(platform
         .path(DEVICE_PATH)
         .exists()

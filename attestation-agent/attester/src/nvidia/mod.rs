@@ -31,12 +31,12 @@ use tracing::{info, warn};
 use crate::{Attester, AttesterError, Env, Platform, Tee};
 use nvml::{Nvml, NvmlError, Session, ERROR_NOT_SUPPORTED};
 
-pub use nvml::NONCE_SIZE;
+pub(crate) use nvml::NONCE_SIZE;
 
 /// Environment variable naming the NVML library (a file name or a path).
 pub const LIBRARY_ENV: &str = "AA_NVML_LIBRARY";
 /// The libraries tried when [`LIBRARY_ENV`] is unset, in order.
-pub const DEFAULT_LIBRARIES: [&str; 2] = ["libnvidia-ml.so.1", "libnvidia-ml.so"];
+pub(crate) const DEFAULT_LIBRARIES: [&str; 2] = ["libnvidia-ml.so.1", "libnvidia-ml.so"];
 /// `NVML_DEVICE_ARCH_HOPPER`.
 const ARCH_HOPPER: u32 = 9;
 /// `NVML_DEVICE_ARCH_BLACKWELL`.
@@ -50,22 +50,22 @@ const REQUEST_NONCE_OFFSET: usize = 4;
 
 /// Evidence of the NVIDIA devices, as trustee's `nvidia` verifier deserializes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NvidiaEvidence {
+pub(crate) struct NvidiaEvidence {
     /// One entry per GPU, in NVML's index order.
-    pub device_evidence_list: Vec<DeviceEvidence>,
+    pub(crate) device_evidence_list: Vec<DeviceEvidence>,
 }
 
 /// One GPU's evidence.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeviceEvidence {
+pub(crate) struct DeviceEvidence {
     /// `HOPPER` or `BLACKWELL` (the verifier also accepts the capitalised names).
-    pub arch: String,
+    pub(crate) arch: String,
     /// NVML's UUID of the GPU (`GPU-…`); informational, not part of the appraisal.
-    pub uuid: String,
+    pub(crate) uuid: String,
     /// Standard base64 of the raw attestation report (SPDM request, response, signature).
-    pub evidence: String,
+    pub(crate) evidence: String,
     /// Standard base64 of the PEM attestation certificate chain, leaf first.
-    pub certificate: String,
+    pub(crate) certificate: String,
 }
 
 /// Why this guest has no NVIDIA device to attest.
@@ -141,7 +141,10 @@ fn load(env: &Env) -> Result<Nvml, NoDevice> {
 
 /// Detection's probe: the attester when there is a GPU to attest. No GPU is not an error:
 /// the reason is logged and the guest simply has no NVIDIA device.
-pub fn probe(_platform: &Platform, env: &Env) -> Result<Option<Box<dyn Attester>>, AttesterError> {
+pub(crate) fn probe(
+    _platform: &Platform,
+    env: &Env,
+) -> Result<Option<Box<dyn Attester>>, AttesterError> {
     // NVML talks to the driver through its own device nodes, not through the platform root.
     match find(env) {
         Ok(attester) => Ok(Some(Box::new(attester))),
@@ -158,7 +161,7 @@ pub fn probe(_platform: &Platform, env: &Env) -> Result<Option<Box<dyn Attester>
 
 /// The SPDM nonce bound to `report_data`: its first 32 bytes, zero-padded when shorter,
 /// exactly as the verifier regularizes the report data it expects.
-pub fn nonce(report_data: &[u8]) -> [u8; NONCE_SIZE] {
+pub(crate) fn nonce(report_data: &[u8]) -> [u8; NONCE_SIZE] {
     let mut nonce = [0u8; NONCE_SIZE];
     let len = report_data.len().min(NONCE_SIZE);
     nonce[..len].copy_from_slice(&report_data[..len]);

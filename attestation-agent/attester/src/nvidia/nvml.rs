@@ -16,7 +16,7 @@ use std::{
 use libloading::Library;
 
 /// `NVML_CC_GPU_CEC_NONCE_SIZE`: the SPDM nonce of the attestation report.
-pub const NONCE_SIZE: usize = 32;
+pub(crate) const NONCE_SIZE: usize = 32;
 /// `NVML_CC_GPU_ATTESTATION_REPORT_SIZE`.
 const REPORT_SIZE: usize = 0x2000;
 /// `NVML_CC_GPU_CEC_ATTESTATION_REPORT_SIZE`.
@@ -30,7 +30,7 @@ const UUID_BUFFER_SIZE: usize = 96;
 /// `NVML_CC_SYSTEM_FEATURE_ENABLED`.
 const CC_FEATURE_ENABLED: c_uint = 1;
 /// `NVML_ERROR_NOT_SUPPORTED`.
-pub const ERROR_NOT_SUPPORTED: c_uint = 3;
+pub(crate) const ERROR_NOT_SUPPORTED: c_uint = 3;
 
 /// `nvmlDevice_t`: an opaque handle owned by the library.
 type DeviceHandle = *mut c_void;
@@ -78,7 +78,7 @@ type GetCertificate = unsafe extern "C" fn(DeviceHandle, *mut GpuCertificate) ->
 
 /// Why an NVML call failed.
 #[derive(Debug, thiserror::Error)]
-pub enum NvmlError {
+pub(crate) enum NvmlError {
     /// The library could not be loaded (no driver in this guest).
     #[error("cannot load {}: {source}", path.to_string_lossy())]
     Load {
@@ -129,7 +129,7 @@ pub enum NvmlError {
 
 impl NvmlError {
     /// The `nvmlReturn_t` of a failed call.
-    pub fn code(&self) -> Option<c_uint> {
+    pub(crate) fn code(&self) -> Option<c_uint> {
         match self {
             NvmlError::Call { code, .. } => Some(*code),
             _ => None,
@@ -139,17 +139,17 @@ impl NvmlError {
 
 /// The confidential-computing state of the system (`nvmlSystemGetConfComputeState`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CcState {
+pub(crate) struct CcState {
     /// `NVML_CC_SYSTEM_ENVIRONMENT_*` (2 = production).
-    pub environment: u32,
+    pub(crate) environment: u32,
     /// Whether confidential computing is on.
-    pub enabled: bool,
+    pub(crate) enabled: bool,
     /// Whether the GPUs are in devtools mode (evidence says so; the verifier decides).
-    pub dev_tools: bool,
+    pub(crate) dev_tools: bool,
 }
 
 /// The loaded library and its functions. The function pointers are valid while `_lib` is.
-pub struct Nvml {
+pub(crate) struct Nvml {
     path: OsString,
     init: NoArgs,
     shutdown: NoArgs,
@@ -196,7 +196,7 @@ unsafe fn symbol<T: Copy>(
 impl Nvml {
     /// Loads the library (`path` as `dlopen` takes it: a file name searched the usual way,
     /// or a path) and resolves every function the attester calls.
-    pub fn load(path: &OsStr) -> Result<Self, NvmlError> {
+    pub(crate) fn load(path: &OsStr) -> Result<Self, NvmlError> {
         // SAFETY: loading runs the library's initialisers; libnvidia-ml has none with
         // preconditions on the caller, and the path is the operator's choice of driver.
         let lib = unsafe { Library::new(path) }.map_err(|source| NvmlError::Load {
@@ -224,7 +224,7 @@ impl Nvml {
     }
 
     /// The library as it was loaded.
-    pub fn path(&self) -> &OsStr {
+    pub(crate) fn path(&self) -> &OsStr {
         &self.path
     }
 
@@ -250,7 +250,7 @@ impl Nvml {
     }
 
     /// Initialises NVML; the session shuts it down when dropped (NVML counts the calls).
-    pub fn session(&self) -> Result<Session<'_>, NvmlError> {
+    pub(crate) fn session(&self) -> Result<Session<'_>, NvmlError> {
         // SAFETY: `nvmlInit_v2` takes no arguments and may be called from any thread.
         let code = unsafe { (self.init)() };
         self.check("nvmlInit_v2", code)?;
@@ -259,7 +259,7 @@ impl Nvml {
 }
 
 /// An initialised NVML.
-pub struct Session<'a> {
+pub(crate) struct Session<'a> {
     nvml: &'a Nvml,
 }
 
@@ -281,13 +281,13 @@ impl Drop for Session<'_> {
 
 /// A GPU of the session, by index.
 #[derive(Debug, Clone, Copy)]
-pub struct Device {
+pub(crate) struct Device {
     handle: DeviceHandle,
 }
 
 impl Session<'_> {
     /// Number of GPUs NVML lists.
-    pub fn device_count(&self) -> Result<u32, NvmlError> {
+    pub(crate) fn device_count(&self) -> Result<u32, NvmlError> {
         let mut count: c_uint = 0;
         // SAFETY: NVML is initialised; `count` is a valid out-pointer.
         let code = unsafe { (self.nvml.device_count)(&mut count) };
@@ -296,7 +296,7 @@ impl Session<'_> {
     }
 
     /// The GPU at `index` (below [`Session::device_count`]).
-    pub fn device(&self, index: u32) -> Result<Device, NvmlError> {
+    pub(crate) fn device(&self, index: u32) -> Result<Device, NvmlError> {
         let mut handle: DeviceHandle = std::ptr::null_mut();
         // SAFETY: NVML is initialised; `handle` is a valid out-pointer.
         let code = unsafe { (self.nvml.device_handle)(index, &mut handle) };
@@ -305,7 +305,7 @@ impl Session<'_> {
     }
 
     /// The system's confidential-computing state.
-    pub fn cc_state(&self) -> Result<CcState, NvmlError> {
+    pub(crate) fn cc_state(&self) -> Result<CcState, NvmlError> {
         let mut state = SystemState::default();
         // SAFETY: NVML is initialised; `state` is a valid `nvmlConfComputeSystemState_t`.
         let code = unsafe { (self.nvml.cc_state)(&mut state) };
@@ -318,7 +318,7 @@ impl Session<'_> {
     }
 
     /// `NVML_DEVICE_ARCH_*` of `device`.
-    pub fn architecture(&self, device: Device) -> Result<u32, NvmlError> {
+    pub(crate) fn architecture(&self, device: Device) -> Result<u32, NvmlError> {
         let mut arch: c_uint = 0;
         // SAFETY: `device` came from this session; `arch` is a valid out-pointer.
         let code = unsafe { (self.nvml.architecture)(device.handle, &mut arch) };
@@ -327,7 +327,7 @@ impl Session<'_> {
     }
 
     /// The UUID of `device` (`GPU-...`).
-    pub fn uuid(&self, device: Device) -> Result<String, NvmlError> {
+    pub(crate) fn uuid(&self, device: Device) -> Result<String, NvmlError> {
         let mut buffer = [0 as c_char; UUID_BUFFER_SIZE];
         // SAFETY: `device` came from this session; the buffer holds `UUID_BUFFER_SIZE`
         // chars, the length passed.
@@ -349,7 +349,7 @@ impl Session<'_> {
     }
 
     /// The SPDM attestation report of `device` over `nonce`.
-    pub fn attestation_report(
+    pub(crate) fn attestation_report(
         &self,
         device: Device,
         nonce: &[u8; NONCE_SIZE],
@@ -381,7 +381,7 @@ impl Session<'_> {
     }
 
     /// The attestation certificate chain of `device` (PEM, leaf first).
-    pub fn attestation_cert_chain(&self, device: Device) -> Result<Vec<u8>, NvmlError> {
+    pub(crate) fn attestation_cert_chain(&self, device: Device) -> Result<Vec<u8>, NvmlError> {
         const FUNCTION: &str = "nvmlDeviceGetConfComputeGpuCertificate";
         let mut certificate = Box::new(GpuCertificate {
             cert_chain_size: 0,

@@ -42,13 +42,13 @@ const UVC_RC_EXECUTED: u16 = 0x0001;
 
 /// The kernel's `/dev/uv`.
 #[derive(Debug, Clone)]
-pub struct UvIoctl {
+pub(crate) struct UvIoctl {
     path: PathBuf,
 }
 
 impl UvIoctl {
     /// The device at `path` (normally `/dev/uv` under the platform root).
-    pub fn new(path: impl Into<PathBuf>) -> Self {
+    pub(crate) fn new(path: impl Into<PathBuf>) -> Self {
         Self { path: path.into() }
     }
 }

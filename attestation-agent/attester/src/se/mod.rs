@@ -14,7 +14,7 @@ use std::{fmt, io, sync::Arc};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-pub use ioctl::UvIoctl;
+pub(crate) use ioctl::UvIoctl;
 
 use crate::{
     support::{blocking, io_error, pad_report_data},
@@ -22,13 +22,13 @@ use crate::{
 };
 
 /// The Ultravisor device.
-pub const DEVICE_PATH: &str = "/dev/uv";
+pub(crate) const DEVICE_PATH: &str = "/dev/uv";
 /// Reads `1` inside a Secure Execution guest.
-pub const PROT_VIRT_GUEST: &str = "/sys/firmware/uv/prot_virt_guest";
+pub(crate) const PROT_VIRT_GUEST: &str = "/sys/firmware/uv/prot_virt_guest";
 /// Bytes of user data (the runtime data digest, zero-padded).
-pub const USER_DATA_SIZE: usize = 64;
+pub(crate) const USER_DATA_SIZE: usize = 64;
 /// Size of the SE image header tags (three 64-byte digests and a 16-byte tag).
-pub const IMAGE_HDR_TAGS_SIZE: usize = 208;
+pub(crate) const IMAGE_HDR_TAGS_SIZE: usize = 208;
 /// Kernel limits of the attestation request.
 const MAX_ARCB: usize = 0x10_0000;
 const MAX_MEASUREMENT: u32 = 0x8000;
@@ -75,93 +75,93 @@ mod b64 {
 
 /// The KBS challenge of Secure Execution (the report data of this attester).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SeAttestationRequest {
+pub(crate) struct SeAttestationRequest {
     /// The encrypted attestation request control block.
     #[serde(with = "b64")]
-    pub request_blob: Vec<u8>,
+    pub(crate) request_blob: Vec<u8>,
     /// Bytes of measurement to produce.
-    pub measurement_size: u32,
+    pub(crate) measurement_size: u32,
     /// Bytes of additional data to produce.
-    pub additional_size: u32,
+    pub(crate) additional_size: u32,
     /// Returned to the verifier as is.
     #[serde(with = "b64")]
-    pub encr_measurement_key: Vec<u8>,
+    pub(crate) encr_measurement_key: Vec<u8>,
     /// Returned to the verifier as is.
     #[serde(with = "b64")]
-    pub encr_request_nonce: Vec<u8>,
+    pub(crate) encr_request_nonce: Vec<u8>,
     /// The SE image header tags, returned as is.
     #[serde(with = "b64")]
-    pub image_hdr_tags: Vec<u8>,
+    pub(crate) image_hdr_tags: Vec<u8>,
     /// SHA-512 of the runtime data, added by the KBS client.
     #[serde(default, with = "b64::option", skip_serializing_if = "Option::is_none")]
-    pub runtime_data_digest: Option<Vec<u8>>,
+    pub(crate) runtime_data_digest: Option<Vec<u8>>,
 }
 
 /// SE evidence as trustee's SE verifier reads it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SeEvidence {
+pub(crate) struct SeEvidence {
     /// The Ultravisor's measurement (an HMAC over the request and user data).
     #[serde(with = "b64")]
-    pub measurement: Vec<u8>,
+    pub(crate) measurement: Vec<u8>,
     /// Additional data the request asked for.
     #[serde(with = "b64")]
-    pub additional_data: Vec<u8>,
+    pub(crate) additional_data: Vec<u8>,
     /// The user data measured (the padded runtime data digest).
     #[serde(with = "b64")]
-    pub user_data: Vec<u8>,
+    pub(crate) user_data: Vec<u8>,
     /// The configuration unique ID of the guest.
     #[serde(with = "b64")]
-    pub cuid: Vec<u8>,
+    pub(crate) cuid: Vec<u8>,
     /// From the request.
     #[serde(with = "b64")]
-    pub encr_measurement_key: Vec<u8>,
+    pub(crate) encr_measurement_key: Vec<u8>,
     /// From the request.
     #[serde(with = "b64")]
-    pub encr_request_nonce: Vec<u8>,
+    pub(crate) encr_request_nonce: Vec<u8>,
     /// From the request.
     #[serde(with = "b64")]
-    pub image_hdr_tags: Vec<u8>,
+    pub(crate) image_hdr_tags: Vec<u8>,
 }
 
 /// What the Ultravisor is asked.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UvAttestationRequest {
+pub(crate) struct UvAttestationRequest {
     /// The attestation request control block.
-    pub arcb: Vec<u8>,
+    pub(crate) arcb: Vec<u8>,
     /// User data measured along (at most 256 bytes).
-    pub user_data: Vec<u8>,
+    pub(crate) user_data: Vec<u8>,
     /// Bytes of measurement.
-    pub measurement_size: u32,
+    pub(crate) measurement_size: u32,
     /// Bytes of additional data.
-    pub additional_size: u32,
+    pub(crate) additional_size: u32,
 }
 
 /// What the Ultravisor answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UvAttestation {
+pub(crate) struct UvAttestation {
     /// The measurement.
-    pub measurement: Vec<u8>,
+    pub(crate) measurement: Vec<u8>,
     /// The additional data.
-    pub additional_data: Vec<u8>,
+    pub(crate) additional_data: Vec<u8>,
     /// The configuration unique ID.
-    pub config_uid: [u8; 16],
+    pub(crate) config_uid: [u8; 16],
 }
 
 /// The Ultravisor attestation call (`/dev/uv` on s390x, recorded replies in tests).
-pub trait UvDevice: Send + Sync + fmt::Debug {
+pub(crate) trait UvDevice: Send + Sync + fmt::Debug {
     /// Performs the attestation request.
     fn attest(&self, request: &UvAttestationRequest) -> io::Result<UvAttestation>;
 }
 
 /// The Secure Execution attester.
 #[derive(Debug, Clone)]
-pub struct SeAttester {
+pub(crate) struct SeAttester {
     device: Arc<dyn UvDevice>,
 }
 
 impl SeAttester {
     /// The attester using `device`.
-    pub fn new(device: Arc<dyn UvDevice>) -> Self {
+    pub(crate) fn new(device: Arc<dyn UvDevice>) -> Self {
         Self { device }
     }
 }
@@ -208,7 +208,10 @@ fn parse_request(report_data: &[u8]) -> Result<SeAttestationRequest, AttesterErr
 }
 
 /// Looks for a Secure Execution guest (`/sys/firmware/uv/prot_virt_guest` is `1`).
-pub fn probe(platform: &Platform, _env: &Env) -> Result<Option<Box<dyn Attester>>, AttesterError> {
+pub(crate) fn probe(
+    platform: &Platform,
+    _env: &Env,
+) -> Result<Option<Box<dyn Attester>>, AttesterError> {
     Ok(
         match std::fs::read_to_string(platform.path(PROT_VIRT_GUEST)) {
             Ok(flag) if flag.trim() == "1" => {

@@ -26,13 +26,13 @@ const MAX_QUOTE: u32 = 1 << 20;
 
 /// Occlum's `/dev/sgx`.
 #[derive(Debug, Clone)]
-pub struct OcclumSgxIoctl {
+pub(crate) struct OcclumSgxIoctl {
     path: PathBuf,
 }
 
 impl OcclumSgxIoctl {
     /// The device at `path` (normally `/dev/sgx` inside the enclave).
-    pub fn new(path: impl Into<PathBuf>) -> Self {
+    pub(crate) fn new(path: impl Into<PathBuf>) -> Self {
         Self { path: path.into() }
     }
 }

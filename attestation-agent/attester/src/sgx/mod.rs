@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use base64::{engine::general_purpose::STANDARD, Engine};
 use serde::{Deserialize, Serialize};
 
-pub use ioctl::OcclumSgxIoctl;
+pub(crate) use ioctl::OcclumSgxIoctl;
 
 use crate::{
     support::{blocking, io_error, pad_report_data, read_file},
@@ -18,13 +18,13 @@ use crate::{
 };
 
 /// Set inside an Occlum enclave.
-pub const OCCLUM_ENV: &str = "OCCLUM";
+pub(crate) const OCCLUM_ENV: &str = "OCCLUM";
 /// Gramine's attestation pseudo-filesystem.
-pub const GRAMINE_DIR: &str = "/dev/attestation";
+pub(crate) const GRAMINE_DIR: &str = "/dev/attestation";
 /// Occlum's SGX device.
-pub const OCCLUM_DEVICE: &str = "/dev/sgx";
+pub(crate) const OCCLUM_DEVICE: &str = "/dev/sgx";
 /// Bytes of report data an SGX report binds.
-pub const REPORT_DATA_SIZE: usize = 64;
+pub(crate) const REPORT_DATA_SIZE: usize = 64;
 /// Report data in an SGX DCAP quote v3 (header 48 bytes, report body offset 320).
 const QUOTE_REPORT_DATA: std::ops::Range<usize> = 368..432;
 
@@ -32,7 +32,7 @@ const TEE: Tee = Tee::Sgx;
 
 /// Occlum's DCAP quote generation (`/dev/sgx` ioctls in an enclave, recorded replies in
 /// tests).
-pub trait OcclumDcap: Send + Sync + fmt::Debug {
+pub(crate) trait OcclumDcap: Send + Sync + fmt::Debug {
     /// A DCAP quote binding `report_data`.
     fn quote(&self, report_data: &[u8; 64]) -> io::Result<Vec<u8>>;
 }
@@ -52,20 +52,20 @@ enum LibOs {
 
 /// The SGX attester.
 #[derive(Debug, Clone)]
-pub struct SgxAttester {
+pub(crate) struct SgxAttester {
     libos: LibOs,
 }
 
 impl SgxAttester {
     /// Gramine's `/dev/attestation` under the platform root.
-    pub fn gramine(platform: &Platform) -> Self {
+    pub(crate) fn gramine(platform: &Platform) -> Self {
         Self {
             libos: LibOs::Gramine(platform.path(GRAMINE_DIR)),
         }
     }
 
     /// Occlum, through `device` (the `/dev/sgx` ioctls, or recorded replies in tests).
-    pub fn occlum(device: Arc<dyn OcclumDcap>) -> Self {
+    pub(crate) fn occlum(device: Arc<dyn OcclumDcap>) -> Self {
         Self {
             libos: LibOs::Occlum(device),
         }
@@ -102,7 +102,10 @@ impl SgxAttester {
 }
 
 /// Looks for SGX: `OCCLUM` set (Occlum), or Gramine's `attestation_type` being `dcap`.
-pub fn probe(platform: &Platform, env: &Env) -> Result<Option<Box<dyn Attester>>, AttesterError> {
+pub(crate) fn probe(
+    platform: &Platform,
+    env: &Env,
+) -> Result<Option<Box<dyn Attester>>, AttesterError> {
     if env.get(OCCLUM_ENV).is_some() {
         let device = Arc::new(OcclumSgxIoctl::new(platform.path(OCCLUM_DEVICE)));
         return Ok(Some(Box::new(SgxAttester::occlum(device))));

@@ -55,13 +55,13 @@ const RESP_HEADER: usize = 32;
 
 /// The kernel's `/dev/sev-guest` device.
 #[derive(Debug, Clone)]
-pub struct SevGuestIoctl {
+pub(crate) struct SevGuestIoctl {
     path: PathBuf,
 }
 
 impl SevGuestIoctl {
     /// The device at `path` (normally `/dev/sev-guest` under the platform root).
-    pub fn new(path: impl Into<PathBuf>) -> Self {
+    pub(crate) fn new(path: impl Into<PathBuf>) -> Self {
         Self { path: path.into() }
     }
 }

@@ -21,26 +21,26 @@ use sev::{
     },
     parser::ByteParser,
 };
-use tracing::{debug, warn};
+use tracing::debug;
 
-pub use ioctl::SevGuestIoctl;
+pub(crate) use ioctl::SevGuestIoctl;
 
 use crate::{
     support::{blocking, io_error, pad_digest, pad_report_data},
-    tsm::{TsmEntry, REPORT_DIR},
+    tsm::{self, TsmEntry},
     Attester, AttesterError, Env, InitDataResult, Platform, Tee,
 };
 
 /// The SEV guest device.
-pub const DEVICE_PATH: &str = "/dev/sev-guest";
+pub(crate) const DEVICE_PATH: &str = "/dev/sev-guest";
 /// The platform device the sev-guest driver binds to.
-pub const SYSFS_PATH: &str = "/sys/devices/platform/sev-guest";
+pub(crate) const SYSFS_PATH: &str = "/sys/devices/platform/sev-guest";
 /// The configfs-tsm provider of SEV-SNP.
-pub const TSM_PROVIDER: &str = "sev_guest";
+pub(crate) const TSM_PROVIDER: &str = "sev_guest";
 /// Size of an attestation report.
-pub const REPORT_SIZE: usize = 1184;
+pub(crate) const REPORT_SIZE: usize = 1184;
 /// Bytes of report data a report binds.
-pub const REPORT_DATA_SIZE: usize = 64;
+pub(crate) const REPORT_DATA_SIZE: usize = 64;
 /// HOSTDATA: offset and size in the report.
 const HOST_DATA: std::ops::Range<usize> = 0xC0..0xE0;
 /// The VMPL reports are requested at (trustee accepts only VMPL 0).
@@ -54,7 +54,7 @@ const TEE: Tee = Tee::Snp;
 
 /// The extended-report source: the `/dev/sev-guest` ioctl on a guest, recorded replies in
 /// tests.
-pub trait SevGuestDevice: Send + Sync + fmt::Debug {
+pub(crate) trait SevGuestDevice: Send + Sync + fmt::Debug {
     /// The report binding `report_data` at `vmpl`, and the host's certificate table (kernel
     /// GUID-table format), `None` when the host supplies none.
     fn get_ext_report(
@@ -91,7 +91,7 @@ pub fn parse_report(bytes: &[u8]) -> Result<AttestationReport, SnpError> {
 
 /// Parses a certificate table: 24-byte entries (GUID, u32 offset, u32 length, offsets from
 /// the table start) ended by an all-zero entry.
-pub fn parse_cert_table(table: &[u8]) -> Result<Vec<CertTableEntry>, SnpError> {
+pub(crate) fn parse_cert_table(table: &[u8]) -> Result<Vec<CertTableEntry>, SnpError> {
     let mut entries = Vec::new();
     for index in 0..=MAX_CERT_ENTRIES {
         let at = index * CERT_ENTRY_SIZE;
@@ -125,7 +125,10 @@ pub fn parse_cert_table(table: &[u8]) -> Result<Vec<CertTableEntry>, SnpError> {
 }
 
 /// The evidence for a raw report and certificate table.
-pub fn evidence_from_parts(report: &[u8], certs: Option<&[u8]>) -> Result<SnpEvidence, SnpError> {
+pub(crate) fn evidence_from_parts(
+    report: &[u8],
+    certs: Option<&[u8]>,
+) -> Result<SnpEvidence, SnpError> {
     let attestation_report = parse_report(report)?;
     let cert_chain = certs
         .map(parse_cert_table)
@@ -139,20 +142,20 @@ pub fn evidence_from_parts(report: &[u8], certs: Option<&[u8]>) -> Result<SnpEvi
 
 /// The SNP attester.
 #[derive(Debug, Clone)]
-pub struct SnpAttester {
+pub(crate) struct SnpAttester {
     platform: Platform,
     device: Arc<dyn SevGuestDevice>,
 }
 
 impl SnpAttester {
     /// The attester of this platform, using the kernel's `/dev/sev-guest`.
-    pub fn new(platform: Platform) -> Self {
+    pub(crate) fn new(platform: Platform) -> Self {
         let device = Arc::new(SevGuestIoctl::new(platform.path(DEVICE_PATH)));
         Self::with_device(platform, device)
     }
 
     /// The attester with another report source (recorded replies in tests).
-    pub fn with_device(platform: Platform, device: Arc<dyn SevGuestDevice>) -> Self {
+    pub(crate) fn with_device(platform: Platform, device: Arc<dyn SevGuestDevice>) -> Self {
         Self { platform, device }
     }
 
@@ -202,25 +205,14 @@ impl SnpAttester {
 }
 
 /// Looks for SEV-SNP: the sev-guest platform device or its device node.
-pub fn probe(platform: &Platform, _env: &Env) -> Result<Option<Box<dyn Attester>>, AttesterError> {
+pub(crate) fn probe(
+    platform: &Platform,
+    _env: &Env,
+) -> Result<Option<Box<dyn Attester>>, AttesterError> {
     let found = platform.path(SYSFS_PATH).exists()
         || platform.path(DEVICE_PATH).exists()
-        || tsm_provider_present(platform);
+        || tsm::provider_present(platform, TEE, TSM_PROVIDER);
     Ok(found.then(|| Box::new(SnpAttester::new(platform.clone())) as Box<dyn Attester>))
-}
-
-fn tsm_provider_present(platform: &Platform) -> bool {
-    if !platform.path(REPORT_DIR).is_dir() {
-        return false;
-    }
-    match TsmEntry::open(platform, TEE, TSM_PROVIDER) {
-        Ok(TsmEntry::Ready(_)) => true,
-        Ok(_) => false,
-        Err(e) => {
-            warn!(error = %e, "cannot probe configfs-tsm for SEV-SNP");
-            false
-        }
-    }
 }
 
 #[async_trait]

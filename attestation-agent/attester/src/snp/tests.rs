@@ -280,16 +280,17 @@ fn detection_by_sysfs_device_or_configfs() {
     let found = probe(&Platform::new(dir.path()), &env).unwrap().unwrap();
     assert_eq!(found.tee(), Tee::Snp);
 
+    // configfs-tsm answers for `sev_guest` (other providers: `tsm::tests`)
     let other = tempfile::tempdir().unwrap();
     let (platform, _) = TsmEmulator::install(
         other.path(),
         Answer {
-            provider: "sev_guest".into(),
+            provider: TSM_PROVIDER.into(),
             outblob: vec![1],
             echo_at: None,
             auxblob: None,
             extra_writers: 0,
         },
     );
-    assert!(probe(&platform, &env).unwrap().is_some());
+    assert_eq!(probe(&platform, &env).unwrap().unwrap().tee(), Tee::Snp);
 }

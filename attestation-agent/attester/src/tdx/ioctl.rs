@@ -19,13 +19,13 @@ nix::ioctl_readwrite!(tdx_cmd_get_report0, b'T', 1, TdxReportReq);
 
 /// The kernel's `/dev/tdx_guest` device.
 #[derive(Debug, Clone)]
-pub struct TdxGuestIoctl {
+pub(crate) struct TdxGuestIoctl {
     path: PathBuf,
 }
 
 impl TdxGuestIoctl {
     /// The device at `path` (normally `/dev/tdx_guest` under the platform root).
-    pub fn new(path: impl Into<PathBuf>) -> Self {
+    pub(crate) fn new(path: impl Into<PathBuf>) -> Self {
         Self { path: path.into() }
     }
 }

@@ -18,33 +18,34 @@ use async_trait::async_trait;
 use base64::{engine::general_purpose::STANDARD, Engine};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha384};
-use tracing::{debug, warn};
+use tracing::debug;
 
-pub use ioctl::TdxGuestIoctl;
+pub(crate) use ioctl::TdxGuestIoctl;
 pub use quote::{QuoteError, TdQuote};
-pub use report::{TdReport, TdReportError, MR_SIZE, TDREPORT_SIZE};
+pub(crate) use report::MR_SIZE;
+pub use report::{TdReport, TdReportError};
 
 use crate::{
     eventlog,
     support::{blocking, io_error, pad_digest, pad_report_data, read_optional},
-    tsm::{TsmEntry, REPORT_DIR},
+    tsm::{self, TsmEntry},
     Attester, AttesterError, Env, ExtendedRegister, HashAlgorithm, InitDataResult, Platform,
     RegisterValue, RuntimeMeasurement, Tee,
 };
 
 /// The TDX guest device.
-pub const DEVICE_PATH: &str = "/dev/tdx_guest";
+pub(crate) const DEVICE_PATH: &str = "/dev/tdx_guest";
 /// The sysfs measurement registers (Linux ≥ 6.16).
-pub const MEASUREMENTS_DIR: &str = "/sys/devices/virtual/misc/tdx_guest/measurements";
+pub(crate) const MEASUREMENTS_DIR: &str = "/sys/devices/virtual/misc/tdx_guest/measurements";
 /// The configfs-tsm provider of TDX.
-pub const TSM_PROVIDER: &str = "tdx_guest";
+pub(crate) const TSM_PROVIDER: &str = "tdx_guest";
 /// Bytes of report data a TD quote binds.
-pub const REPORT_DATA_SIZE: usize = 64;
+pub(crate) const REPORT_DATA_SIZE: usize = 64;
 
 const TEE: Tee = Tee::Tdx;
 
 /// The TDREPORT source: the `/dev/tdx_guest` ioctl on a guest, recorded replies in tests.
-pub trait TdxGuestDevice: Send + Sync + fmt::Debug {
+pub(crate) trait TdxGuestDevice: Send + Sync + fmt::Debug {
     /// The 1024-byte TDREPORT binding `report_data` (`TDX_CMD_GET_REPORT0`).
     fn get_report(&self, report_data: &[u8; 64]) -> io::Result<Vec<u8>>;
 }
@@ -61,7 +62,7 @@ pub struct TdxEvidence {
 /// The RTMR (0..=3) that a PCR index maps to: PCR 1,7 → RTMR0; 2-6 → RTMR1; 8-15 → RTMR2;
 /// everything else → RTMR3. The CC measurement register index (what the eventlog records)
 /// is the RTMR index + 1.
-pub fn pcr_to_rtmr(pcr: u64) -> usize {
+pub(crate) fn pcr_to_rtmr(pcr: u64) -> usize {
     match pcr {
         1 | 7 => 0,
         2..=6 => 1,
@@ -72,7 +73,7 @@ pub fn pcr_to_rtmr(pcr: u64) -> usize {
 
 /// The TDX attester.
 #[derive(Debug, Clone)]
-pub struct TdxAttester {
+pub(crate) struct TdxAttester {
     platform: Platform,
     aael: PathBuf,
     device: Arc<dyn TdxGuestDevice>,
@@ -80,13 +81,17 @@ pub struct TdxAttester {
 
 impl TdxAttester {
     /// The attester of this platform, using the kernel's `/dev/tdx_guest`.
-    pub fn new(platform: Platform, env: &Env) -> Self {
+    pub(crate) fn new(platform: Platform, env: &Env) -> Self {
         let device = Arc::new(TdxGuestIoctl::new(platform.path(DEVICE_PATH)));
         Self::with_device(platform, env, device)
     }
 
     /// The attester with another TDREPORT source (recorded replies in tests).
-    pub fn with_device(platform: Platform, env: &Env, device: Arc<dyn TdxGuestDevice>) -> Self {
+    pub(crate) fn with_device(
+        platform: Platform,
+        env: &Env,
+        device: Arc<dyn TdxGuestDevice>,
+    ) -> Self {
         let aael = eventlog::aael_path(&platform, env);
         Self {
             platform,
@@ -208,23 +213,13 @@ fn check_quote_binds(
 }
 
 /// Looks for TDX: the `/dev/tdx_guest` device or a configfs-tsm `tdx_guest` provider.
-pub fn probe(platform: &Platform, env: &Env) -> Result<Option<Box<dyn Attester>>, AttesterError> {
-    let found = platform.path(DEVICE_PATH).exists() || tsm_provider_present(platform);
+pub(crate) fn probe(
+    platform: &Platform,
+    env: &Env,
+) -> Result<Option<Box<dyn Attester>>, AttesterError> {
+    let found =
+        platform.path(DEVICE_PATH).exists() || tsm::provider_present(platform, TEE, TSM_PROVIDER);
     Ok(found.then(|| Box::new(TdxAttester::new(platform.clone(), env)) as Box<dyn Attester>))
-}
-
-fn tsm_provider_present(platform: &Platform) -> bool {
-    if !platform.path(REPORT_DIR).is_dir() {
-        return false;
-    }
-    match TsmEntry::open(platform, TEE, TSM_PROVIDER) {
-        Ok(TsmEntry::Ready(_)) => true,
-        Ok(_) => false,
-        Err(e) => {
-            warn!(error = %e, "cannot probe configfs-tsm for TDX");
-            false
-        }
-    }
 }
 
 #[async_trait]

@@ -2,9 +2,9 @@
 //! `/dev/tdx_guest` `TDX_CMD_GET_REPORT0` ioctl.
 
 /// Size of a TDREPORT.
-pub const TDREPORT_SIZE: usize = 1024;
+pub(crate) const TDREPORT_SIZE: usize = 1024;
 /// Size of one TDX measurement register.
-pub const MR_SIZE: usize = 48;
+pub(crate) const MR_SIZE: usize = 48;
 
 /// Offsets inside the TDREPORT (REPORTMACSTRUCT at 0, TEE_TCB_INFO at 256, TDINFO at 512).
 const REPORT_TYPE: usize = 0;

@@ -19,7 +19,7 @@ use crate::{
 };
 
 /// Bytes of qualifying data (report data) a quote carries.
-pub const REPORT_DATA_SIZE: usize = 64;
+pub(crate) const REPORT_DATA_SIZE: usize = 64;
 
 const TEE: Tee = Tee::Tpm;
 
@@ -58,7 +58,7 @@ impl From<QuoteParts> for TpmEvidence {
 
 /// The TPM attester.
 #[derive(Debug, Clone)]
-pub struct TpmAttester {
+pub(crate) struct TpmAttester {
     tpm: Tpm,
     ak_handle: u32,
 }
@@ -66,7 +66,7 @@ pub struct TpmAttester {
 impl TpmAttester {
     /// The attester of the TPM at `location`, quoting with the AK at persistent handle
     /// `ak_handle` (or a created primary AK when there is none).
-    pub fn new(location: TpmLocation, ak_handle: u32) -> Self {
+    pub(crate) fn new(location: TpmLocation, ak_handle: u32) -> Self {
         Self {
             tpm: Tpm::new(location, TEE),
             ak_handle,

@@ -76,17 +76,17 @@ pub(crate) enum AkSource {
 
 /// What a quote produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QuoteParts {
+pub(crate) struct QuoteParts {
     /// Marshalled TPMS_ATTEST.
-    pub message: Vec<u8>,
+    pub(crate) message: Vec<u8>,
     /// Marshalled TPMT_SIGNATURE.
-    pub signature: Vec<u8>,
+    pub(crate) signature: Vec<u8>,
     /// The bare RSA signature.
-    pub rsa_signature: Vec<u8>,
+    pub(crate) rsa_signature: Vec<u8>,
     /// SHA-256 PCRs 0-23 as quoted.
-    pub pcrs: Vec<[u8; 32]>,
+    pub(crate) pcrs: Vec<[u8; 32]>,
     /// The AK public key as DER SubjectPublicKeyInfo.
-    pub ak_public_der: Vec<u8>,
+    pub(crate) ak_public_der: Vec<u8>,
 }
 
 /// A TPM reached through a TCTI; operations are serialized.

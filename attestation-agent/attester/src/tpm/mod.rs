@@ -15,8 +15,8 @@ mod device;
 use std::str::FromStr;
 
 #[cfg(feature = "tpm-attester")]
-pub use attester::{probe, TpmAttester, TpmEvidence, TpmQuote, REPORT_DATA_SIZE};
-pub use device::QuoteParts;
+pub use attester::{probe, TpmEvidence, TpmQuote};
+pub(crate) use device::QuoteParts;
 pub(crate) use device::{AkSource, Tpm};
 
 use sha2::{Digest, Sha256};
@@ -30,18 +30,20 @@ use crate::{
 /// Environment variable with a full TCTI configuration.
 pub const TCTI_ENV: &str = "AA_TPM_TCTI";
 /// Environment variable with a TPM device path.
-pub const DEVICE_ENV: &str = "AA_TPM_DEVICE";
+pub(crate) const DEVICE_ENV: &str = "AA_TPM_DEVICE";
 /// Environment variable with the AK's persistent handle (hex).
+#[cfg(feature = "tpm-attester")]
 pub const AK_HANDLE_ENV: &str = "AA_TPM_AK_HANDLE";
-/// The AK handle used when `AA_TPM_AK_HANDLE` is not set.
-pub const DEFAULT_AK_HANDLE: u32 = 0x8101_0002;
+/// The AK handle used when `AA_TPM_AK_HANDLE` is not set (the Azure vTPM has its own).
+#[cfg(feature = "tpm-attester")]
+pub(crate) const DEFAULT_AK_HANDLE: u32 = 0x8101_0002;
 /// Device nodes probed when nothing is configured, in order (the kernel resource manager
 /// first).
-pub const DEVICE_PATHS: [&str; 2] = ["/dev/tpmrm0", "/dev/tpm0"];
+pub(crate) const DEVICE_PATHS: [&str; 2] = ["/dev/tpmrm0", "/dev/tpm0"];
 /// Number of PCRs quoted (all of the SHA-256 bank).
-pub const PCR_COUNT: usize = 24;
+pub(crate) const PCR_COUNT: usize = 24;
 /// The PCR initdata is extended into.
-pub const INITDATA_PCR: u64 = 8;
+pub(crate) const INITDATA_PCR: u64 = 8;
 
 /// Where the TPM is, as a TCTI configuration string.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,7 +53,7 @@ pub struct TpmLocation {
 
 impl TpmLocation {
     /// The configured or present TPM, `None` when there is none.
-    pub fn from_env(platform: &Platform, env: &Env) -> Result<Option<Self>, AttesterError> {
+    pub(crate) fn from_env(platform: &Platform, env: &Env) -> Result<Option<Self>, AttesterError> {
         if let Some(tcti) = env.get(TCTI_ENV) {
             let tcti = match tcti.strip_prefix("device:") {
                 Some(path) if !path.is_empty() => {
@@ -99,7 +101,7 @@ impl TpmLocation {
     }
 
     /// The TCTI configuration string.
-    pub fn tcti(&self) -> &str {
+    pub(crate) fn tcti(&self) -> &str {
         &self.tcti
     }
 }
@@ -192,7 +194,7 @@ pub(crate) async fn read_pcr(
 
 /// The AK handle from `AA_TPM_AK_HANDLE` (hex, with or without `0x`) or the default.
 #[cfg(feature = "tpm-attester")]
-pub fn ak_handle(env: &Env) -> Result<u32, AttesterError> {
+pub(crate) fn ak_handle(env: &Env) -> Result<u32, AttesterError> {
     let Some(value) = env.get(AK_HANDLE_ENV) else {
         return Ok(DEFAULT_AK_HANDLE);
     };

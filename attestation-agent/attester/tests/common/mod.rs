@@ -10,7 +10,7 @@ use std::{
 };
 
 /// A swtpm process started by the test and killed (by its pid) when dropped.
-pub struct Swtpm {
+pub(crate) struct Swtpm {
     child: Child,
     port: u16,
     state: tempfile::TempDir,
@@ -28,7 +28,7 @@ fn free_port_pair() -> u16 {
 
 impl Swtpm {
     /// Starts a fresh TPM 2.0 (manufactured on first start, startup-clear done).
-    pub fn start() -> Swtpm {
+    pub(crate) fn start() -> Swtpm {
         for _ in 0..5 {
             let state = tempfile::tempdir().unwrap();
             let port = free_port_pair();
@@ -63,12 +63,12 @@ impl Swtpm {
     }
 
     /// The TCTI configuration for tss-esapi and tpm2-tools.
-    pub fn tcti(&self) -> String {
+    pub(crate) fn tcti(&self) -> String {
         format!("swtpm:host=127.0.0.1,port={}", self.port)
     }
 
     /// Runs a tpm2-tools command against this TPM; panics with its stderr on failure.
-    pub fn tool(&self, dir: &Path, args: &[&str]) -> Output {
+    pub(crate) fn tool(&self, dir: &Path, args: &[&str]) -> Output {
         let output = Command::new(args[0])
             .args(&args[1..])
             .current_dir(dir)
@@ -84,14 +84,14 @@ impl Swtpm {
     }
 
     /// Flushes every transient object and session (there is no resource manager).
-    pub fn flush(&self, dir: &Path) {
+    pub(crate) fn flush(&self, dir: &Path) {
         self.tool(dir, &["tpm2_flushcontext", "-t"]);
         self.tool(dir, &["tpm2_flushcontext", "-s"]);
     }
 
     /// Creates an RSA EK and an RSASSA-SHA256 AK under it, makes the AK persistent at
     /// `handle`, and writes its public key (PEM) to `<dir>/<ak_pem>`.
-    pub fn persist_ak(&self, dir: &Path, ak_pem: &str, handle: &str) {
+    pub(crate) fn persist_ak(&self, dir: &Path, ak_pem: &str, handle: &str) {
         self.tool(
             dir,
             &["tpm2_createek", "-c", "ek.ctx", "-G", "rsa", "-u", "ek.pub"],
@@ -126,7 +126,7 @@ impl Swtpm {
 
     /// `tpm2_checkquote` of `<dir>/quote.msg` and `<dir>/quote.sig` (a TPMT_SIGNATURE)
     /// against the AK in `<dir>/ak.pem` and `nonce`; panics when it does not verify.
-    pub fn checkquote(&self, dir: &Path, nonce: &[u8]) {
+    pub(crate) fn checkquote(&self, dir: &Path, nonce: &[u8]) {
         self.tool(
             dir,
             &[
@@ -146,13 +146,13 @@ impl Swtpm {
     }
 
     /// The transient handles loaded in the TPM.
-    pub fn transient_handles(&self, dir: &Path) -> String {
+    pub(crate) fn transient_handles(&self, dir: &Path) -> String {
         let out = self.tool(dir, &["tpm2_getcap", "handles-transient"]);
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
     /// SHA-256 PCR `index` as tpm2_pcrread prints it (lowercase hex).
-    pub fn pcrread(&self, dir: &Path, index: u32) -> String {
+    pub(crate) fn pcrread(&self, dir: &Path, index: u32) -> String {
         let out = self.tool(dir, &["tpm2_pcrread", &format!("sha256:{index}")]);
         let text = String::from_utf8_lossy(&out.stdout).to_string();
         let line = text
@@ -167,7 +167,7 @@ impl Swtpm {
             .to_lowercase()
     }
 
-    pub fn state(&self) -> PathBuf {
+    pub(crate) fn state(&self) -> PathBuf {
         self.state.path().to_path_buf()
     }
 }
@@ -180,7 +180,7 @@ impl Drop for Swtpm {
 }
 
 /// PEM "PUBLIC KEY" text of a DER SubjectPublicKeyInfo.
-pub fn spki_pem(der: &[u8]) -> String {
+pub(crate) fn spki_pem(der: &[u8]) -> String {
     use base64::{engine::general_purpose::STANDARD, Engine};
     let b64 = STANDARD.encode(der);
     let lines: Vec<&str> = b64

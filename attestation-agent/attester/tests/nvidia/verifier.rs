@@ -46,7 +46,7 @@ const SHA384_FWID_PREFIX: [u8; 13] = [
 
 /// Why the verifier refuses evidence.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reject {
+pub(crate) enum Reject {
     /// Not the JSON layout, or a field that does not decode.
     Format(String),
     /// An architecture the verifier does not know.
@@ -67,7 +67,7 @@ pub enum Reject {
 
 /// What the verifier reports for one device.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeviceClaims {
+pub(crate) struct DeviceClaims {
     pub arch: String,
     pub uuid: String,
     /// measurement index -> hex value
@@ -77,7 +77,7 @@ pub struct DeviceClaims {
 }
 
 /// Appraises `evidence` against `report_data`, trusting `root_pem` as NVIDIA's device root.
-pub fn appraise(
+pub(crate) fn appraise(
     evidence: &Value,
     report_data: &[u8],
     root_pem: &[u8],

@@ -28,24 +28,25 @@ pub const MAX_RECIPIENTS: usize = 256;
 /// The only content encryption.
 pub const ENC_A256GCM: &str = "A256GCM";
 /// `RSA-OAEP` (SHA-1), what containers/ocicrypt writes for RSA keys.
-pub const ALG_RSA_OAEP: &str = "RSA-OAEP";
+pub(crate) const ALG_RSA_OAEP: &str = "RSA-OAEP";
 /// `RSA-OAEP-256`, what the TEE's RSA key announces.
 pub const ALG_RSA_OAEP_256: &str = "RSA-OAEP-256";
 /// Deprecated RSA PKCS#1 v1.5 key transport, refused unless allowed.
-pub const ALG_RSA1_5: &str = "RSA1_5";
+pub(crate) const ALG_RSA1_5: &str = "RSA1_5";
 /// Direct key agreement.
-pub const ALG_ECDH_ES: &str = "ECDH-ES";
+pub(crate) const ALG_ECDH_ES: &str = "ECDH-ES";
 /// Key agreement with AES-128 key wrap.
-pub const ALG_ECDH_ES_A128KW: &str = "ECDH-ES+A128KW";
+pub(crate) const ALG_ECDH_ES_A128KW: &str = "ECDH-ES+A128KW";
 /// Key agreement with AES-192 key wrap.
-pub const ALG_ECDH_ES_A192KW: &str = "ECDH-ES+A192KW";
+pub(crate) const ALG_ECDH_ES_A192KW: &str = "ECDH-ES+A192KW";
 /// Key agreement with AES-256 key wrap: the TEE's EC keys and containers/ocicrypt.
 pub const ALG_ECDH_ES_A256KW: &str = "ECDH-ES+A256KW";
 /// trustee's experimental post-quantum key management (draft-ietf-jose-pqc-kem): the
 /// ML-KEM ciphertext in the `ek` header, a KMAC256 KDF, AES-192 key wrap.
 pub const ALG_ML_KEM_768_A192KW: &str = "ML-KEM-768+A192KW";
 /// Bytes of an ML-KEM-768 ciphertext (FIPS 203), the `ek` header.
-pub const ML_KEM_768_CIPHERTEXT_LEN: usize = 1088;
+#[cfg(feature = "ml-kem")]
+pub(crate) const ML_KEM_768_CIPHERTEXT_LEN: usize = 1088;
 
 const CEK_LEN: usize = 32;
 const GCM_IV_LEN: usize = 12;
@@ -168,7 +169,7 @@ impl std::fmt::Debug for DecryptionKey<'_> {
 
 impl DecryptionKey<'_> {
     /// The key family, for error messages.
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             DecryptionKey::P256(_) | DecryptionKey::P384(_) | DecryptionKey::P521(_) => "EC",
             DecryptionKey::Rsa(_) => "RSA",

@@ -7,7 +7,7 @@ use crate::JweError;
 
 /// Concat KDF (NIST SP 800-56A, RFC 7518 §4.6.2) with SHA-256, one-pass key agreement:
 /// OtherInfo = len‖AlgorithmID ‖ len‖PartyUInfo ‖ len‖PartyVInfo ‖ keydatalen in bits.
-pub fn concat_kdf_sha256(
+pub(crate) fn concat_kdf_sha256(
     shared_secret: &[u8],
     algorithm_id: &str,
     apu: &[u8],
@@ -52,7 +52,7 @@ fn sp800_185_encode(value: u64, left: bool) -> Vec<u8> {
 /// KMAC256 (NIST SP 800-185 §4.3) with an output of `out.len()` bytes:
 /// `cSHAKE256(bytepad(encode_string(key), 136) || data || right_encode(L), L, "KMAC", customization)`.
 #[cfg(feature = "ml-kem")]
-pub fn kmac256(key: &[u8], data: &[u8], customization: &[u8], out: &mut [u8]) {
+pub(crate) fn kmac256(key: &[u8], data: &[u8], customization: &[u8], out: &mut [u8]) {
     use sha3::digest::core_api::CoreWrapper;
     use sha3::digest::{ExtendableOutput, Update, XofReader};
     let mut prefix = Zeroizing::new(sp800_185_encode(KMAC256_RATE as u64, true));
@@ -81,7 +81,7 @@ pub fn kmac256(key: &[u8], data: &[u8], customization: &[u8], out: &mut [u8]) {
 /// AlgorithmID = 32-bit big-endian length of `algorithm_id` then its bytes, SuppPubInfo =
 /// the output length in bits, 32-bit big-endian.
 #[cfg(feature = "ml-kem")]
-pub fn kmac256_kdf(
+pub(crate) fn kmac256_kdf(
     shared_secret: &[u8],
     algorithm_id: &str,
     out: &mut [u8],

@@ -34,7 +34,7 @@ pub enum RsaError {
 
 /// The OAEP hash of a JWE `alg`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OaepHash {
+pub(crate) enum OaepHash {
     /// `RSA-OAEP`: SHA-1 and MGF1-SHA-1
     Sha1,
     /// `RSA-OAEP-256`: SHA-256 and MGF1-SHA-256
@@ -123,7 +123,7 @@ impl RsaPrivateKey {
 
     /// RSAES-OAEP decryption. AWS-LC checks the padding in constant time and reports
     /// every failure the same way.
-    pub fn decrypt_oaep(
+    pub(crate) fn decrypt_oaep(
         &self,
         hash: OaepHash,
         ciphertext: &[u8],
@@ -210,7 +210,7 @@ impl RsaPublicKey {
     }
 
     /// The key as X.509 `SubjectPublicKeyInfo` DER.
-    pub fn to_spki_der(&self) -> Result<Vec<u8>, RsaError> {
+    pub(crate) fn to_spki_der(&self) -> Result<Vec<u8>, RsaError> {
         let der: PublicKeyX509Der<'static> = AsDer::<PublicKeyX509Der<'static>>::as_der(&self.key)
             .map_err(|_| RsaError::Operation("export"))?;
         Ok(der.as_ref().to_vec())
@@ -235,7 +235,11 @@ impl RsaPublicKey {
     }
 
     /// RSAES-OAEP encryption.
-    pub fn encrypt_oaep(&self, hash: OaepHash, plaintext: &[u8]) -> Result<Vec<u8>, RsaError> {
+    pub(crate) fn encrypt_oaep(
+        &self,
+        hash: OaepHash,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, RsaError> {
         let key = OaepPublicEncryptingKey::new(self.key.clone())
             .map_err(|_| RsaError::Operation("OAEP encryption"))?;
         let mut out = vec![0u8; key.ciphertext_size()];

@@ -7,23 +7,23 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use attester::{Detected, SampleAttester};
-use kbs_protocol::token::{decode_aa_token_reply, encode_aa_token_reply};
+use kbs_protocol::{decode_aa_token_reply, encode_aa_token_reply};
 use kbs_protocol::{
     AttesterEvidenceProvider, EvidenceProvider, KbsClient, KbsClientConfig, ProviderError,
     ResourceUri, RetryPolicy, TeeKeyAlgorithm, TeeKeyPair, Token, TokenNeed, TokenProvider,
 };
 use testkit::kbs::{KbsConfig, TestKbs};
 
-pub const SECRET: &[u8] = b"an attested secret \x00\x01\xff";
+pub(crate) const SECRET: &[u8] = b"an attested secret \x00\x01\xff";
 
-pub async fn start_kbs(config: KbsConfig) -> TestKbs {
+pub(crate) async fn start_kbs(config: KbsConfig) -> TestKbs {
     let kbs = TestKbs::start(config).await.unwrap();
     kbs.put_resource("default/key/1", SECRET);
     kbs
 }
 
 /// Fast retries and short timeouts so that failure tests take milliseconds.
-pub fn config(kbs: &TestKbs, algorithm: TeeKeyAlgorithm) -> KbsClientConfig {
+pub(crate) fn config(kbs: &TestKbs, algorithm: TeeKeyAlgorithm) -> KbsClientConfig {
     let mut config = KbsClientConfig::new(&kbs.url()).unwrap();
     config.tee_key_algorithm = algorithm;
     config.request_timeout = Duration::from_secs(10);
@@ -40,27 +40,27 @@ pub fn config(kbs: &TestKbs, algorithm: TeeKeyAlgorithm) -> KbsClientConfig {
 
 /// Evidence from the sample attester alone (what `attester::detect` gives when the sample
 /// attester is allowed and no TEE or device is found).
-pub fn sample_evidence() -> AttesterEvidenceProvider {
+pub(crate) fn sample_evidence() -> AttesterEvidenceProvider {
     AttesterEvidenceProvider::new(Arc::new(Detected {
         primary: Box::new(SampleAttester),
         additional: vec![],
     }))
 }
 
-pub fn sample_client(config: KbsClientConfig) -> KbsClient {
+pub(crate) fn sample_client(config: KbsClientConfig) -> KbsClient {
     KbsClient::background_check(config, Arc::new(sample_evidence())).unwrap()
 }
 
-pub fn client(kbs: &TestKbs) -> KbsClient {
+pub(crate) fn client(kbs: &TestKbs) -> KbsClient {
     sample_client(config(kbs, TeeKeyAlgorithm::EcP256))
 }
 
-pub fn uri(text: &str) -> ResourceUri {
+pub(crate) fn uri(text: &str) -> ResourceUri {
     ResourceUri::parse(text).unwrap()
 }
 
 /// A passport-mode token source the way CDH gets one: AA's reply bytes over the wire.
-pub struct AaLikeTokenProvider {
+pub(crate) struct AaLikeTokenProvider {
     pub aa: KbsClient,
     pub calls: AtomicUsize,
 }
@@ -80,7 +80,7 @@ impl TokenProvider for AaLikeTokenProvider {
 }
 
 /// Evidence whose report data is damaged on the way out.
-pub struct TamperingProvider {
+pub(crate) struct TamperingProvider {
     pub tamper: fn(&[u8]) -> Vec<u8>,
 }
 
@@ -101,7 +101,7 @@ impl EvidenceProvider for TamperingProvider {
 
 /// Sample primary evidence plus a `sampledevice` bound to the device report data (or to
 /// garbage when `wrong_binding`).
-pub struct WithDeviceProvider {
+pub(crate) struct WithDeviceProvider {
     pub wrong_binding: bool,
 }
 
@@ -134,15 +134,6 @@ impl EvidenceProvider for WithDeviceProvider {
 }
 
 /// A plain reqwest client for speaking raw HTTP to the test KBS.
-pub fn raw_http() -> reqwest::Client {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(rustls::RootCertStore::empty())
-        .with_no_client_auth();
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .build()
-        .unwrap()
+pub(crate) fn raw_http() -> reqwest::Client {
+    http_client::ClientBuilder::new().build().unwrap()
 }

@@ -7,7 +7,7 @@ use std::{io::Write as _, process::ExitCode, time::Duration};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use confidential_data_hub::client::{AaClient, DEFAULT_AA_SOCKET};
+use confidential_data_hub::{AaClient, DEFAULT_AA_SOCKET};
 
 /// Call the attestation agent over ttRPC.
 #[derive(Parser)]

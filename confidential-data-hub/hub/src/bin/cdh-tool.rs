@@ -9,7 +9,7 @@ use std::{collections::HashMap, io::Write as _, path::PathBuf, process::ExitCode
 use anyhow::{anyhow, Context as _};
 use base64::{engine::general_purpose::STANDARD, Engine as _};
 use clap::{Parser, Subcommand};
-use confidential_data_hub::client::{
+use confidential_data_hub::{
     optsdata_of_unwrap_answer, unwrap_request_for_packet, CdhClient, DEFAULT_CDH_SOCKET,
 };
 

@@ -1,5 +1,6 @@
 //! `secret`: make signing keys, seal secrets (vault or envelope) and unseal them locally.
-//! The behaviour is in `confidential_data_hub::secret`; this is its command line.
+//! The behaviour is in `confidential_data_hub` ([`seal`], [`envelope`]); this is its
+//! command line.
 
 #![forbid(unsafe_code)]
 
@@ -14,16 +15,12 @@ use std::{
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use confidential_data_hub::{
-    client::DEFAULT_AA_SOCKET,
-    secret::{
-        envelope, generate_key_pair, seal, SecretContent, SecretPayload, Unsealer, VaultSecret,
-        Verification, DEFAULT_SEALED_SECRET_DIR,
-    },
+    envelope, generate_key_pair, seal, SecretContent, SecretPayload, Unsealer, VaultSecret,
+    Verification, DEFAULT_AA_SOCKET, DEFAULT_SEALED_SECRET_DIR,
 };
 use kms::{
-    offline_fs::{OfflineFsSources, DEFAULT_KEYS_FILE, DEFAULT_RESOURCES_FILE},
-    wrap::WrapType,
-    KbcParams, KmsProviders, ProviderSettings, DEFAULT_KMS_CREDENTIAL_DIR, OFFLINE_FS_KBC,
+    KbcParams, KmsProviders, OfflineFsSources, ProviderSettings, WrapType,
+    DEFAULT_KMS_CREDENTIAL_DIR, OFFLINE_FS_KBC, OFFLINE_FS_KEYS_FILE, OFFLINE_FS_RESOURCES_FILE,
 };
 
 /// Seal and unseal confidential-containers sealed secrets.
@@ -215,7 +212,7 @@ async fn seal_command(args: SealArgs) -> anyhow::Result<()> {
             }
             #[cfg(feature = "aliyun")]
             if let Some(addr) = env.aliyun_resolve {
-                kms = kms.with_aliyun_network(kms::plugins::aliyun::AliyunNetwork {
+                kms = kms.with_aliyun_network(kms::AliyunNetwork {
                     resolve: Some(addr),
                     ..Default::default()
                 });
@@ -252,8 +249,8 @@ async fn unseal_command(args: UnsealArgs) -> anyhow::Result<()> {
     };
     let params = KbcParams {
         offline_fs: OfflineFsSources {
-            keys_file: DEFAULT_KEYS_FILE.into(),
-            resources_file: DEFAULT_RESOURCES_FILE.into(),
+            keys_file: OFFLINE_FS_KEYS_FILE.into(),
+            resources_file: OFFLINE_FS_RESOURCES_FILE.into(),
             extra_files: args.offline_fs_kbc_file,
         },
         kbs_url,

@@ -7,15 +7,17 @@ use serde::{Deserialize, Serialize};
 
 use super::UnsealError;
 
+use jose::jws::ES256;
+pub(super) use jose::jws::MAX_JWK_LEN;
 pub use jose::jws::{
     generate_key_pair, signing_key_from_jwk, verifying_key_from_jwk, GeneratedKeyPair, JwkError,
-    JwsPart, ES256, MAX_JWK_LEN,
+    JwsPart,
 };
 
 /// Every sealed secret starts with this.
-pub const SEALED_PREFIX: &str = "sealed.";
+pub(super) const SEALED_PREFIX: &str = "sealed.";
 /// Largest sealed secret accepted, in bytes.
-pub const MAX_SEALED_SECRET_LEN: usize = 1024 * 1024;
+pub(super) const MAX_SEALED_SECRET_LEN: usize = 1024 * 1024;
 
 impl From<jose::jws::JwsError> for UnsealError {
     fn from(e: jose::jws::JwsError) -> Self {
@@ -32,7 +34,7 @@ impl From<jose::jws::JwsError> for UnsealError {
 
 /// The protected header of a sealed secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct JwsHeader {
+pub(super) struct JwsHeader {
     /// the signature algorithm, `ES256`
     pub alg: Option<String>,
     /// the id of the verification key: a resource URI or a file name

@@ -20,8 +20,8 @@
 //! Every malformed part has its own [`UnsealError`] variant; the plaintext is wiped from
 //! memory when dropped.
 
-pub mod jws;
-pub mod payload;
+mod jws;
+mod payload;
 
 use std::{
     io::{self, Read as _},
@@ -30,19 +30,17 @@ use std::{
 };
 
 use base64::{engine::general_purpose::STANDARD, Engine as _};
-use kbs_protocol::resource_uri::{ResourceUri, ResourceUriError};
-use kms::{
-    wrap::{self, WrapError, WrapType},
-    Kbc, KbcError, KmsError, KmsProviders,
-};
+use kbs_protocol::{ResourceUri, ResourceUriError};
+use kms::{Kbc, KbcError, KmsError, KmsProviders, WrapError, WrapType, WRAP_KEY_LEN};
 use tracing::debug;
 use zeroize::Zeroizing;
 
+use jws::MAX_SEALED_SECRET_LEN;
 pub use jws::{
-    generate_key_pair, signing_key_from_jwk, verifying_key_from_jwk, CompactJws, GeneratedKeyPair,
-    JwkError, JwsPart, MAX_SEALED_SECRET_LEN, SEALED_PREFIX,
+    generate_key_pair, sign, signing_key_from_jwk, verifying_key_from_jwk, CompactJws,
+    GeneratedKeyPair, JwkError, JwsPart,
 };
-pub use payload::{EnvelopeSecret, SecretContent, SecretPayload, VaultSecret, SECRET_VERSION};
+pub use payload::{EnvelopeSecret, SecretContent, SecretPayload, VaultSecret};
 
 /// Where the verification keys named by a file-name `kid` live.
 pub const DEFAULT_SEALED_SECRET_DIR: &str = "/run/confidential-containers/cdh/sealed-secret";
@@ -312,7 +310,7 @@ impl Unsealer {
         let data_key = decrypter
             .decrypt(&encrypted_key, &envelope.key_id, &envelope.annotations)
             .await?;
-        wrap::unwrap(wrap_type, &data_key, &iv, &encrypted_data)
+        kms::unwrap(wrap_type, &data_key, &iv, &encrypted_data)
             .map_err(UnsealError::EnvelopeDecrypt)
     }
 
@@ -448,9 +446,9 @@ pub async fn envelope(
     wrap_type: WrapType,
 ) -> Result<EnvelopeSecret, SealError> {
     let encrypter = kms.encrypter(provider, &provider_settings).await?;
-    let mut data_key = Zeroizing::new([0u8; wrap::WRAP_KEY_LEN]);
+    let mut data_key = Zeroizing::new([0u8; WRAP_KEY_LEN]);
     rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, data_key.as_mut());
-    let (iv, encrypted_data) = wrap::wrap(wrap_type, data_key.as_ref(), plaintext)?;
+    let (iv, encrypted_data) = kms::wrap(wrap_type, data_key.as_ref(), plaintext)?;
     let (encrypted_key, annotations) = encrypter.encrypt(data_key.as_ref(), key_id).await?;
     Ok(EnvelopeSecret {
         key_id: key_id.into(),

@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::UnsealError;
 
 /// The only payload version.
-pub const SECRET_VERSION: &str = "0.1.0";
+pub(super) const SECRET_VERSION: &str = "0.1.0";
 
 /// A secret held by a secret store: `provider` fetches `name`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -21,7 +21,7 @@ use super::{
 };
 
 /// Size of a detached LUKS2 header (metadata and keyslot areas, cryptsetup's default).
-pub const HEADER_SIZE: u64 = 16 << 20;
+pub(super) const HEADER_SIZE: u64 = 16 << 20;
 /// Memory (KiB) argon2id may use for a supplied key: a pod VM has little to spare.
 const ARGON2_MEMORY_KIB: &str = "65536";
 
@@ -84,7 +84,7 @@ fn tool_error(action: String, output: &Output) -> SecureMountError {
 /// `cryptsetup luksFormat` of `device` with its header in `header` (already created,
 /// [`HEADER_SIZE`] bytes). A random key needs no password hashing, so it gets the
 /// cheapest PBKDF; a supplied key gets argon2id within [`ARGON2_MEMORY_KIB`].
-pub async fn format(
+pub(super) async fn format(
     cryptsetup: &Path,
     device: &Path,
     header: &Path,
@@ -154,7 +154,7 @@ fn device_mapper_error(output: &Output) -> Option<SecureMountError> {
 
 /// What `cryptsetup open` is asked to do.
 #[derive(Debug, Clone, Copy)]
-pub enum OpenMode<'a> {
+pub(super) enum OpenMode<'a> {
     /// Map the device as `/dev/mapper/<name>`.
     Map {
         /// the mapper name
@@ -168,7 +168,7 @@ pub enum OpenMode<'a> {
 }
 
 /// `cryptsetup open` of `device` (header on the device unless `header` is given).
-pub async fn open(
+pub(super) async fn open(
     cryptsetup: &Path,
     device: &Path,
     header: Option<&Path>,
@@ -206,7 +206,7 @@ pub async fn open(
 }
 
 /// `cryptsetup close <name>`.
-pub async fn close(cryptsetup: &Path, name: &str) -> Result<(), SecureMountError> {
+pub(super) async fn close(cryptsetup: &Path, name: &str) -> Result<(), SecureMountError> {
     let output = run(cryptsetup, &[arg("close"), arg(name)], None).await?;
     if output.status.success() {
         Ok(())
@@ -216,7 +216,7 @@ pub async fn close(cryptsetup: &Path, name: &str) -> Result<(), SecureMountError
 }
 
 /// Whether `device` starts with a LUKS2 header (`cryptsetup isLuks --type luks2`).
-pub async fn is_luks2(cryptsetup: &Path, device: &Path) -> Result<bool, SecureMountError> {
+pub(super) async fn is_luks2(cryptsetup: &Path, device: &Path) -> Result<bool, SecureMountError> {
     let args = [arg("isLuks"), arg("--type"), arg("luks2"), device.into()];
     let output = run(cryptsetup, &args, None).await?;
     match output.status.code() {
@@ -231,16 +231,16 @@ pub async fn is_luks2(cryptsetup: &Path, device: &Path) -> Result<bool, SecureMo
 
 /// The layout `mkfs.ext4 -n` announces: block size and backup superblock blocks.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SuperblockBackups {
+pub(super) struct SuperblockBackups {
     /// bytes per block
-    pub block_size: u64,
+    pub(super) block_size: u64,
     /// block numbers of the backup superblocks
-    pub blocks: Vec<u64>,
+    pub(super) blocks: Vec<u64>,
 }
 
 /// Reads `mkfs.ext4 -n`'s output: "Creating filesystem with N Xk blocks" and the numbers
 /// after "Superblock backups stored on blocks:" up to the next blank line.
-pub fn superblock_backups(output: &str) -> Result<SuperblockBackups, SecureMountError> {
+pub(super) fn superblock_backups(output: &str) -> Result<SuperblockBackups, SecureMountError> {
     let block_size = output
         .lines()
         .find_map(|line| {
@@ -269,13 +269,13 @@ pub fn superblock_backups(output: &str) -> Result<SuperblockBackups, SecureMount
 
 /// dm-crypt's sector size for the volumes formatted here: the unit every write to the
 /// mapping is read-modified-written in.
-pub const CRYPT_SECTOR: u64 = 4096;
+pub(super) const CRYPT_SECTOR: u64 = 4096;
 const CRYPT_SECTOR_TEXT: &str = "4096";
 
 /// The byte ranges mkfs reads before it writes them, each widened to whole crypt sectors:
 /// block 0 (mke2fs reads it, then clears its first sectors) and the backup superblocks.
 /// With dm-integrity and no wipe, a sector never written fails its check when read.
-pub fn integrity_zero_ranges(
+pub(super) fn integrity_zero_ranges(
     layout: &SuperblockBackups,
 ) -> Result<Vec<std::ops::Range<u64>>, SecureMountError> {
     let mut ranges: Vec<std::ops::Range<u64>> = Vec::new();
@@ -296,7 +296,7 @@ pub fn integrity_zero_ranges(
 }
 
 /// Writes zeros over the [`integrity_zero_ranges`] of `device`.
-pub async fn zero_blocks(
+pub(super) async fn zero_blocks(
     device: &Path,
     layout: &SuperblockBackups,
 ) -> Result<(), SecureMountError> {
@@ -319,10 +319,10 @@ pub async fn zero_blocks(
 
 /// One volume being set up.
 pub(super) struct Volume<'a> {
-    pub paths: &'a SecureMountPaths,
-    pub device: &'a Path,
-    pub mapper_name: &'a str,
-    pub request: &'a BlockDeviceRequest,
+    pub(super) paths: &'a SecureMountPaths,
+    pub(super) device: &'a Path,
+    pub(super) mapper_name: &'a str,
+    pub(super) request: &'a BlockDeviceRequest,
 }
 
 /// What to take back if a later step fails.
@@ -339,7 +339,11 @@ impl Volume<'_> {
     }
 
     /// Formats (`empty`), opens, and links or mounts; undoes the steps done on failure.
-    pub async fn set_up(&self, key: &[u8], random_key: bool) -> Result<(), SecureMountError> {
+    pub(super) async fn set_up(
+        &self,
+        key: &[u8],
+        random_key: bool,
+    ) -> Result<(), SecureMountError> {
         let mut undo = Undo::default();
         let result = self.steps(key, random_key, &mut undo).await;
         if result.is_err() {
@@ -493,7 +497,7 @@ impl Volume<'_> {
 
 /// Adds `option` to the mkfs arguments' extended options: to the last `-E <list>` (or
 /// `-E<list>`), or as a new `-E option`.
-pub fn merge_extended_option(args: &mut Vec<String>, option: &str) {
+pub(super) fn merge_extended_option(args: &mut Vec<String>, option: &str) {
     let last = args
         .iter()
         .rposition(|a| a == "-E" || (a.starts_with("-E") && a.len() > 2));
@@ -507,7 +511,7 @@ pub fn merge_extended_option(args: &mut Vec<String>, option: &str) {
 }
 
 /// The detached header of `device` in `dir`: `<dir>/<base64url(device path)>.header`.
-pub fn header_path(dir: &Path, device: &Path) -> PathBuf {
+pub(super) fn header_path(dir: &Path, device: &Path) -> PathBuf {
     dir.join(format!(
         "{}.header",
         URL_SAFE_NO_PAD.encode(device.as_os_str().as_bytes())
@@ -516,7 +520,7 @@ pub fn header_path(dir: &Path, device: &Path) -> PathBuf {
 
 /// Creates `header` (mode 0600, [`HEADER_SIZE`] bytes, sparse) in `dir` (created 0700);
 /// refuses an existing one, so two formats of one device cannot both proceed.
-pub fn create_header_file(dir: &Path, header: &Path) -> Result<(), SecureMountError> {
+pub(super) fn create_header_file(dir: &Path, header: &Path) -> Result<(), SecureMountError> {
     DirBuilder::new()
         .recursive(true)
         .mode(0o700)

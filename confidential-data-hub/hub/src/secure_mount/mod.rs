@@ -33,19 +33,18 @@ use rand_core::{OsRng, RngCore as _};
 use tracing::{info, warn};
 use zeroize::Zeroizing;
 
-pub use luks2::{superblock_backups, SuperblockBackups};
-pub use request::{BlockDeviceRequest, DeviceSpec, KeySpec, SourceType, TargetType};
+pub(crate) use request::{BlockDeviceRequest, DeviceSpec, KeySpec, SourceType, TargetType};
 
 use crate::secret::UnsealError;
 
 /// Where LUKS2 headers of `empty` volumes live (guest memory: the volume is ephemeral).
-pub const DEFAULT_LUKS_HEADER_DIR: &str = "/run/confidential-containers/cdh/luks-headers";
+pub(crate) const DEFAULT_LUKS_HEADER_DIR: &str = "/run/confidential-containers/cdh/luks-headers";
 /// `file://` keys must lie inside this directory (credentials land in its `kbs/`).
-pub const DEFAULT_KEY_FILE_DIR: &str = "/run/confidential-containers/cdh";
+pub(crate) const DEFAULT_KEY_FILE_DIR: &str = "/run/confidential-containers/cdh";
 /// Size of the key generated when the request names none.
-pub const RANDOM_KEY_LEN: usize = 4096;
+pub(crate) const RANDOM_KEY_LEN: usize = 4096;
 /// Largest key accepted from a secret, resource or file.
-pub const MAX_KEY_LEN: usize = 64 * 1024;
+pub(crate) const MAX_KEY_LEN: usize = 64 * 1024;
 
 /// Host paths and tools the secure mounter uses (injectable for tests).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -274,7 +273,7 @@ pub(crate) fn io_error<'a>(
 /// A request whose host checks passed: the device, the mapper name and (for `empty`) the
 /// header path are known and reserved; dropping it releases the reservation.
 #[derive(Debug)]
-pub struct PreparedMount {
+pub(crate) struct PreparedMount {
     mounter: Arc<SecureMounter>,
     request: BlockDeviceRequest,
     device: PathBuf,
@@ -297,23 +296,25 @@ impl Drop for PreparedMount {
 
 impl PreparedMount {
     /// The resolved device.
-    pub fn device(&self) -> &Path {
+    #[cfg(test)]
+    pub(crate) fn device(&self) -> &Path {
         &self.device
     }
 
     /// The mapper name (`/dev/mapper/<name>`).
-    pub fn mapper_name(&self) -> &str {
+    #[cfg(test)]
+    pub(crate) fn mapper_name(&self) -> &str {
         &self.mapper_name
     }
 
     /// The request.
-    pub fn request(&self) -> &BlockDeviceRequest {
+    pub(crate) fn request(&self) -> &BlockDeviceRequest {
         &self.request
     }
 
     /// Formats (for `empty`) and opens the device with `key`, then links or mounts it at
     /// the mount point. On failure every step done is undone.
-    pub async fn mount(self, key: Zeroizing<Vec<u8>>) -> Result<PathBuf, SecureMountError> {
+    pub(crate) async fn mount(self, key: Zeroizing<Vec<u8>>) -> Result<PathBuf, SecureMountError> {
         if key.is_empty() || key.len() > MAX_KEY_LEN {
             return Err(SecureMountError::KeyLength { len: key.len() });
         }
@@ -337,7 +338,7 @@ impl PreparedMount {
 
 /// Mounts `block-device` volumes; one per hub.
 #[derive(Debug, Default)]
-pub struct SecureMounter {
+pub(crate) struct SecureMounter {
     paths: SecureMountPaths,
     /// devices and mapper names of requests in progress
     busy: Mutex<HashSet<String>>,
@@ -345,21 +346,16 @@ pub struct SecureMounter {
 
 impl SecureMounter {
     /// A mounter on `paths`.
-    pub fn new(paths: SecureMountPaths) -> Self {
+    pub(crate) fn new(paths: SecureMountPaths) -> Self {
         Self {
             paths,
             busy: Mutex::default(),
         }
     }
 
-    /// The paths it uses.
-    pub fn paths(&self) -> &SecureMountPaths {
-        &self.paths
-    }
-
     /// The device a `deviceId` or `devicePath` names (not yet checked to be a block
     /// device).
-    pub fn resolve_device(&self, spec: &DeviceSpec) -> Result<PathBuf, SecureMountError> {
+    pub(crate) fn resolve_device(&self, spec: &DeviceSpec) -> Result<PathBuf, SecureMountError> {
         match spec {
             DeviceSpec::Path(path) => Ok(path.clone()),
             DeviceSpec::Id { major, minor } => {
@@ -399,7 +395,7 @@ impl SecureMounter {
     /// How the block device `id` ("MAJ:MIN") is in use, if it is: another device holds it
     /// (dm, md), or it or one of its partitions is mounted. Formatting or mapping it then
     /// would pull a file system from under its users.
-    pub fn device_use(&self, id: &str) -> Option<String> {
+    pub(crate) fn device_use(&self, id: &str) -> Option<String> {
         let sys = self.paths.sys_dev_block.join(id);
         let holders: Vec<String> = std::fs::read_dir(sys.join("holders"))
             .map(|entries| {
@@ -436,7 +432,7 @@ impl SecureMounter {
 
     /// The detached header path of an `empty` `device`:
     /// `<header dir>/<base64url(device path)>.header`.
-    pub fn header_path(&self, device: &Path) -> PathBuf {
+    pub(crate) fn header_path(&self, device: &Path) -> PathBuf {
         luks2::header_path(&self.paths.header_dir, device)
     }
 
@@ -444,7 +440,7 @@ impl SecureMounter {
     /// is there, the mapper name and mount point are free, the device is not being set
     /// up by another request, and an `empty` one was not formatted before.
     /// Blocking (sysfs, procfs and the device node are read).
-    pub fn prepare(
+    pub(crate) fn prepare(
         self: &Arc<Self>,
         request: BlockDeviceRequest,
     ) -> Result<PreparedMount, SecureMountError> {
@@ -530,7 +526,10 @@ impl SecureMounter {
 
     /// Reads a `file://` key, which must lie inside the key-file directory once symbolic
     /// links are resolved.
-    pub async fn read_key_file(&self, path: &Path) -> Result<Zeroizing<Vec<u8>>, SecureMountError> {
+    pub(crate) async fn read_key_file(
+        &self,
+        path: &Path,
+    ) -> Result<Zeroizing<Vec<u8>>, SecureMountError> {
         let path = path.to_path_buf();
         let allowed = self.paths.key_file_dir.clone();
         tokio::task::spawn_blocking(move || {
@@ -565,7 +564,7 @@ impl SecureMounter {
 }
 
 /// A fresh random volume key.
-pub fn random_key() -> Zeroizing<Vec<u8>> {
+pub(crate) fn random_key() -> Zeroizing<Vec<u8>> {
     let mut key = Zeroizing::new(vec![0u8; RANDOM_KEY_LEN]);
     OsRng.fill_bytes(&mut key);
     key

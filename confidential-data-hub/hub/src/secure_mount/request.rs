@@ -7,7 +7,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use kbs_protocol::resource_uri::ResourceUri;
+use kbs_protocol::ResourceUri;
 
 use super::SecureMountError;
 
@@ -39,7 +39,7 @@ const KNOWN_OPTIONS: &[&str] = &[
 
 /// Where the device comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DeviceSpec {
+pub(crate) enum DeviceSpec {
     /// `deviceId` "MAJ:MIN", resolved through `/sys/dev/block/MAJ:MIN/uevent`.
     Id {
         /// major number
@@ -53,7 +53,7 @@ pub enum DeviceSpec {
 
 /// What the device holds now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SourceType {
+pub(crate) enum SourceType {
     /// Nothing worth keeping: format it (with a header kept in guest memory).
     Empty,
     /// A LUKS2 volume with its header on the device: open it.
@@ -62,7 +62,7 @@ pub enum SourceType {
 
 /// What appears at the mount point.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TargetType {
+pub(crate) enum TargetType {
     /// A symbolic link to the opened mapper device.
     Device,
     /// The ext4 file system of the opened device, mounted.
@@ -71,7 +71,7 @@ pub enum TargetType {
 
 /// Where the volume key comes from (`key`); never shown in errors or logs.
 #[derive(Clone, PartialEq, Eq)]
-pub enum KeySpec {
+pub(crate) enum KeySpec {
     /// `sealed.…`: a sealed secret, unsealed by the hub.
     Sealed(String),
     /// `kbs://…`: a KBS resource, fetched through the hub's KBC.
@@ -95,23 +95,23 @@ impl std::fmt::Debug for KeySpec {
 
 /// A checked `block-device` request with `encryptionType` `luks2`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BlockDeviceRequest {
+pub(crate) struct BlockDeviceRequest {
     /// the device
-    pub device: DeviceSpec,
+    pub(crate) device: DeviceSpec,
     /// format or open
-    pub source: SourceType,
+    pub(crate) source: SourceType,
     /// the key
-    pub key: KeySpec,
+    pub(crate) key: KeySpec,
     /// link or mount
-    pub target: TargetType,
+    pub(crate) target: TargetType,
     /// extra `mkfs.ext4` arguments (`mkfsOpts`, split on whitespace)
-    pub mkfs_options: Vec<String>,
+    pub(crate) mkfs_options: Vec<String>,
     /// dm-integrity (`hmac-sha256`) under dm-crypt
-    pub integrity: bool,
+    pub(crate) integrity: bool,
     /// `/dev/mapper/<name>`; `None` for a random name
-    pub mapper_name: Option<String>,
+    pub(crate) mapper_name: Option<String>,
     /// the mount point (absolute, no `.`/`..` segments)
-    pub mount_point: PathBuf,
+    pub(crate) mount_point: PathBuf,
 }
 
 fn invalid(name: &'static str, reason: impl Into<String>) -> SecureMountError {
@@ -205,7 +205,7 @@ fn parse_key(value: Option<&String>) -> Result<KeySpec, SecureMountError> {
 
 impl BlockDeviceRequest {
     /// Checks `options` and `mount_point` of a `block-device` request.
-    pub fn parse(
+    pub(crate) fn parse(
         options: &HashMap<String, String>,
         mount_point: &str,
     ) -> Result<Self, SecureMountError> {

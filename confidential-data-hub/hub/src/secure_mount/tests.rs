@@ -12,7 +12,7 @@ use std::{
 use sha2::{Digest as _, Sha256};
 use testkit::loopdev::{is_root, kernel_has_device_mapper, LoopDevice};
 
-use super::luks2::{self, OpenMode};
+use super::luks2::{self, superblock_backups, OpenMode, SuperblockBackups};
 use super::*;
 
 const CRYPTSETUP: &str = "cryptsetup";

@@ -16,14 +16,14 @@ use base64::{engine::general_purpose::STANDARD, Engine as _};
 use sha2::Digest as _;
 use testkit::process::{Daemon, Ready};
 
-pub const CDH: &str = env!("CARGO_BIN_EXE_confidential-data-hub");
-pub const SECRET: &str = env!("CARGO_BIN_EXE_secret");
-pub const CDH_TOOL: &str = env!("CARGO_BIN_EXE_cdh-tool");
-pub const AA_CLIENT: &str = env!("CARGO_BIN_EXE_aa-client");
-pub const START: Duration = Duration::from_secs(20);
+pub(crate) const CDH: &str = env!("CARGO_BIN_EXE_confidential-data-hub");
+pub(crate) const SECRET: &str = env!("CARGO_BIN_EXE_secret");
+pub(crate) const CDH_TOOL: &str = env!("CARGO_BIN_EXE_cdh-tool");
+pub(crate) const AA_CLIENT: &str = env!("CARGO_BIN_EXE_aa-client");
+pub(crate) const START: Duration = Duration::from_secs(20);
 
 /// The temporary directories of one guest.
-pub struct Guest {
+pub(crate) struct Guest {
     pub dir: tempfile::TempDir,
 }
 
@@ -34,7 +34,7 @@ impl Default for Guest {
 }
 
 impl Guest {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         for sub in ["kbs", "sealed-secret", "kms/offline_fs"] {
             std::fs::create_dir_all(dir.path().join(sub)).unwrap();
@@ -43,28 +43,28 @@ impl Guest {
         Self { dir }
     }
 
-    pub fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 
-    pub fn cdh_sock(&self) -> PathBuf {
+    pub(crate) fn cdh_sock(&self) -> PathBuf {
         self.path("cdh.sock")
     }
 
-    pub fn cdh_addr(&self) -> String {
+    pub(crate) fn cdh_addr(&self) -> String {
         format!("unix://{}", self.cdh_sock().display())
     }
 
-    pub fn sealed_secret_dir(&self) -> PathBuf {
+    pub(crate) fn sealed_secret_dir(&self) -> PathBuf {
         self.path("sealed-secret")
     }
 
-    pub fn kms_dir(&self) -> PathBuf {
+    pub(crate) fn kms_dir(&self) -> PathBuf {
         self.path("kms")
     }
 
     /// Writes the offline_fs_kbc store the hub reads: `repo/type/tag` → bytes.
-    pub fn set_resources(&self, resources: &[(&str, &[u8])]) {
+    pub(crate) fn set_resources(&self, resources: &[(&str, &[u8])]) {
         let map: serde_json::Map<String, serde_json::Value> = resources
             .iter()
             .map(|(k, v)| (k.to_string(), STANDARD.encode(v).into()))
@@ -77,7 +77,7 @@ impl Guest {
     }
 
     /// The hub command: config `socket` plus `config`, offline stores in this directory.
-    pub fn cdh_command(&self, config: &str) -> Command {
+    pub(crate) fn cdh_command(&self, config: &str) -> Command {
         std::fs::write(
             self.path("cdh.toml"),
             format!("socket = \"{}\"\n{config}", self.cdh_addr()),
@@ -104,18 +104,18 @@ impl Guest {
     }
 
     /// The attestation agent's socket in this guest.
-    pub fn aa_sock(&self) -> PathBuf {
+    pub(crate) fn aa_sock(&self) -> PathBuf {
         aa_sock_in(self.dir.path())
     }
 
     /// Starts the real attestation agent in this guest; see [`start_sample_aa`].
-    pub fn start_aa(&self, config: &str) -> Daemon {
+    pub(crate) fn start_aa(&self, config: &str) -> Daemon {
         start_sample_aa(self.dir.path(), config)
     }
 
     /// Starts the hub with `offline_fs_kbc` and `top_level` config lines (before any
     /// section).
-    pub fn start_cdh(&self, top_level: &str) -> Daemon {
+    pub(crate) fn start_cdh(&self, top_level: &str) -> Daemon {
         let config = format!("{top_level}[kbc]\nname = \"offline_fs_kbc\"\n");
         Daemon::spawn(
             "cdh",
@@ -129,14 +129,14 @@ impl Guest {
 }
 
 /// The attestation agent's socket under a guest directory `dir`.
-pub fn aa_sock_in(dir: &Path) -> PathBuf {
+pub(crate) fn aa_sock_in(dir: &Path) -> PathBuf {
     dir.join("aa/attestation-agent.sock")
 }
 
 /// Starts the real attestation agent under `dir` (which holds a `cmdline` file) with the
 /// sample attester allowed, `config` (more TOML) appended to its config, and its eventlog
 /// in `dir/eventlog`.
-pub fn start_sample_aa(dir: &Path, config: &str) -> Daemon {
+pub(crate) fn start_sample_aa(dir: &Path, config: &str) -> Daemon {
     let config_path = dir.join("aa.toml");
     std::fs::write(
         &config_path,
@@ -159,12 +159,12 @@ pub fn start_sample_aa(dir: &Path, config: &str) -> Daemon {
 }
 
 /// Runs a tool and returns its output.
-pub fn run(program: &str, args: &[&str]) -> Output {
+pub(crate) fn run(program: &str, args: &[&str]) -> Output {
     Command::new(program).args(args).output().unwrap()
 }
 
 /// Runs a tool that must succeed; returns its standard output.
-pub fn run_ok(program: &str, args: &[&str]) -> Vec<u8> {
+pub(crate) fn run_ok(program: &str, args: &[&str]) -> Vec<u8> {
     let out = run(program, args);
     assert!(
         out.status.success(),
@@ -176,13 +176,13 @@ pub fn run_ok(program: &str, args: &[&str]) -> Vec<u8> {
 }
 
 /// A sealed-secret signing key made by `secret keygen` in its own directory.
-pub struct SigningKey {
+pub(crate) struct SigningKey {
     dir: PathBuf,
 }
 
 impl SigningKey {
     /// `secret keygen --kid <kid> --output-dir <dir>`.
-    pub fn generate(dir: PathBuf, kid: &str) -> Self {
+    pub(crate) fn generate(dir: PathBuf, kid: &str) -> Self {
         run_ok(
             SECRET,
             &["keygen", "--kid", kid, "--output-dir", path_str(&dir)],
@@ -191,17 +191,17 @@ impl SigningKey {
     }
 
     /// The public JWK the guest verifies with.
-    pub fn public_jwk(&self) -> Vec<u8> {
+    pub(crate) fn public_jwk(&self) -> Vec<u8> {
         std::fs::read(self.dir.join("public.jwk")).unwrap()
     }
 
-    pub fn private_jwk_path(&self) -> PathBuf {
+    pub(crate) fn private_jwk_path(&self) -> PathBuf {
         self.dir.join("private.jwk")
     }
 
     /// `secret seal` signed with this key under `kid`; `kind` is the sub-command and its
     /// arguments (`vault ...`, `envelope ...`).
-    pub fn seal(&self, kid: &str, kind: &[&str]) -> String {
+    pub(crate) fn seal(&self, kid: &str, kind: &[&str]) -> String {
         let jwk = self.private_jwk_path();
         let mut args = vec![
             "seal",
@@ -218,27 +218,27 @@ impl SigningKey {
     }
 }
 
-pub fn path_str(path: &Path) -> &str {
+pub(crate) fn path_str(path: &Path) -> &str {
     path.to_str().unwrap()
 }
 
-pub fn ctx() -> ttrpc::context::Context {
+pub(crate) fn ctx() -> ttrpc::context::Context {
     ttrpc::context::with_timeout(Duration::from_secs(30).as_nanos() as i64)
 }
 
-pub fn status_of<T: std::fmt::Debug>(result: ttrpc::Result<T>) -> (ttrpc::Code, String) {
+pub(crate) fn status_of<T: std::fmt::Debug>(result: ttrpc::Result<T>) -> (ttrpc::Code, String) {
     match result {
         Err(ttrpc::Error::RpcStatus(s)) => (s.code(), s.message().to_string()),
         other => panic!("expected an RPC status, got {other:?}"),
     }
 }
 
-pub async fn connect(addr: &str) -> ttrpc::r#async::Client {
+pub(crate) async fn connect(addr: &str) -> ttrpc::r#async::Client {
     ttrpc::r#async::Client::connect(addr).await.unwrap()
 }
 
 /// Every entry below `root`: type, mode, owner, and content digest or link target.
-pub fn tree(root: &Path) -> BTreeMap<String, String> {
+pub(crate) fn tree(root: &Path) -> BTreeMap<String, String> {
     fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();

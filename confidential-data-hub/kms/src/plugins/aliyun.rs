@@ -50,9 +50,9 @@ use crate::{
 /// The variable naming the credential directory instead of `<kms credential dir>/aliyun`.
 pub const KEY_PATH_ENV: &str = "ALIYUN_IN_GUEST_KEY_PATH";
 /// The ECS instance metadata server.
-pub const DEFAULT_METADATA_URL: &str = "http://100.100.100.200";
+pub(crate) const DEFAULT_METADATA_URL: &str = "http://100.100.100.200";
 /// The ECS RAM role file.
-pub const ECS_RAM_ROLE_FILE: &str = "ecsRamRole.json";
+pub(crate) const ECS_RAM_ROLE_FILE: &str = "ecsRamRole.json";
 /// `AES_GCM`, the algorithm of upstream's envelopes.
 const ALGORITHM: &str = "AES_GCM";
 
@@ -209,7 +209,7 @@ impl ServiceFailure {
 
 /// The provider, built for one sealed secret's `provider_settings`.
 #[derive(Debug)]
-pub struct AliyunKms {
+pub(crate) struct AliyunKms {
     client: Kind,
 }
 
@@ -222,7 +222,7 @@ enum Kind {
 
 impl AliyunKms {
     /// The client `settings` describe, with credentials from `key_dir`.
-    pub async fn from_settings(
+    pub(crate) async fn from_settings(
         settings: &ProviderSettings,
         key_dir: &Path,
         network: &AliyunNetwork,
@@ -482,7 +482,7 @@ impl ClientKeyClient {
 }
 
 fn transport(e: &reqwest::Error) -> ServiceFailure {
-    transport_text(http::error_chain(e))
+    transport_text(http_client::error_chain(e))
 }
 
 fn transport_text(message: String) -> ServiceFailure {
@@ -791,7 +791,7 @@ impl EcsRamRoleClient {
                 format!(
                     "the ECS metadata server {} is unreachable: {}",
                     self.metadata_url,
-                    http::error_chain(&e)
+                    http_client::error_chain(&e)
                 ),
             )
         })?;

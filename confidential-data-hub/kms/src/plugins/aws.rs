@@ -1,5 +1,5 @@
 //! Provider `aws` (feature `aws`): AWS KMS `Decrypt`/`Encrypt` and Secrets Manager
-//! `GetSecretValue` through the official AWS SDK, over a rustls (ring) HTTPS client.
+//! `GetSecretValue` through the official AWS SDK, over a rustls (aws-lc-rs) HTTPS client.
 //!
 //! - `provider_settings`: `{"region": "<aws region>"}` (required).
 //! - Credentials: `credential.json` in the directory `AWS_IN_GUEST_KEY_PATH` names, else in
@@ -35,7 +35,7 @@ use crate::{
 };
 
 /// The credential file in the provider's directory.
-pub const CREDENTIAL_FILE: &str = "credential.json";
+pub(crate) const CREDENTIAL_FILE: &str = "credential.json";
 /// Largest credential file accepted.
 const MAX_CREDENTIAL_LEN: u64 = 64 * 1024;
 /// Limit for one AWS operation, retries included.
@@ -45,14 +45,14 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Static AWS credentials (the credential file).
 #[derive(Deserialize)]
-pub struct AwsCredential {
+pub(crate) struct AwsCredential {
     /// `AKIA…` / `ASIA…`
-    pub access_key_id: String,
+    pub(crate) access_key_id: String,
     /// the secret key
-    pub secret_access_key: String,
+    pub(crate) secret_access_key: String,
     /// STS session token for temporary credentials
     #[serde(default)]
-    pub session_token: Option<String>,
+    pub(crate) session_token: Option<String>,
 }
 
 impl std::fmt::Debug for AwsCredential {
@@ -149,7 +149,7 @@ fn http_client() -> SharedHttpClient {
     CLIENT
         .get_or_init(|| {
             aws_smithy_http_client::Builder::new()
-                .tls_provider(Provider::Rustls(CryptoMode::Ring))
+                .tls_provider(Provider::Rustls(CryptoMode::AwsLc))
                 .build_https()
         })
         .clone()
@@ -157,15 +157,14 @@ fn http_client() -> SharedHttpClient {
 
 /// An AWS KMS and Secrets Manager client for one region.
 #[derive(Debug, Clone)]
-pub struct AwsKms {
-    region: String,
+pub(crate) struct AwsKms {
     kms: aws_sdk_kms::Client,
     secrets: aws_sdk_secretsmanager::Client,
 }
 
 impl AwsKms {
     /// The client for `provider_settings`, with the credentials in `credential_file`.
-    pub async fn from_settings(
+    pub(crate) async fn from_settings(
         settings: &ProviderSettings,
         credential_file: &Path,
         endpoint_url: Option<&str>,
@@ -176,7 +175,11 @@ impl AwsKms {
     }
 
     /// The client for `region` with `credential`.
-    pub fn new(region: &str, credential: &AwsCredential, endpoint_url: Option<&str>) -> Self {
+    pub(crate) fn new(
+        region: &str,
+        credential: &AwsCredential,
+        endpoint_url: Option<&str>,
+    ) -> Self {
         let credentials = Credentials::new(
             credential.access_key_id.clone(),
             credential.secret_access_key.clone(),
@@ -205,15 +208,9 @@ impl AwsKms {
             secrets = secrets.endpoint_url(url);
         }
         Self {
-            region: region.to_string(),
             kms: aws_sdk_kms::Client::from_conf(kms.build()),
             secrets: aws_sdk_secretsmanager::Client::from_conf(secrets.build()),
         }
-    }
-
-    /// The region.
-    pub fn region(&self) -> &str {
-        &self.region
     }
 }
 

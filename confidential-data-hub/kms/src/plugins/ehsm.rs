@@ -48,7 +48,7 @@ fn now_millis() -> u128 {
 /// The variable naming the credential directory instead of `<kms credential dir>/ehsm`.
 pub const KEY_PATH_ENV: &str = "EHSM_IN_GUEST_KEY_PATH";
 /// Optional CA certificates of the eHSM server, in the credential directory.
-pub const CA_FILE: &str = "ca.pem";
+pub(crate) const CA_FILE: &str = "ca.pem";
 
 fn invalid(reason: impl Into<String>) -> KmsError {
     KmsError::InvalidRequest {
@@ -152,7 +152,7 @@ fn endpoint(value: &str) -> Result<String, KmsError> {
 
 /// `k=v&…` of the non-empty members, sorted by name, objects flattened the same way (the
 /// string eHSM's server signs).
-pub fn sign_string(params: &Map<String, Value>) -> String {
+pub(crate) fn sign_string(params: &Map<String, Value>) -> String {
     let sorted: BTreeMap<&String, &Value> = params.iter().collect();
     let mut parts = Vec::new();
     for (key, value) in sorted {
@@ -169,7 +169,7 @@ pub fn sign_string(params: &Map<String, Value>) -> String {
 }
 
 /// The base64 HMAC-SHA256 of `text` under `api_key`.
-pub fn sign(text: &str, api_key: &str) -> String {
+pub(crate) fn sign(text: &str, api_key: &str) -> String {
     let mut mac = match Hmac::<sha2::Sha256>::new_from_slice(api_key.as_bytes()) {
         Ok(mac) => mac,
         Err(_) => unreachable!("HMAC accepts every key length"),
@@ -179,7 +179,7 @@ pub fn sign(text: &str, api_key: &str) -> String {
 }
 
 /// An eHSM-KMS client for one app.
-pub struct EhsmKms {
+pub(crate) struct EhsmKms {
     app_id: String,
     api_key: Zeroizing<String>,
     endpoint: String,
@@ -197,7 +197,7 @@ impl std::fmt::Debug for EhsmKms {
 
 impl EhsmKms {
     /// The client `settings` describe, with credentials from `key_dir`.
-    pub async fn from_settings(
+    pub(crate) async fn from_settings(
         settings: &ProviderSettings,
         key_dir: &Path,
     ) -> Result<Self, KmsError> {
@@ -273,7 +273,7 @@ impl EhsmKms {
             .body(body.as_bytes().to_vec())
             .send()
             .await
-            .map_err(|e| service(operation, http::error_chain(&e)))?;
+            .map_err(|e| service(operation, http_client::error_chain(&e)))?;
         let status = response.status();
         let answer = Zeroizing::new(
             http::read_body(response)

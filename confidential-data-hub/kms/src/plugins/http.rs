@@ -1,9 +1,9 @@
-//! The HTTPS client of the `aliyun` and `ehsm` providers: rustls with ring, the trust
-//! anchors each provider chooses, bounded answers and time limits.
+//! The HTTPS client of the `aliyun` and `ehsm` providers (`http-client`: rustls with
+//! aws-lc-rs), the trust anchors each provider chooses, bounded answers and time limits.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, time::Duration};
 
-use rustls::pki_types::{pem::PemObject as _, CertificateDer};
+use http_client::error_chain;
 
 /// Limit for one request, connection included.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -30,57 +30,34 @@ pub(crate) fn client(
     pems: &[&str],
     resolve: Option<(&str, SocketAddr)>,
 ) -> Result<reqwest::Client, String> {
-    let mut builder = builder(roots, pems)?
-        .https_only(true)
-        .timeout(REQUEST_TIMEOUT);
+    let mut builder = builder(roots, pems).https_only().timeout(REQUEST_TIMEOUT);
     if let Some((host, addr)) = resolve {
         builder = builder.resolve(host, addr);
     }
-    builder.build().map_err(|e| error_chain(&e))
+    builder.build().map_err(|e| e.to_string())
 }
 
 /// A plain-HTTP client for a link-local metadata service (short limits, no proxy).
 #[cfg(feature = "aliyun")]
 pub(crate) fn plain_client() -> Result<reqwest::Client, String> {
-    builder(Roots::WebPkiAnd, &[])?
+    builder(Roots::WebPkiAnd, &[])
         .timeout(CONNECT_TIMEOUT * 2)
-        .no_proxy()
+        .no_system_proxy()
         .build()
-        .map_err(|e| error_chain(&e))
+        .map_err(|e| e.to_string())
 }
 
-fn builder(roots: Roots, pems: &[&str]) -> Result<reqwest::ClientBuilder, String> {
-    let mut store = rustls::RootCertStore::empty();
-    if roots == Roots::WebPkiAnd {
-        store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    }
-    for pem in pems {
-        let mut found = 0;
-        for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
-            let cert = cert.map_err(|e| format!("bad PEM certificate: {e}"))?;
-            store
-                .add(cert)
-                .map_err(|e| format!("unusable CA certificate: {e}"))?;
-            found += 1;
-        }
-        if found == 0 {
-            return Err("no PEM CERTIFICATE block found".into());
-        }
-    }
-    if store.is_empty() {
-        return Err("no trusted CA certificate".into());
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(store)
-        .with_no_client_auth();
-    Ok(reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .redirect(reqwest::redirect::Policy::none())
+fn builder(roots: Roots, pems: &[&str]) -> http_client::ClientBuilder {
+    let builder = http_client::ClientBuilder::new()
+        .extra_roots(pems)
+        .no_redirects()
         .user_agent(concat!("confidential-data-hub/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(CONNECT_TIMEOUT))
+        .connect_timeout(CONNECT_TIMEOUT);
+    match roots {
+        Roots::WebPkiAnd => builder,
+        #[cfg(feature = "aliyun")]
+        Roots::Only => builder.only_extra_roots(),
+    }
 }
 
 /// The body of `response`, at most [`MAX_ANSWER_LEN`] bytes.
@@ -93,18 +70,6 @@ pub(crate) async fn read_body(mut response: reqwest::Response) -> Result<Vec<u8>
         body.extend_from_slice(&chunk);
     }
     Ok(body)
-}
-
-/// An error with its causes (reqwest hides TLS and connection details in them).
-pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut message = err.to_string();
-    let mut current = err.source();
-    while let Some(e) = current {
-        message.push_str(": ");
-        message.push_str(&e.to_string());
-        current = e.source();
-    }
-    message
 }
 
 /// Whether `name` is a safe single path component built from `[A-Za-z0-9._-]` (it becomes

@@ -5,14 +5,14 @@
 use std::{fmt, sync::Arc};
 
 use async_trait::async_trait;
-use kbs_protocol::resource_uri::ResourceUri;
+use kbs_protocol::ResourceUri;
 use zeroize::Zeroizing;
 
 use crate::{Annotations, Getter, Kbc, KmsError, KBS_PROVIDER};
 
 /// The `kbs` [`Getter`].
 #[derive(Clone)]
-pub struct KbsGetter {
+pub(crate) struct KbsGetter {
     kbc: Arc<dyn Kbc>,
 }
 
@@ -24,7 +24,7 @@ impl fmt::Debug for KbsGetter {
 
 impl KbsGetter {
     /// A getter fetching through `kbc`.
-    pub fn new(kbc: Arc<dyn Kbc>) -> Self {
+    pub(crate) fn new(kbc: Arc<dyn Kbc>) -> Self {
         Self { kbc }
     }
 }

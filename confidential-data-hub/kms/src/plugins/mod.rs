@@ -1,12 +1,12 @@
 //! The provider implementations behind [`crate::KmsProviders`].
 
 #[cfg(feature = "aliyun")]
-pub mod aliyun;
+pub(crate) mod aliyun;
 #[cfg(feature = "aws")]
-pub mod aws;
+pub(crate) mod aws;
 #[cfg(feature = "ehsm")]
-pub mod ehsm;
+pub(crate) mod ehsm;
 #[cfg(any(feature = "aliyun", feature = "ehsm"))]
 pub(crate) mod http;
-pub mod kbs;
-pub mod offline_fs;
+pub(crate) mod kbs;
+pub(crate) mod offline_fs;

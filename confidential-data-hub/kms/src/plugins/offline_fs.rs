@@ -17,7 +17,7 @@
 //! Annotations are not used (encryption returns none). The files are read on every
 //! request, so an operator can add keys without restarting the hub.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use async_trait::async_trait;
 use zeroize::Zeroizing;
@@ -30,25 +30,20 @@ use crate::{
 };
 
 /// The secret store file name.
-pub const SECRETS_FILE: &str = "secrets.json";
+pub(crate) const SECRETS_FILE: &str = "secrets.json";
 /// The key store file name.
-pub const KEYS_FILE: &str = "keys.json";
+pub(crate) const KEYS_FILE: &str = "keys.json";
 
 /// The `offline_fs` provider over one directory.
 #[derive(Debug, Clone)]
-pub struct OfflineFsKms {
+pub(crate) struct OfflineFsKms {
     dir: PathBuf,
 }
 
 impl OfflineFsKms {
     /// The provider reading `dir/secrets.json` and `dir/keys.json`.
-    pub fn new(dir: impl Into<PathBuf>) -> Self {
+    pub(crate) fn new(dir: impl Into<PathBuf>) -> Self {
         Self { dir: dir.into() }
-    }
-
-    /// The directory the files are read from.
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     /// The entry `name` of store `file`.

@@ -13,17 +13,17 @@ use std::sync::{Arc, Mutex};
 
 use base64::Engine;
 use image_policy::{ContainersPolicy, DocumentSource, PolicyOptions};
-use image_rs::digest::Digest;
-use image_rs::policy::{PolicyError, PolicyRequest, SignaturePolicy};
-use image_rs::reference::Reference;
-use image_rs::registry::{ClientSettings, Credentials, RegistryClient, Repository};
-use image_rs::resource::{ResourceError, ResourceProvider};
+use image_rs::Digest;
+use image_rs::Reference;
+use image_rs::{ClientSettings, Credentials, RegistryClient, Repository};
+use image_rs::{PolicyError, PolicyRequest, SignaturePolicy};
+use image_rs::{ResourceError, ResourceProvider};
 use test_images::layout::{BuiltImage, Descriptor, ImageSpec, OciLayout};
 use test_images::registry::{Registry, RegistryOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Runs a command, panicking with its output if it fails.
-pub fn run(cmd: &mut Command) -> Output {
+pub(crate) fn run(cmd: &mut Command) -> Output {
     let output = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(
         output.status.success(),
@@ -35,14 +35,14 @@ pub fn run(cmd: &mut Command) -> Output {
 }
 
 /// A GPG key in its own GNUPGHOME.
-pub struct Gpg {
+pub(crate) struct Gpg {
     pub home: tempfile::TempDir,
     /// primary key fingerprint
     pub fingerprint: String,
 }
 
 /// What kind of key to generate.
-pub enum KeyKind {
+pub(crate) enum KeyKind {
     /// an RSA-2048 primary key that signs
     Rsa,
     /// an Ed25519 certification-only primary key with an Ed25519 signing subkey
@@ -52,7 +52,7 @@ pub enum KeyKind {
 }
 
 impl Gpg {
-    pub fn generate(name: &str, kind: KeyKind) -> Self {
+    pub(crate) fn generate(name: &str, kind: KeyKind) -> Self {
         let home = tempfile::Builder::new().prefix("gnupg-").tempdir().unwrap();
         std::fs::set_permissions(
             home.path(),
@@ -114,24 +114,24 @@ impl Gpg {
     }
 
     /// `gpg --export` (binary).
-    pub fn public_key(&self) -> Vec<u8> {
+    pub(crate) fn public_key(&self) -> Vec<u8> {
         run(self.gpg().args(["--export", &self.fingerprint])).stdout
     }
 
     /// `gpg --armor --export`.
-    pub fn armored_public_key(&self) -> Vec<u8> {
+    pub(crate) fn armored_public_key(&self) -> Vec<u8> {
         run(self.gpg().args(["--armor", "--export", &self.fingerprint])).stdout
     }
 
     /// Writes the public key to `dir/<name>` and returns the path.
-    pub fn write_public_key(&self, dir: &Path, name: &str) -> PathBuf {
+    pub(crate) fn write_public_key(&self, dir: &Path, name: &str) -> PathBuf {
         let path = dir.join(name);
         std::fs::write(&path, self.public_key()).unwrap();
         path
     }
 
     /// Imports the revocation certificate gpg made when it created the key.
-    pub fn revoke(&self) {
+    pub(crate) fn revoke(&self) {
         let cert = self
             .home
             .path()
@@ -146,7 +146,7 @@ impl Gpg {
     }
 
     /// `skopeo standalone-sign` of `manifest` for `identity`.
-    pub fn standalone_sign(&self, manifest: &[u8], identity: &str) -> Vec<u8> {
+    pub(crate) fn standalone_sign(&self, manifest: &[u8], identity: &str) -> Vec<u8> {
         let dir = tempfile::tempdir().unwrap();
         let manifest_path = dir.path().join("manifest.json");
         std::fs::write(&manifest_path, manifest).unwrap();
@@ -164,7 +164,7 @@ impl Gpg {
 
     /// `gpg --sign` of an arbitrary payload (compressed, one-pass signed), at
     /// `faked_time` (`YYYYMMDDTHHMMSS`) if given.
-    pub fn sign_payload(&self, payload: &[u8], faked_time: Option<&str>) -> Vec<u8> {
+    pub(crate) fn sign_payload(&self, payload: &[u8], faked_time: Option<&str>) -> Vec<u8> {
         let dir = tempfile::tempdir().unwrap();
         let input = dir.path().join("payload.json");
         std::fs::write(&input, payload).unwrap();
@@ -189,7 +189,7 @@ impl Gpg {
 }
 
 /// A simple-signing payload as skopeo writes it.
-pub fn simple_payload(kind: &str, digest: &str, identity: &str) -> Vec<u8> {
+pub(crate) fn simple_payload(kind: &str, digest: &str, identity: &str) -> Vec<u8> {
     format!(
         r#"{{"critical":{{"identity":{{"docker-reference":"{identity}"}},"image":{{"docker-manifest-digest":"{digest}"}},"type":"{kind}"}},"optional":{{"creator":"policy test"}}}}"#
     )
@@ -198,7 +198,7 @@ pub fn simple_payload(kind: &str, digest: &str, identity: &str) -> Vec<u8> {
 
 /// A registry, a layout to build images in, a scratch directory, and a registry client
 /// that trusts the registry's CA (when it has TLS).
-pub struct Env {
+pub(crate) struct Env {
     pub registry: Registry,
     pub layout: OciLayout,
     pub dir: tempfile::TempDir,
@@ -208,7 +208,7 @@ pub struct Env {
 /// An image in the registry: its reference, manifest, and the registry session a pull of
 /// it would hand to the policy.
 #[derive(Clone, Debug)]
-pub struct Pushed {
+pub(crate) struct Pushed {
     pub reference: Reference,
     pub manifest: Vec<u8>,
     pub digest: Digest,
@@ -217,11 +217,11 @@ pub struct Pushed {
 
 impl Env {
     /// A plain-HTTP registry without auth.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::with_options(RegistryOptions::default())
     }
 
-    pub fn with_options(options: RegistryOptions) -> Self {
+    pub(crate) fn with_options(options: RegistryOptions) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let layout = OciLayout::create(dir.path().join("oci")).unwrap();
         let registry = Registry::start(options).unwrap();
@@ -239,36 +239,36 @@ impl Env {
     }
 
     /// The registry's credentials, if it wants some.
-    pub fn credentials(&self) -> Option<Credentials> {
+    pub(crate) fn credentials(&self) -> Option<Credentials> {
         self.registry
             .credentials()
             .map(|(user, password)| Credentials::new(user, password))
     }
 
-    pub fn host(&self) -> String {
+    pub(crate) fn host(&self) -> String {
         self.registry.host()
     }
 
-    pub fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 
     /// A small image, distinct per `variant`.
-    pub fn image(variant: &str) -> ImageSpec {
+    pub(crate) fn image(variant: &str) -> ImageSpec {
         let mut image = test_images::fixtures::plain();
         image.config.labels.insert("variant".into(), variant.into());
         image
     }
 
     /// Writes `image` to the layout, tagged `tag`.
-    pub fn write(&self, image: &ImageSpec, tag: &str) -> BuiltImage {
+    pub(crate) fn write(&self, image: &ImageSpec, tag: &str) -> BuiltImage {
         let built = self.layout.write_image(image).unwrap();
         self.layout.tag(tag, &built.manifest).unwrap();
         built
     }
 
     /// Pushes image `variant` byte-exact as `repo:tag`.
-    pub async fn push(&self, variant: &str, repo: &str, tag: &str) -> Pushed {
+    pub(crate) async fn push(&self, variant: &str, repo: &str, tag: &str) -> Pushed {
         let built = self.write(&Self::image(variant), &format!("{repo}-{tag}"));
         test_images::push::push_image(
             &self.layout,
@@ -283,7 +283,7 @@ impl Env {
     }
 
     /// Pushes a descriptor of the layout (image or index) as `repo:tag`.
-    pub async fn push_descriptor(&self, descriptor: &Descriptor, repo: &str, tag: &str) {
+    pub(crate) async fn push_descriptor(&self, descriptor: &Descriptor, repo: &str, tag: &str) {
         test_images::push::push_image(&self.layout, descriptor, &self.registry.target(), repo, tag)
             .await
             .unwrap();
@@ -291,7 +291,7 @@ impl Env {
 
     /// `skopeo copy --sign-by` of image `variant` to `repo:tag`, the signature going to
     /// the lookaside store of `registries_d`.
-    pub async fn push_signed(
+    pub(crate) async fn push_signed(
         &self,
         gpg: &Gpg,
         registries_d: &Path,
@@ -320,7 +320,7 @@ impl Env {
 
     /// The manifest of `reference` as the registry serves it (plain HTTP registries are
     /// reached as insecure ones, TLS ones with their CA; with the registry's credentials).
-    pub async fn fetch(&self, reference: &str) -> Pushed {
+    pub(crate) async fn fetch(&self, reference: &str) -> Pushed {
         let reference = Reference::parse(reference).unwrap();
         let insecure = self.registry.ca_pem().is_none();
         let mut repository = self
@@ -342,7 +342,7 @@ impl Env {
 
     /// A registries.d directory whose lookaside for this registry is `lookaside` (a URL),
     /// also used for writing.
-    pub fn registries_d(&self, name: &str, lookaside: &str) -> (PathBuf, String) {
+    pub(crate) fn registries_d(&self, name: &str, lookaside: &str) -> (PathBuf, String) {
         let dir = self.path(name);
         std::fs::create_dir_all(&dir).unwrap();
         let yaml = format!(
@@ -354,7 +354,7 @@ impl Env {
     }
 
     /// Where a signature of `pushed` lives in a `file://` lookaside rooted at `store`.
-    pub fn signature_path(
+    pub(crate) fn signature_path(
         store: &Path,
         repository: &str,
         digest: &Digest,
@@ -372,7 +372,7 @@ impl Env {
 
 impl Pushed {
     /// The request image-rs makes when this image is pulled as itself.
-    pub fn request(&self) -> PolicyRequest<'_> {
+    pub(crate) fn request(&self) -> PolicyRequest<'_> {
         PolicyRequest {
             requested: &self.reference,
             pulled: &self.reference,
@@ -385,7 +385,7 @@ impl Pushed {
 
     /// The same image pulled as `reference` (another repository or registry, served
     /// over plain HTTP without auth): a new session on it.
-    pub async fn as_reference(&self, reference: &str) -> Pushed {
+    pub(crate) async fn as_reference(&self, reference: &str) -> Pushed {
         let reference = Reference::parse(reference).unwrap();
         let repository = self
             .repository
@@ -401,7 +401,7 @@ impl Pushed {
     }
 
     /// `host/repo@digest`, in the same session.
-    pub fn by_digest(&self) -> Pushed {
+    pub(crate) fn by_digest(&self) -> Pushed {
         let name = format!("{}@{}", self.reference.name(), self.digest);
         Pushed {
             reference: Reference::parse(&name).unwrap(),
@@ -411,7 +411,7 @@ impl Pushed {
 }
 
 /// A policy from inline documents.
-pub fn policy(json: &str, registries_d: &[&str]) -> ContainersPolicy {
+pub(crate) fn policy(json: &str, registries_d: &[&str]) -> ContainersPolicy {
     let mut options = PolicyOptions::new(DocumentSource::Inline(json.to_string()));
     options.registries_d = registries_d
         .iter()
@@ -420,7 +420,7 @@ pub fn policy(json: &str, registries_d: &[&str]) -> ContainersPolicy {
     ContainersPolicy::new(options, Arc::new(image_rs::LocalResources)).unwrap()
 }
 
-pub async fn check(
+pub(crate) async fn check(
     policy: &ContainersPolicy,
     request: &PolicyRequest<'_>,
 ) -> Result<(), PolicyError> {
@@ -429,20 +429,20 @@ pub async fn check(
 
 /// Resources served from memory, counting fetches (the CDH's KBS client in production).
 #[derive(Debug, Default)]
-pub struct MemoryResources {
+pub(crate) struct MemoryResources {
     pub resources: Mutex<BTreeMap<String, Vec<u8>>>,
     pub fetches: Mutex<Vec<String>>,
 }
 
 impl MemoryResources {
-    pub fn insert(&self, uri: &str, bytes: Vec<u8>) {
+    pub(crate) fn insert(&self, uri: &str, bytes: Vec<u8>) {
         self.resources
             .lock()
             .unwrap()
             .insert(uri.to_string(), bytes);
     }
 
-    pub fn fetch_count(&self, uri: &str) -> usize {
+    pub(crate) fn fetch_count(&self, uri: &str) -> usize {
         self.fetches
             .lock()
             .unwrap()
@@ -470,21 +470,21 @@ impl ResourceProvider for MemoryResources {
 
 /// A request seen by [`HttpServer`].
 #[derive(Debug, Clone)]
-pub struct HttpRequest {
+pub(crate) struct HttpRequest {
     pub method: String,
     pub path: String,
     pub headers: BTreeMap<String, String>,
 }
 
 /// A response of [`HttpServer`].
-pub struct HttpResponse {
+pub(crate) struct HttpResponse {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
 
 impl HttpResponse {
-    pub fn ok(body: Vec<u8>) -> Self {
+    pub(crate) fn ok(body: Vec<u8>) -> Self {
         Self {
             status: 200,
             headers: Vec::new(),
@@ -492,7 +492,7 @@ impl HttpResponse {
         }
     }
 
-    pub fn status(status: u16) -> Self {
+    pub(crate) fn status(status: u16) -> Self {
         Self {
             status,
             headers: Vec::new(),
@@ -500,7 +500,7 @@ impl HttpResponse {
         }
     }
 
-    pub fn header(mut self, name: &str, value: &str) -> Self {
+    pub(crate) fn header(mut self, name: &str, value: &str) -> Self {
         self.headers.push((name.into(), value.into()));
         self
     }
@@ -510,14 +510,14 @@ type Handler = Arc<dyn Fn(&HttpRequest) -> HttpResponse + Send + Sync>;
 
 /// A minimal HTTP/1.1 server on 127.0.0.1 (one request per connection) for lookaside
 /// stores and the registry signature extension.
-pub struct HttpServer {
+pub(crate) struct HttpServer {
     pub addr: SocketAddr,
     pub requests: Arc<Mutex<Vec<HttpRequest>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl HttpServer {
-    pub async fn start(
+    pub(crate) async fn start(
         handler: impl Fn(&HttpRequest) -> HttpResponse + Send + Sync + 'static,
     ) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -586,7 +586,7 @@ impl HttpServer {
     }
 
     /// Serves the files under `root` (GET only; 404 for anything else).
-    pub async fn serve_dir(root: PathBuf) -> Self {
+    pub(crate) async fn serve_dir(root: PathBuf) -> Self {
         Self::start(move |request| {
             let relative = request.path.trim_start_matches('/');
             if request.method != "GET" || relative.split('/').any(|c| c == ".." || c.is_empty()) {
@@ -600,7 +600,7 @@ impl HttpServer {
         .await
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 }
@@ -612,6 +612,6 @@ impl Drop for HttpServer {
 }
 
 /// Standard base64.
-pub fn b64(data: &[u8]) -> String {
+pub(crate) fn b64(data: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(data)
 }

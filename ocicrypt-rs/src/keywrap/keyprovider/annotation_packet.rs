@@ -21,7 +21,7 @@ use super::{KeyProviderError, KeyProviderHandler, KeyUnwrapRequest, KeyWrapReque
 use crate::bytes::{b64, b64_opt};
 
 /// Largest packet accepted.
-pub const MAX_PACKET_LEN: usize = 1024 * 1024;
+pub(crate) const MAX_PACKET_LEN: usize = 1024 * 1024;
 
 /// Why a packet could not be read, sealed or opened.
 #[derive(Debug, thiserror::Error)]

@@ -14,6 +14,7 @@ use super::{handle_request, KeyProviderHandler};
     clippy::pedantic,
     missing_docs,
     missing_debug_implementations,
+    unreachable_pub,
     unused_qualifications
 )]
 mod generated {

@@ -14,13 +14,22 @@
 //! The server side is here too: [`handle_request`] answers one protocol message with a
 //! [`KeyProviderHandler`]; the ttRPC and gRPC service adapters use it.
 
-pub mod annotation_packet;
+mod annotation_packet;
 #[cfg(feature = "keywrap-keyprovider-cmd")]
 mod cmd;
 #[cfg(feature = "keywrap-keyprovider-grpc")]
-pub mod grpc;
+mod grpc;
 #[cfg(feature = "keywrap-keyprovider-ttrpc")]
-pub mod ttrpc;
+mod ttrpc;
+
+/// CoCo's annotation packet: a layer key wrapped by a KBS-held key.
+pub use annotation_packet::{AnnotationPacket, KekKeyProvider, PacketError, WrapType};
+/// The gRPC `keyprovider.KeyProviderService` server adapter.
+#[cfg(feature = "keywrap-keyprovider-grpc")]
+pub use grpc::GrpcKeyProviderService;
+/// The ttRPC `keyprovider.KeyProviderService` server adapter.
+#[cfg(feature = "keywrap-keyprovider-ttrpc")]
+pub use ttrpc::TtrpcKeyProviderService;
 
 use std::collections::BTreeMap;
 use std::path::Path;
