@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+use common::listing;
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -21,25 +22,6 @@ fn gzip(data: &[u8]) -> Vec<u8> {
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     enc.write_all(data).unwrap();
     enc.finish().unwrap()
-}
-
-/// Everything below `dir` (relative paths), to prove nothing was written there.
-fn listing(dir: &Path) -> BTreeSet<PathBuf> {
-    let mut out = BTreeSet::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries {
-            let p = e.unwrap().path();
-            out.insert(p.strip_prefix(dir).unwrap().to_path_buf());
-            if p.is_dir() && !p.is_symlink() {
-                stack.push(p);
-            }
-        }
-    }
-    out
 }
 
 /// A raw ustar header block: `name` and `link` as given (no validation, `..` and

@@ -23,17 +23,14 @@ fn breakdown(pid: u32) -> (u64, u64, u64) {
     let (mut own, mut libs, mut anon) = (0, 0, 0);
     let (mut path, mut rss) = (String::new(), 0);
     for line in smaps.lines() {
-        let mut fields = line.split_whitespace();
-        let first = fields.next().unwrap_or("");
-        let kib = || -> u64 {
-            let mut rest = line.split_whitespace().skip(1);
-            rest.next().and_then(|v| v.parse().ok()).unwrap_or(0)
-        };
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let first = fields.first().copied().unwrap_or("");
+        let kib: u64 = fields.get(1).and_then(|v| v.parse().ok()).unwrap_or(0);
         match first {
-            "Rss:" => rss = kib(),
+            "Rss:" => rss = kib,
             // Anonymous follows Rss in each mapping: what is left of Rss is file pages
             "Anonymous:" => {
-                let anonymous = kib();
+                let anonymous = kib;
                 anon += anonymous;
                 let file = rss.saturating_sub(anonymous);
                 if path == exe {
@@ -42,8 +39,9 @@ fn breakdown(pid: u32) -> (u64, u64, u64) {
                     libs += file;
                 }
             }
+            // a mapping's header: address range, perms, offset, device, inode, path
             _ if first.contains('-') && !first.ends_with(':') => {
-                path = fields.nth(4).unwrap_or("").to_string();
+                path = fields.get(5).copied().unwrap_or("").to_string();
             }
             _ => {}
         }

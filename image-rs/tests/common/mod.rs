@@ -246,6 +246,25 @@ pub(crate) fn assert_same_tree(ours: &Path, reference: &Path) {
     assert_eq!(a_links, b_links, "different hard links");
 }
 
+/// Everything below `dir` (relative paths), to prove nothing was written there.
+pub(crate) fn listing(dir: &Path) -> BTreeSet<PathBuf> {
+    let mut out = BTreeSet::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries {
+            let p = e.unwrap().path();
+            out.insert(p.strip_prefix(dir).unwrap().to_path_buf());
+            if p.is_dir() && !p.is_symlink() {
+                stack.push(p);
+            }
+        }
+    }
+    out
+}
+
 /// Number of committed layer directories in a work directory.
 pub(crate) fn stored_layers(work_dir: &Path) -> usize {
     std::fs::read_dir(work_dir.join("layers"))
