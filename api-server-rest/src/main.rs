@@ -8,6 +8,8 @@ use api_server_rest::{
     DEFAULT_CDH_ADDR, DEFAULT_TIMEOUT,
 };
 use clap::Parser;
+// no libm.so or libgcc_s.so to map: see daemon-link
+use daemon_link as _;
 
 /// REST shim for workload containers: KBS resources through the confidential data hub,
 /// evidence and tokens through the attestation agent. Answers loopback peers only.

@@ -14,7 +14,7 @@ use testkit::{
 };
 
 /// Resident KiB of one process by where the pages come from: its own executable's file
-/// pages, shared libraries' file pages (libc, libm, ld.so: a floor no build setting of ours
+/// pages, shared libraries' file pages (libc and ld.so: a floor no build setting of ours
 /// moves), and anonymous memory (heap, stacks, relocated data).
 fn breakdown(pid: u32) -> (u64, u64, u64) {
     let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap();

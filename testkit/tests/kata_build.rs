@@ -304,6 +304,18 @@ fn compiled_attesters(agent: &Path) -> BTreeSet<String> {
         .collect()
 }
 
+/// The shared libraries an ELF file names as `NEEDED`, in its order.
+fn needed_libraries(elf: &Path) -> Vec<String> {
+    let out = Command::new("readelf").arg("-d").arg(elf).output().unwrap();
+    assert!(out.status.success(), "readelf -d {}", elf.display());
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|line| line.contains("(NEEDED)"))
+        .filter_map(|line| Some(line.split_once('[')?.1.split_once(']')?.0.to_string()))
+        .collect()
+}
+
 /// What `--version` lists for attestation-agent features.
 fn attesters_of(features: &[&str]) -> BTreeSet<String> {
     features
@@ -362,6 +374,10 @@ fn kata_build_sequence_produces_the_rootfs_tree() {
                 "TEE_PLATFORM={:?}",
                 case.tee_platform
             );
+            // daemon-link keeps libm.so and libgcc_s.so out: each maps libc.so.6 alone
+            for b in BINARIES {
+                assert_eq!(needed_libraries(&bin.join(b)), ["libc.so.6"], "{b}");
+            }
         }
         if recorder.all_real && case.nv_attester.is_some() {
             assert_eq!(

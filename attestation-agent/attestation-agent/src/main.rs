@@ -12,6 +12,8 @@ use attestation_agent::{
 };
 use attester::{parse_flag, DetectOptions, Env, Platform, SamplePolicy};
 use clap::{CommandFactory, FromArgMatches, Parser};
+// no libm.so or libgcc_s.so to map: see daemon-link
+use daemon_link as _;
 use futures::FutureExt;
 use tracing::{info, warn};
 

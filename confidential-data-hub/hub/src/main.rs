@@ -7,10 +7,12 @@ use std::{future::Future, path::PathBuf, process::ExitCode, sync::Arc, task::Pol
 
 use anyhow::Context as _;
 use clap::Parser;
+// no libm.so or libgcc_s.so to map: see daemon-link
 use confidential_data_hub::{
     Config, Environment, Hub, LoadOptions, LoadedConfig, DEFAULT_CREDENTIALS_DIR,
     DEFAULT_KERNEL_CMDLINE, DEFAULT_SEALED_SECRET_DIR,
 };
+use daemon_link as _;
 use kms::{
     KmsProviders, OfflineFsSources, DEFAULT_KMS_CREDENTIAL_DIR, OFFLINE_FS_KEYS_FILE,
     OFFLINE_FS_RESOURCES_FILE,
