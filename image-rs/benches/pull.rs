@@ -19,8 +19,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use test_images::fixtures;
-use test_images::layout::OciLayout;
-use test_images::registry::{Registry, RegistryOptions};
+use test_images::OciLayout;
+use test_images::{Registry, RegistryOptions};
 
 const LAYERS: usize = 8;
 
@@ -32,7 +32,7 @@ fn cache_dir(mib: u64) -> PathBuf {
 }
 
 /// Builds the image once (about 20 s of gzip) and reuses it afterwards.
-fn image_layout(mib: u64) -> (OciLayout, test_images::layout::Descriptor, u64) {
+fn image_layout(mib: u64) -> (OciLayout, test_images::Descriptor, u64) {
     let dir = cache_dir(mib);
     let done = dir.join("complete");
     let spec = fixtures::large(mib << 20, LAYERS);
@@ -156,7 +156,7 @@ fn main() {
         .build()
         .unwrap();
     runtime
-        .block_on(test_images::push::push_image(
+        .block_on(test_images::push_image(
             &layout,
             &manifest,
             &registry.target(),

@@ -19,7 +19,7 @@ use image_rs::{Digest, ImageClient, OcicryptKeyUnwrap, PullError, PullOptions};
 use ocicrypt_rs::keywrap::jwe::JweKeyWrapper;
 use ocicrypt_rs::keywrap::KeyWrappers;
 use test_images::fixtures;
-use test_images::layout::{Compression, Descriptor, OciLayout};
+use test_images::{Compression, Descriptor, OciLayout};
 
 fn openssl_rsa(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
     let private = dir.join(format!("{name}.pem"));
@@ -98,7 +98,7 @@ async fn skopeo_encrypted_layers_decrypt_and_tampering_is_refused() {
         "{types:?}"
     );
     let target = env.registry.target();
-    test_images::push::push_image(&enc, &enc_manifest, &target, "enc/multi", "v1")
+    test_images::push_image(&enc, &enc_manifest, &target, "enc/multi", "v1")
         .await
         .unwrap();
     let reference = format!("{}/enc/multi:v1", env.registry.host());
@@ -181,7 +181,7 @@ async fn skopeo_encrypted_layers_decrypt_and_tampering_is_refused() {
         annotations["org.opencontainers.image.enc.pubopts"] =
             serde_json::Value::String(b64.encode(serde_json::to_vec(&opts).unwrap()));
     });
-    test_images::push::push_image(&enc, &tampered, &target, "enc/tampered", "v1")
+    test_images::push_image(&enc, &tampered, &target, "enc/tampered", "v1")
         .await
         .unwrap();
     let client = env

@@ -15,8 +15,8 @@ use common::Env;
 use image_rs::RegistryError;
 use image_rs::{Digest, ImageClient, PullError, PullOptions};
 use image_rs::{LayerError, UnpackError, UnpackLimits};
-use test_images::layout::{Compression, ImageSpec, LayerSpec};
-use test_images::tarball::{tar_bytes, Entry, TarWriter};
+use test_images::{tar_bytes, Entry, TarWriter};
+use test_images::{Compression, ImageSpec, LayerSpec};
 
 fn gzip(data: &[u8]) -> Vec<u8> {
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());

@@ -23,8 +23,8 @@ use image_rs::RegistryEntry;
 use image_rs::RegistryError;
 use image_rs::{Credentials, Digest, ImageClient, ImageConfig, PullError, PullOptions};
 use image_rs::{LayerError, RATIO_FREE_BYTES};
-use test_images::layout::{BuiltImage, Compression, ImageSpec, LayerSpec};
-use test_images::tarball::Entry;
+use test_images::Entry;
+use test_images::{BuiltImage, Compression, ImageSpec, LayerSpec};
 use testkit::registry_faults::{Fault, FaultFront};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";

@@ -10,8 +10,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{assert_same_tree, staging_dirs, stored_layers, Env};
-use test_images::layout::{Compression, ImageSpec, LayerSpec};
-use test_images::tarball::Entry;
+use test_images::Entry;
+use test_images::{Compression, ImageSpec, LayerSpec};
 
 fn big_image() -> ImageSpec {
     let small = LayerSpec::new(

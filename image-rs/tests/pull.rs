@@ -15,9 +15,9 @@ use image_rs::{
     PolicyError, PolicyRequest, PullError, PullOptions, SignaturePolicy, SnapshotterKind,
 };
 use test_images::fixtures;
-use test_images::layout::Compression;
+use test_images::Compression;
 
-fn without_zstd(mut image: test_images::layout::ImageSpec) -> test_images::layout::ImageSpec {
+fn without_zstd(mut image: test_images::ImageSpec) -> test_images::ImageSpec {
     for layer in &mut image.layers {
         if layer.compression == Compression::Zstd {
             layer.compression = Compression::Gzip;
@@ -148,7 +148,7 @@ async fn multi_arch_index_selects_the_platform() {
     let env = Env::plain();
     let client = env.client("work").await;
     let index = fixtures::write_multi_arch(&env.layout).unwrap();
-    test_images::push::push_image(
+    test_images::push_image(
         &env.layout,
         &index,
         &env.registry.target(),

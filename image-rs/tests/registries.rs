@@ -15,7 +15,7 @@ use image_rs::{ClientSettings, RegistryClient, RegistryError, ResolveError, Sour
 use image_rs::{Credentials, ImageClient, PullError, PullOptions, RegistryConfig};
 use image_rs::{MirrorConfig, RegistryEntry};
 use test_images::fixtures;
-use test_images::registry::RegistryOptions;
+use test_images::RegistryOptions;
 
 fn auth_options() -> RegistryOptions {
     RegistryOptions {

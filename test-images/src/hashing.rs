@@ -6,7 +6,7 @@ use oci_model::{Algorithm, Digest, Hasher};
 
 /// A writer that hashes (sha256) and counts what passes through it.
 #[derive(Debug)]
-pub struct HashingWriter<W> {
+pub(crate) struct HashingWriter<W> {
     inner: W,
     hasher: Hasher,
     written: u64,
@@ -14,7 +14,7 @@ pub struct HashingWriter<W> {
 
 impl<W: Write> HashingWriter<W> {
     /// Wraps `inner`.
-    pub fn new(inner: W) -> Self {
+    pub(crate) fn new(inner: W) -> Self {
         Self {
             inner,
             hasher: Hasher::new(Algorithm::Sha256),
@@ -23,7 +23,7 @@ impl<W: Write> HashingWriter<W> {
     }
 
     /// The inner writer, the digest and the byte count.
-    pub fn finish(self) -> (W, Digest, u64) {
+    pub(crate) fn finish(self) -> (W, Digest, u64) {
         (self.inner, self.hasher.finish(), self.written)
     }
 }

@@ -17,9 +17,10 @@ use crate::error::{Error, Result};
 use crate::hashing::HashingWriter;
 use crate::tarball::{Entry, TarWriter};
 
-pub use oci_model::{
-    Descriptor, Platform, DOCKER_CONFIG, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_CONFIG,
-    OCI_INDEX, OCI_MANIFEST, REF_NAME_ANNOTATION,
+pub use oci_model::{Descriptor, Platform};
+pub(crate) use oci_model::{
+    DOCKER_CONFIG, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_CONFIG, OCI_INDEX, OCI_MANIFEST,
+    REF_NAME_ANNOTATION,
 };
 
 /// How a layer blob is compressed.
@@ -55,7 +56,7 @@ impl ManifestFormat {
 }
 
 /// `linux/<architecture>[/<variant>]`.
-pub fn linux(architecture: &str, variant: Option<&str>) -> Platform {
+pub(crate) fn linux(architecture: &str, variant: Option<&str>) -> Platform {
     Platform {
         os: "linux".into(),
         architecture: architecture.into(),

@@ -5,12 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use test_images::{
-    fixtures,
-    layout::OciLayout,
-    push::push_image,
-    registry::{Registry, RegistryOptions},
-};
+use test_images::{fixtures, push_image, OciLayout, Registry, RegistryOptions};
 
 #[derive(Parser)]
 #[command(about = "Builds the suite's OCI test images and serves them from a local registry")]
@@ -50,7 +45,7 @@ enum Cmd {
     },
 }
 
-fn write_all(layout: &OciLayout) -> anyhow::Result<Vec<(String, test_images::layout::Descriptor)>> {
+fn write_all(layout: &OciLayout) -> anyhow::Result<Vec<(String, test_images::Descriptor)>> {
     let mut written = Vec::new();
     for (repo, image) in fixtures::all() {
         let built = layout

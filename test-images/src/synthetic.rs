@@ -159,7 +159,7 @@ impl ContentGenerator {
 /// An image of about `total_bytes` of file content spread over `layers` layers of
 /// `compression`: per layer, a directory of large generated files (256 KiB to 4 MiB) and
 /// a directory of small ones (1 to 16 KiB).
-pub fn large_image(total_bytes: u64, layers: usize, compression: Compression) -> ImageSpec {
+pub(crate) fn large_image(total_bytes: u64, layers: usize, compression: Compression) -> ImageSpec {
     let layers = layers.max(1);
     let per_layer = total_bytes / layers as u64;
     let mut rng = ContentGenerator::new(0x5EED);

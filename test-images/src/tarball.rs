@@ -7,10 +7,10 @@
 
 use std::io::{self, Write};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// Default mtime of entries (a fixed date, so layers are reproducible).
-pub const DEFAULT_MTIME: u64 = 1_700_000_000;
+pub(crate) const DEFAULT_MTIME: u64 = 1_700_000_000;
 
 /// What kind of file an entry is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -380,9 +380,10 @@ pub fn tar_bytes(entries: &[Entry]) -> Result<Vec<u8>> {
 
 /// Rejects an entry list that is not a valid ordinary layer: used by the fixtures that must
 /// be accepted by every conforming puller (hostile fixtures skip this check).
-pub fn check_ordinary(entries: &[Entry]) -> Result<()> {
+#[cfg(test)]
+pub(crate) fn check_ordinary(entries: &[Entry]) -> Result<()> {
     for entry in entries {
-        let bad = |reason: &str| Error::InvalidEntry {
+        let bad = |reason: &str| crate::Error::InvalidEntry {
             path: entry.path.clone(),
             reason: reason.to_string(),
         };

@@ -18,9 +18,9 @@ use serde_json::json;
 use crate::error::{Error, Result};
 
 /// Issuer name written into tokens and the registry config.
-pub const ISSUER: &str = "test-images-token-issuer";
+pub(crate) const ISSUER: &str = "test-images-token-issuer";
 /// Service name of the registry.
-pub const SERVICE: &str = "test-images-registry";
+pub(crate) const SERVICE: &str = "test-images-registry";
 
 struct Signing {
     key: p256::ecdsa::SigningKey,
@@ -31,7 +31,7 @@ struct Signing {
 
 /// A running token server; stopped when dropped.
 #[derive(Debug)]
-pub struct TokenServer {
+pub(crate) struct TokenServer {
     addr: SocketAddr,
     ca_pem: String,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
@@ -114,7 +114,7 @@ fn url_decode_param(query: &str, name: &str) -> Option<String> {
 
 impl TokenServer {
     /// Starts a token server on a free loopback port for `user`/`password`.
-    pub fn start(user: &str, password: &str) -> Result<Self> {
+    pub(crate) fn start(user: &str, password: &str) -> Result<Self> {
         let err = |e: rcgen::Error| Error::Certificate(e.to_string());
         let ca_key = KeyPair::generate().map_err(err)?;
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
@@ -183,12 +183,12 @@ impl TokenServer {
     }
 
     /// `http://127.0.0.1:<port>/token`
-    pub fn realm(&self) -> String {
+    pub(crate) fn realm(&self) -> String {
         format!("http://{}/token", self.addr)
     }
 
     /// The CA the registry must trust for tokens.
-    pub fn ca_pem(&self) -> &str {
+    pub(crate) fn ca_pem(&self) -> &str {
         &self.ca_pem
     }
 }

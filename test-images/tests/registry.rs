@@ -7,12 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 use oci_model::Digest;
-use test_images::{
-    fixtures,
-    layout::OciLayout,
-    push::push_image,
-    registry::{Registry, RegistryOptions},
-};
+use test_images::{fixtures, push_image, OciLayout, Registry, RegistryOptions};
 
 fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap();

@@ -15,11 +15,7 @@ use std::{
 
 use protos::{api, api_ttrpc};
 use sha2::Digest as _;
-use test_images::{
-    layout::{Compression, ImageSpec, LayerSpec, OciLayout},
-    registry::{Registry, RegistryOptions},
-    tarball::Entry,
-};
+use test_images::{Compression, Entry, ImageSpec, LayerSpec, OciLayout, Registry, RegistryOptions};
 use testkit::{
     process::Daemon,
     registry_faults::{Fault, FaultFront},

@@ -18,11 +18,7 @@ use ocicrypt_rs::{
     EncryptingReader,
 };
 use protos::{api, api_ttrpc};
-use test_images::{
-    layout::{Compression, ImageSpec, LayerSpec, OciLayout},
-    registry::{Registry, RegistryOptions},
-    tarball::Entry,
-};
+use test_images::{Compression, Entry, ImageSpec, LayerSpec, OciLayout, Registry, RegistryOptions};
 use testkit::{
     kbs::{KbsConfig, TestKbs},
     process::workspace_bin,
@@ -90,7 +86,7 @@ async fn publish_encrypted(registry: &Registry, layout: &OciLayout, repo: &str) 
             &built.manifest.media_type,
         )
         .unwrap();
-    test_images::push::push_image(layout, &written, &registry.target(), repo, "v1")
+    test_images::push_image(layout, &written, &registry.target(), repo, "v1")
         .await
         .unwrap();
     options.private.symmetric_key.to_vec()

@@ -36,9 +36,8 @@ use std::{
 use common::{Guest, START};
 use confidential_data_hub::CdhClient;
 use test_images::{
-    layout::{Compression, ConfigSpec, Descriptor, ImageSpec, LayerSpec, OciLayout},
-    registry::{Registry, RegistryOptions},
-    tarball::Entry,
+    Compression, ConfigSpec, Descriptor, Entry, ImageSpec, LayerSpec, OciLayout, Registry,
+    RegistryOptions,
 };
 use testkit::process::{Daemon, Ready};
 use tokio::{
@@ -57,7 +56,7 @@ fn image_spec(image: usize, total_bytes: u64) -> ImageSpec {
     for layer in 0..LAYERS {
         let seed = |index: u64| ((image as u64 + 1) << 48) | ((layer as u64) << 32) | index;
         // a fixed, seed-independent size sequence keeps the three images the same size
-        let mut sizes = test_images::synthetic::ContentGenerator::new(layer as u64 + 1);
+        let mut sizes = test_images::ContentGenerator::new(layer as u64 + 1);
         let mut entries = vec![
             Entry::dir(&format!("img{image}/")),
             Entry::dir(&format!("img{image}/layer{layer}/")),
@@ -355,7 +354,7 @@ fn main() {
     let repos: Vec<String> = (0..IMAGES).map(|i| format!("bench/image{i}")).collect();
     runtime.block_on(async {
         for (repo, manifest) in repos.iter().zip(&manifests) {
-            test_images::push::push_image(&layout, manifest, &registry.target(), repo, "v1")
+            test_images::push_image(&layout, manifest, &registry.target(), repo, "v1")
                 .await
                 .unwrap();
         }

@@ -23,11 +23,7 @@ use base64::{engine::general_purpose::STANDARD, Engine as _};
 use common::*;
 use confidential_data_hub::CdhClient;
 use ocicrypt_rs::keywrap::keyprovider::AnnotationPacket;
-use test_images::{
-    fixtures,
-    layout::OciLayout,
-    registry::{Registry, RegistryOptions},
-};
+use test_images::{fixtures, OciLayout, Registry, RegistryOptions};
 use testkit::kbs::{KbsConfig, TestKbs};
 use testkit::process::{free_port, workspace_bin, Daemon, Ready};
 
@@ -172,7 +168,7 @@ async fn an_image_encrypted_by_coco_keyprovider_pulls_through_cc_kbc() {
         let kek = kbs.resource(&format!("default/image-kek/{name}")).unwrap();
         assert_eq!(kek.len(), 32);
         let repo = format!("enc/{name}");
-        test_images::push::push_image(&out, &manifest_desc, &registry.target(), &repo, "v1")
+        test_images::push_image(&out, &manifest_desc, &registry.target(), &repo, "v1")
             .await
             .unwrap();
         encrypted.push((

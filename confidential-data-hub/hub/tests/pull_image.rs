@@ -31,11 +31,7 @@ use ocicrypt_rs::{
     },
 };
 use protos::{attestation_agent as aa, attestation_agent_ttrpc as aa_ttrpc};
-use test_images::{
-    fixtures,
-    layout::{Descriptor, ImageSpec, OciLayout},
-    registry::{Registry, RegistryOptions},
-};
+use test_images::{fixtures, Descriptor, ImageSpec, OciLayout, Registry, RegistryOptions};
 use testkit::process::{Daemon, Ready};
 use ttrpc::{r#async::TtrpcContext, Code};
 
@@ -167,7 +163,7 @@ impl Images {
             .layout
             .write_blob(&bytes, &manifest.media_type)
             .unwrap();
-        test_images::push::push_image(&self.layout, &written, &self.registry.target(), repo, "v1")
+        test_images::push_image(&self.layout, &written, &self.registry.target(), repo, "v1")
             .await
             .unwrap();
         (self.reference(repo), written)

@@ -17,8 +17,8 @@ use image_policy::{ContainersPolicy, DocumentSource, PolicyLoadError, PolicyOpti
 use image_rs::Digest;
 use image_rs::PolicyRequest;
 use image_rs::{ImageClient, ImageConfig, PullError, PullOptions};
-use test_images::layout::OCI_MANIFEST;
-use test_images::registry::RegistryOptions;
+use oci_model::OCI_MANIFEST;
+use test_images::RegistryOptions;
 
 const SIMPLESIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
 const COSIGN_TYPE: &str = "cosign container image signature";

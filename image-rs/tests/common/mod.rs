@@ -11,8 +11,8 @@ use std::process::Command;
 use image_rs::RegistryEntry;
 use image_rs::{ImageClient, ImageConfig, RegistryConfig};
 use sha2::{Digest as _, Sha256};
-use test_images::layout::{BuiltImage, ImageSpec, OciLayout};
-use test_images::registry::{Registry, RegistryOptions};
+use test_images::{BuiltImage, ImageSpec, OciLayout};
+use test_images::{Registry, RegistryOptions};
 
 /// A registry with a layout to build images in, and a scratch directory.
 pub(crate) struct Env {

@@ -18,8 +18,8 @@ use image_rs::Reference;
 use image_rs::{ClientSettings, Credentials, RegistryClient, Repository};
 use image_rs::{PolicyError, PolicyRequest, SignaturePolicy};
 use image_rs::{ResourceError, ResourceProvider};
-use test_images::layout::{BuiltImage, Descriptor, ImageSpec, OciLayout};
-use test_images::registry::{Registry, RegistryOptions};
+use test_images::{BuiltImage, Descriptor, ImageSpec, OciLayout};
+use test_images::{Registry, RegistryOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Runs a command, panicking with its output if it fails.
@@ -270,7 +270,7 @@ impl Env {
     /// Pushes image `variant` byte-exact as `repo:tag`.
     pub(crate) async fn push(&self, variant: &str, repo: &str, tag: &str) -> Pushed {
         let built = self.write(&Self::image(variant), &format!("{repo}-{tag}"));
-        test_images::push::push_image(
+        test_images::push_image(
             &self.layout,
             &built.manifest,
             &self.registry.target(),
@@ -284,7 +284,7 @@ impl Env {
 
     /// Pushes a descriptor of the layout (image or index) as `repo:tag`.
     pub(crate) async fn push_descriptor(&self, descriptor: &Descriptor, repo: &str, tag: &str) {
-        test_images::push::push_image(&self.layout, descriptor, &self.registry.target(), repo, tag)
+        test_images::push_image(&self.layout, descriptor, &self.registry.target(), repo, tag)
             .await
             .unwrap();
     }
