@@ -99,12 +99,20 @@ REPRO_RUSTFLAGS := --remap-path-prefix=$(CURDIR)=/guest-components \
 RELEASE_DIR := target/$(TARGET)/release
 BINARIES    := attestation-agent confidential-data-hub api-server-rest
 
-AA_FEATURES  := $(ATTESTER_FEATURES) coco_as
-# As upstream's default CDH build, with the cloud KMS providers: aliyun and aws.
-CDH_FEATURES := aliyun aws
+# The data hub's KMS providers: upstream's KMS_PROVIDER, a comma list of aliyun, aws and
+# ehsm, or none. The default adds aws to upstream's aliyun.
+KMS_PROVIDER ?= aliyun,aws
+KMS_PROVIDERS := $(filter-out none,$(subst $(comma),$(space),$(KMS_PROVIDER)))
+ifneq ($(filter-out aliyun aws ehsm,$(KMS_PROVIDERS)),)
+  $(error KMS_PROVIDER takes aliyun, aws, ehsm or none, not '$(filter-out aliyun aws ehsm,$(KMS_PROVIDERS))')
+endif
+
+# `override`: a feature list given on the command line must not drop the KBS client.
+override AA_FEATURES  := $(ATTESTER_FEATURES) coco_as
+override CDH_FEATURES := $(KMS_PROVIDERS)
 ifeq ($(ENABLE_KBS),true)
-  AA_FEATURES  += kbs
-  CDH_FEATURES += kbs
+  override AA_FEATURES  += kbs
+  override CDH_FEATURES += kbs
 endif
 
 join_features = $(subst $(space),$(comma),$(strip $(foreach f,$(2),$(1)/$(f))))
@@ -132,6 +140,7 @@ help:
 	@echo "  KBC          = cc_kbc|offline_fs_kbc   (now: $(KBC)); offline_fs_kbc is always built, cc_kbc adds the KBS client"
 	@echo "  RESOURCE_PROVIDER = kbs[,sev]  upstream's switch for the KBS client; NO_RESOURCE_PROVIDER=true drops it"
 	@echo "  ENABLE_KBS   = true|false   (now: $(ENABLE_KBS))"
+	@echo "  KMS_PROVIDER = comma list of aliyun, aws, ehsm, or none: the data hub's KMS providers (now: $(KMS_PROVIDER))"
 	@echo "  LIBC         = gnu|musl   (now: $(LIBC); musl needs the $(ARCH)-unknown-linux-musl rust target)"
 	@echo "  DESTDIR      = install directory (now: $(DESTDIR))"
 	@echo "  features passed to cargo: $(or $(FEATURES),<none>)"

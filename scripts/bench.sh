@@ -26,6 +26,7 @@ declare -A bench_cmd=(
   [kbs_fault_worst_ms]="kbs_faults"
   [binaries_stripped_mib]="binaries"
   [idle_rss_mib]="footprint"
+  [idle_pss_mib]="footprint"
   [rss_after_21_reads_mib]="footprint"
   [repro_differing_bytes]="repro"
   [registry_fault_worst_ms]="registry_faults"

@@ -1,6 +1,8 @@
 //! `bench idle_rss_mib` and `bench rss_after_21_reads_mib`: resident memory (VmRSS) of the
 //! three daemons together in cc_kbc mode against testkit's KBS, once they are up and idle,
 //! and after 21 resource reads through the REST shim (the first one attests).
+//! `bench idle_pss_mib`: what the idle three cost the machine, each shared page divided
+//! among the processes that map it (VmRSS counts libc once per daemon).
 //! Needs release binaries (`make bench` builds them).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -49,6 +51,17 @@ fn breakdown(pid: u32) -> (u64, u64, u64) {
     (own, libs, anon)
 }
 
+/// Proportional set size of one process, KiB.
+fn pss_kib(pid: u32) -> u64 {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap();
+    rollup
+        .lines()
+        .find_map(|line| line.strip_prefix("Pss:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+        .unwrap()
+}
+
 fn total_mib(daemons: &[Daemon]) -> f64 {
     let rss = |d: &Daemon| d.status_kib("VmRSS").unwrap();
     let kib: u64 = daemons.iter().map(rss).sum();
@@ -77,6 +90,7 @@ fn main() {
     let daemons = suite.start_all().unwrap();
     std::thread::sleep(Duration::from_secs(1));
     let idle = total_mib(&daemons);
+    let idle_pss: u64 = daemons.iter().map(|d| pss_kib(d.pid().unwrap())).sum();
     for _ in 0..21 {
         let (status, body) = suite.get("/cdh/resource/default/key/1").unwrap();
         assert_eq!(
@@ -87,6 +101,7 @@ fn main() {
     std::thread::sleep(Duration::from_millis(200));
     let after = total_mib(&daemons);
     println!("bench idle_rss_mib: {idle:.1} MiB");
+    println!("bench idle_pss_mib: {:.1} MiB", idle_pss as f64 / 1024.0);
     println!("bench rss_after_21_reads_mib: {after:.1} MiB");
     for daemon in daemons.into_iter().rev() {
         daemon.stop().unwrap();

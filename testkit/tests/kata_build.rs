@@ -400,6 +400,11 @@ fn make_refuses_unknown_platforms_and_attesters() {
             "kbs,vault",
             "RESOURCE_PROVIDER takes kbs and sev",
         ),
+        (
+            "KMS_PROVIDER",
+            "aliyun,vault",
+            "KMS_PROVIDER takes aliyun, aws, ehsm or none",
+        ),
     ] {
         let mut cmd = Command::new("make");
         cmd.args(["-s", "help"]).current_dir(repo());
@@ -430,5 +435,52 @@ fn make_refuses_unknown_platforms_and_attesters() {
     assert!(
         stdout.contains("ENABLE_KBS   = true|false   (now: false)"),
         "{stdout}"
+    );
+}
+
+/// The features `make help` says `make build` passes to cargo.
+fn make_features(args: &[&str]) -> BTreeSet<String> {
+    let out = Command::new("make")
+        .args(["-s", "help"])
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{args:?}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let list = stdout
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("features passed to cargo: "))
+        .unwrap_or_else(|| panic!("no feature line in {stdout}"));
+    list.split(',')
+        .filter(|f| f.starts_with("confidential-data-hub/"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// upstream's `KMS_PROVIDER` picks the data hub's KMS providers, from the command line or
+/// the environment; the KBS client stays whatever the list.
+#[test]
+fn kms_provider_picks_the_cdh_providers() {
+    let cdh = |features: &[&str]| -> BTreeSet<String> {
+        features
+            .iter()
+            .map(|f| format!("confidential-data-hub/{f}"))
+            .collect()
+    };
+    assert_eq!(make_features(&[]), cdh(&["aliyun", "aws", "kbs"]));
+    assert_eq!(
+        make_features(&["KMS_PROVIDER=aliyun,ehsm"]),
+        cdh(&["aliyun", "ehsm", "kbs"])
+    );
+    assert_eq!(make_features(&["KMS_PROVIDER=none"]), cdh(&["kbs"]));
+    assert_eq!(
+        make_features(&["KMS_PROVIDER=ehsm", "NO_RESOURCE_PROVIDER=true"]),
+        cdh(&["ehsm"])
+    );
+    // a command-line CDH_FEATURES cannot drop the KBS client
+    assert_eq!(
+        make_features(&["CDH_FEATURES=aws"]),
+        cdh(&["aliyun", "aws", "kbs"])
     );
 }
