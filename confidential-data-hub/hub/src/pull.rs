@@ -35,8 +35,9 @@ use std::{
 use async_trait::async_trait;
 use image_policy::{ContainersPolicy, PolicyLoadError, PolicyOptions};
 use image_rs::{
-    ImageClient, ImageConfig, KeyUnwrap, LocalResources, OcicryptKeyUnwrap, PullError, PullOptions,
-    Reference, ReferenceError, RegistryError, ResolveError, ResourceError, ResourceProvider,
+    DecryptError, ImageClient, ImageConfig, KeyUnwrap, LayerError, LocalResources,
+    OcicryptKeyUnwrap, PullError, PullOptions, Reference, ReferenceError, RegistryError,
+    ResolveError, ResourceError, ResourceProvider, UnpackError,
 };
 use kbs_protocol::ResourceUri;
 use kms::Kbc;
@@ -163,33 +164,37 @@ fn describe(e: &PullError) -> String {
     }
 }
 
-/// The ttRPC code of a failed pull: INVALID_ARGUMENT for a bad reference, PERMISSION_DENIED
-/// for a refusal (signature policy, blocked registry, registry credentials refused, a token
-/// realm the credentials are not sent to), NOT_FOUND when the registry has no such image (or
-/// none for this platform), UNAVAILABLE when the registry stalled (worth a retry),
-/// ALREADY_EXISTS when the bundle exists, INTERNAL otherwise. When every source failed
-/// alike, their common code.
+/// The ttRPC code of a failed pull:
+/// - INVALID_ARGUMENT for a bad reference, or an image this client refuses whatever the
+///   state of the guest (not an image, a layer type it does not know, a layer entry that
+///   escapes the rootfs, a device node, a broken hard link or whiteout);
+/// - PERMISSION_DENIED for a refusal (signature policy, blocked registry, registry
+///   credentials refused, a token realm the credentials are not sent to);
+/// - NOT_FOUND when the registry has no such image (or none for this platform);
+/// - UNAVAILABLE when the registry stalled (worth a retry);
+/// - DATA_LOSS when the registry's bytes are not the image's (digest, size or diff_id
+///   mismatch, a corrupt compressed stream or tar, an encrypted layer failing
+///   authentication);
+/// - RESOURCE_EXHAUSTED when the image exceeds a limit (decompression ratio, manifest or
+///   config size, entry size, entry count, depth);
+/// - FAILED_PRECONDITION for an encrypted layer with no way to unwrap its key, or a work
+///   directory whose filesystem cannot hold whiteouts;
+/// - ALREADY_EXISTS when the bundle exists;
+/// - INTERNAL otherwise.
+///
+/// When every source failed alike, their common code.
 pub(crate) fn pull_error_code(e: &PullError) -> ttrpc::Code {
     use ttrpc::Code;
     match e {
-        PullError::Reference(_) | PullError::Resolve(ResolveError::NoSearchRegistries(_)) => {
-            Code::INVALID_ARGUMENT
+        PullError::Reference(_)
+        | PullError::Resolve(ResolveError::NoSearchRegistries(_))
+        | PullError::NotAnImage { .. } => Code::INVALID_ARGUMENT,
+        PullError::PolicyDenied { .. } | PullError::Resolve(ResolveError::Blocked { .. }) => {
+            Code::PERMISSION_DENIED
         }
-        PullError::PolicyDenied { .. }
-        | PullError::Resolve(ResolveError::Blocked { .. })
-        | PullError::Registry {
-            source: RegistryError::Unauthorized { .. } | RegistryError::RealmRefused { .. },
-            ..
-        } => Code::PERMISSION_DENIED,
-        PullError::Registry {
-            source: RegistryError::TooSlow { .. },
-            ..
-        } => Code::UNAVAILABLE,
-        PullError::Registry {
-            source: RegistryError::NotFound { .. },
-            ..
-        }
-        | PullError::NoMatchingPlatform { .. } => Code::NOT_FOUND,
+        PullError::Registry { source, .. } => registry_error_code(source),
+        PullError::Layer(layer) => layer_error_code(layer),
+        PullError::NoMatchingPlatform { .. } => Code::NOT_FOUND,
         PullError::Bundle(image_rs::BundleError::Exists(_)) => Code::ALREADY_EXISTS,
         PullError::AllSourcesFailed { attempts } => {
             let mut codes = attempts.iter().map(|(_, e)| pull_error_code(e));
@@ -198,6 +203,64 @@ pub(crate) fn pull_error_code(e: &PullError) -> ttrpc::Code {
                 _ => Code::INTERNAL,
             }
         }
+        _ => Code::INTERNAL,
+    }
+}
+
+/// The code of a registry failure (see [`pull_error_code`]).
+fn registry_error_code(e: &RegistryError) -> ttrpc::Code {
+    use ttrpc::Code;
+    match e {
+        RegistryError::Unauthorized { .. } | RegistryError::RealmRefused { .. } => {
+            Code::PERMISSION_DENIED
+        }
+        RegistryError::TooSlow { .. } => Code::UNAVAILABLE,
+        RegistryError::NotFound { .. } => Code::NOT_FOUND,
+        RegistryError::DigestMismatch { .. } | RegistryError::SizeMismatch { .. } => {
+            Code::DATA_LOSS
+        }
+        RegistryError::TooLarge { .. } => Code::RESOURCE_EXHAUSTED,
+        _ => Code::INTERNAL,
+    }
+}
+
+/// The code of a layer failure (see [`pull_error_code`]).
+fn layer_error_code(e: &LayerError) -> ttrpc::Code {
+    use ttrpc::Code;
+    match e {
+        LayerError::DigestMismatch { .. }
+        | LayerError::SizeMismatch { .. }
+        | LayerError::Decompress { .. }
+        | LayerError::DiffIdMismatch { .. }
+        | LayerError::Decrypt(DecryptError::Authentication { .. }) => Code::DATA_LOSS,
+        LayerError::Decrypt(
+            DecryptError::NoKeyUnwrap { .. } | DecryptError::NotCompiled { .. },
+        ) => Code::FAILED_PRECONDITION,
+        LayerError::CompressionRatio { .. } => Code::RESOURCE_EXHAUSTED,
+        LayerError::UnsupportedMediaType { .. } => Code::INVALID_ARGUMENT,
+        LayerError::Download { source, .. } => registry_error_code(source),
+        LayerError::Unpack { source, .. } => match source {
+            UnpackError::EntryTooLarge { .. }
+            | UnpackError::LayerTooLarge { .. }
+            | UnpackError::TooManyEntries { .. }
+            | UnpackError::PathTooDeep { .. } => Code::RESOURCE_EXHAUSTED,
+            UnpackError::PathTraversal { .. }
+            | UnpackError::AbsolutePath { .. }
+            | UnpackError::SymlinkInPath { .. }
+            | UnpackError::ParentNotDirectory { .. }
+            | UnpackError::HardlinkTargetMissing { .. }
+            | UnpackError::HardlinkToDirectory { .. }
+            | UnpackError::InvalidWhiteout { .. }
+            | UnpackError::DeviceNotAllowed { .. }
+            | UnpackError::UnsupportedEntryType { .. }
+            | UnpackError::ForbiddenXattr { .. }
+            | UnpackError::InvalidHeader { .. } => Code::INVALID_ARGUMENT,
+            UnpackError::TruncatedEntry { .. } => Code::DATA_LOSS,
+            UnpackError::OpaqueUnsupported { .. } | UnpackError::WhiteoutUnsupported { .. } => {
+                Code::FAILED_PRECONDITION
+            }
+            _ => Code::INTERNAL,
+        },
         _ => Code::INTERNAL,
     }
 }
@@ -676,6 +739,144 @@ mod tests {
             ),
             (
                 PullError::AllSourcesFailed { attempts: vec![] },
+                Code::INTERNAL,
+            ),
+        ] {
+            assert_eq!(pull_error_code(&error), code, "{error}");
+        }
+    }
+
+    /// What the registry sent is judged: corrupt bytes, images over a limit, and images
+    /// this client refuses to unpack each have their code, also inside a layer's download.
+    #[test]
+    fn content_errors_map_to_their_codes() {
+        use ttrpc::Code;
+        let digest: image_rs::Digest = format!("sha256:{}", "1".repeat(64)).parse().unwrap();
+        let other: image_rs::Digest = format!("sha256:{}", "2".repeat(64)).parse().unwrap();
+        let layer = |e: LayerError| PullError::Layer(e);
+        let unpack = |source: UnpackError| {
+            layer(LayerError::Unpack {
+                digest: digest.clone(),
+                source,
+            })
+        };
+        let path = || "etc/passwd".to_string();
+        for (error, code) in [
+            (
+                layer(LayerError::DigestMismatch {
+                    expected: digest.clone(),
+                    actual: other.clone(),
+                }),
+                Code::DATA_LOSS,
+            ),
+            (
+                layer(LayerError::SizeMismatch {
+                    digest: digest.clone(),
+                    expected: 10,
+                    actual: 11,
+                }),
+                Code::DATA_LOSS,
+            ),
+            (
+                layer(LayerError::Decompress {
+                    digest: digest.clone(),
+                    format: "gzip",
+                    message: "invalid deflate stream".into(),
+                }),
+                Code::DATA_LOSS,
+            ),
+            (
+                layer(LayerError::DiffIdMismatch {
+                    digest: digest.clone(),
+                    expected: digest.clone(),
+                    actual: other.clone(),
+                }),
+                Code::DATA_LOSS,
+            ),
+            (
+                layer(LayerError::Decrypt(DecryptError::Authentication {
+                    digest: digest.to_string(),
+                    message: "HMAC mismatch".into(),
+                })),
+                Code::DATA_LOSS,
+            ),
+            (
+                registry_error(RegistryError::DigestMismatch {
+                    what: "manifest",
+                    expected: digest.clone(),
+                    actual: other.clone(),
+                }),
+                Code::DATA_LOSS,
+            ),
+            (
+                unpack(UnpackError::TruncatedEntry {
+                    path: path(),
+                    expected: 100,
+                    actual: 7,
+                }),
+                Code::DATA_LOSS,
+            ),
+            (
+                layer(LayerError::CompressionRatio {
+                    digest: digest.clone(),
+                    ratio: 100,
+                    compressed: 1 << 20,
+                    uncompressed: 1 << 30,
+                }),
+                Code::RESOURCE_EXHAUSTED,
+            ),
+            (
+                registry_error(RegistryError::TooLarge {
+                    what: "manifest",
+                    url: "http://r.io/v2/a/manifests/1".into(),
+                    limit: 4 << 20,
+                }),
+                Code::RESOURCE_EXHAUSTED,
+            ),
+            (
+                unpack(UnpackError::TooManyEntries { limit: 1_000_000 }),
+                Code::RESOURCE_EXHAUSTED,
+            ),
+            (
+                unpack(UnpackError::PathTraversal { path: path() }),
+                Code::INVALID_ARGUMENT,
+            ),
+            (
+                unpack(UnpackError::DeviceNotAllowed {
+                    path: path(),
+                    kind: "block",
+                }),
+                Code::INVALID_ARGUMENT,
+            ),
+            (
+                layer(LayerError::UnsupportedMediaType {
+                    digest: digest.clone(),
+                    media_type: "text/plain".into(),
+                }),
+                Code::INVALID_ARGUMENT,
+            ),
+            (
+                layer(LayerError::Decrypt(DecryptError::NoKeyUnwrap {
+                    digest: digest.to_string(),
+                })),
+                Code::FAILED_PRECONDITION,
+            ),
+            (
+                layer(LayerError::Download {
+                    digest: digest.clone(),
+                    source: RegistryError::TooSlow {
+                        url: "http://r.io/v2/a/blobs/sha256:11".into(),
+                        bytes: 10,
+                        seconds: 60,
+                        limit: 1024,
+                    },
+                }),
+                Code::UNAVAILABLE,
+            ),
+            (
+                layer(LayerError::Cancelled {
+                    digest: digest.clone(),
+                }),
                 Code::INTERNAL,
             ),
         ] {
