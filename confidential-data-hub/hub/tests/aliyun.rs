@@ -11,9 +11,9 @@ mod common;
 
 use common::*;
 use kms::AliyunNetwork;
-use protos::{api, api_ttrpc, keyprovider, keyprovider_ttrpc};
+use protos::{api_ttrpc, keyprovider, keyprovider_ttrpc};
 use serde_json::json;
-use testkit::{kms::aliyun::AliyunKms, process::Daemon, process::Ready};
+use testkit::kms::aliyun::AliyunKms;
 
 const INSTANCE: &str = "kst-hzz0000000001";
 
@@ -48,14 +48,7 @@ async fn aliyun_secrets_and_layer_keys_unseal_through_the_hub() {
     let ca_file = guest.path("aliyun-ca.pem");
     std::fs::write(&ca_file, server.ca_pem()).unwrap();
 
-    let key = SigningKey::generate(guest.path("keys"), "aliyun-test");
-    std::fs::write(
-        guest.sealed_secret_dir().join("aliyun-test"),
-        key.public_jwk(),
-    )
-    .unwrap();
-    std::fs::write(guest.path("plain"), b"sealed with Alibaba Cloud KMS").unwrap();
-    let seal = |kind: &[&str]| key.seal("aliyun-test", kind);
+    let key = guest.signing_key("aliyun-test");
     let client_settings = json!({
         "client_type": "client_key",
         "client_key_id": client_key.id,
@@ -65,35 +58,17 @@ async fn aliyun_secrets_and_layer_keys_unseal_through_the_hub() {
     let sts_settings =
         json!({"client_type": "sts_token", "token_path": "sts-token", "region_id": "cn-hangzhou"})
             .to_string();
-    let plain = guest.path("plain");
-    let kms_dir = guest.kms_dir();
     let resolve = server.addr().to_string();
-    let envelope = seal(&[
-        "envelope",
-        "--key-id",
+    let envelope = guest.seal_envelope(
+        &key,
+        "aliyun-test",
+        b"sealed with Alibaba Cloud KMS",
         "alias/cdh-key",
-        "--file-path",
-        path_str(&plain),
-        "--provider",
-        "aliyun",
-        "--provider-settings",
-        &client_settings,
-        "--kms-credential-dir",
-        path_str(&kms_dir),
-        "--aliyun-resolve",
-        &resolve,
-    ]);
-    let vault = |name: &str, settings: &str| {
-        seal(&[
-            "vault",
-            "--resource-uri",
-            name,
-            "--provider",
-            "aliyun",
-            "--provider-settings",
-            settings,
-        ])
-    };
+        ["aliyun", &client_settings],
+        &["--aliyun-resolve", &resolve],
+    );
+    let vault =
+        |name: &str, settings: &str| key.seal_vault("aliyun-test", name, ["aliyun", settings]);
     let client_vault = vault("app/db-password", &client_settings);
     let sts_vault = vault("app/sts-secret", &sts_settings);
 
@@ -134,30 +109,15 @@ async fn aliyun_secrets_and_layer_keys_unseal_through_the_hub() {
         .arg(&ca_file)
         .arg("--aliyun-metadata-url")
         .arg(server.metadata_url());
-    let cdh = Daemon::spawn(
-        "cdh",
-        cmd,
-        guest.dir.path(),
-        Ready::Unix(guest.cdh_sock()),
-        START,
-    )
-    .unwrap();
+    let cdh = guest.spawn_cdh(cmd);
     let connection = connect(&guest.cdh_addr()).await;
     let client = api_ttrpc::SealedSecretServiceClient::new(connection.clone());
-    let unseal = |sealed: &String| {
-        let req = api::UnsealSecretInput {
-            secret: sealed.as_bytes().to_vec(),
-            ..Default::default()
-        };
-        let client = client.clone();
-        async move { client.unseal_secret(ctx(), &req).await }
-    };
     for (sealed, expected) in [
         (&envelope, &b"sealed with Alibaba Cloud KMS"[..]),
         (&client_vault, b"from the KMS instance"),
         (&sts_vault, b"with an STS token"),
     ] {
-        assert_eq!(unseal(sealed).await.unwrap().plaintext, expected);
+        assert_eq!(unseal(&client, sealed.as_bytes()).await.unwrap(), expected);
     }
 
     let keyprovider = keyprovider_ttrpc::KeyProviderServiceClient::new(connection);
@@ -175,7 +135,7 @@ async fn aliyun_secrets_and_layer_keys_unseal_through_the_hub() {
     // an expired STS token: the service refuses it, the hub says so
     let (ak, sk, token) = server.new_sts_credentials(-60);
     std::fs::write(key_dir.join("sts-token"), format!("{ak}:{sk}:{token}")).unwrap();
-    let (code, message) = status_of(unseal(&sts_vault).await);
+    let (code, message) = status_of(unseal(&client, sts_vault.as_bytes()).await);
     assert_eq!(code, ttrpc::Code::PERMISSION_DENIED, "{message}");
     assert!(
         message.contains("InvalidSecurityToken.Expired"),
@@ -190,7 +150,7 @@ async fn aliyun_secrets_and_layer_keys_unseal_through_the_hub() {
         &other.json.replace(&other.id, &client_key.id),
         &other.password,
     );
-    let (code, message) = status_of(unseal(&envelope).await);
+    let (code, message) = status_of(unseal(&client, envelope.as_bytes()).await);
     assert_eq!(code, ttrpc::Code::PERMISSION_DENIED, "{message}");
     assert!(message.contains("SignatureNotMatch"), "{message}");
     drop(client);

@@ -10,14 +10,12 @@ mod common;
 
 use std::{
     io::{Read as _, Write as _},
-    net::{SocketAddr, TcpStream},
-    process::Command,
-    time::Duration,
+    net::TcpStream,
 };
 
 use common::*;
-use protos::{api, api_ttrpc};
-use testkit::process::{free_port, Daemon, Ready};
+use protos::api_ttrpc;
+use testkit::kms::moto::Moto;
 
 /// Calls an AWS JSON API of the emulator (which does not check signatures).
 fn aws_call(port: u16, service: &str, target: &str, body: &str) -> serde_json::Value {
@@ -39,24 +37,9 @@ fn aws_call(port: u16, service: &str, target: &str, body: &str) -> serde_json::V
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aws_envelope_and_vault_secrets_unseal_over_ttrpc() {
-    let found = Command::new("moto_server").arg("--help").output();
-    assert!(
-        found.is_ok_and(|o| o.status.success()),
-        "moto_server is required by this test: pip install 'moto[server]'"
-    );
+    let moto = Moto::start().unwrap();
     let guest = Guest::new();
-    let port = free_port().unwrap();
-    let mut moto = Command::new("moto_server");
-    moto.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
-    let _moto = Daemon::spawn(
-        "moto",
-        moto,
-        guest.dir.path(),
-        Ready::Tcp(SocketAddr::from(([127, 0, 0, 1], port))),
-        Duration::from_secs(60),
-    )
-    .unwrap();
-    let endpoint = format!("http://127.0.0.1:{port}");
+    let (port, endpoint) = (moto.port(), moto.endpoint());
     let key_id = aws_call(port, "kms", "TrentService.CreateKey", "{}")["KeyMetadata"]["KeyId"]
         .as_str()
         .unwrap()
@@ -74,37 +57,17 @@ async fn aws_envelope_and_vault_secrets_unseal_over_ttrpc() {
         r#"{"access_key_id":"AKIATEST","secret_access_key":"not-checked-by-the-emulator"}"#,
     )
     .unwrap();
-    let key = SigningKey::generate(guest.path("keys"), "aws-test");
-    std::fs::write(guest.sealed_secret_dir().join("aws-test"), key.public_jwk()).unwrap();
-    std::fs::write(guest.path("plain"), b"sealed with AWS KMS").unwrap();
-
-    let seal = |kind: &[&str]| key.seal("aws-test", kind);
-    let plain = guest.path("plain");
-    let kms_dir = guest.kms_dir();
-    let envelope = seal(&[
-        "envelope",
-        "--key-id",
+    let key = guest.signing_key("aws-test");
+    let region = r#"{"region":"us-east-1"}"#;
+    let envelope = guest.seal_envelope(
+        &key,
+        "aws-test",
+        b"sealed with AWS KMS",
         &key_id,
-        "--file-path",
-        path_str(&plain),
-        "--provider",
-        "aws",
-        "--provider-settings",
-        r#"{"region":"us-east-1"}"#,
-        "--kms-credential-dir",
-        path_str(&kms_dir),
-        "--aws-endpoint-url",
-        &endpoint,
-    ]);
-    let vault = seal(&[
-        "vault",
-        "--resource-uri",
-        "app/db-password",
-        "--provider",
-        "aws",
-        "--provider-settings",
-        r#"{"region":"us-east-1"}"#,
-    ]);
+        ["aws", region],
+        &["--aws-endpoint-url", &endpoint],
+    );
+    let vault = key.seal_vault("aws-test", "app/db-password", ["aws", region]);
     let payload = envelope.split('.').nth(2).unwrap();
     let payload: serde_json::Value = serde_json::from_slice(
         &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
@@ -116,52 +79,26 @@ async fn aws_envelope_and_vault_secrets_unseal_over_ttrpc() {
 
     let mut cmd = guest.cdh_command("[kbc]\nname = \"offline_fs_kbc\"\n");
     cmd.arg("--aws-endpoint-url").arg(&endpoint);
-    let cdh = Daemon::spawn(
-        "cdh",
-        cmd,
-        guest.dir.path(),
-        Ready::Unix(guest.cdh_sock()),
-        START,
-    )
-    .unwrap();
+    let cdh = guest.spawn_cdh(cmd);
     let client = api_ttrpc::SealedSecretServiceClient::new(connect(&guest.cdh_addr()).await);
     for (sealed, expected) in [
         (&envelope, &b"sealed with AWS KMS"[..]),
         (&vault, b"from secrets manager"),
     ] {
-        let req = api::UnsealSecretInput {
-            secret: sealed.as_bytes().to_vec(),
-            ..Default::default()
-        };
-        let plaintext = client.unseal_secret(ctx(), &req).await.unwrap().plaintext;
-        assert_eq!(plaintext, expected);
+        assert_eq!(unseal(&client, sealed.as_bytes()).await.unwrap(), expected);
     }
 
     // a secret Secrets Manager does not hold is NOT_FOUND
-    let missing = seal(&[
-        "vault",
-        "--resource-uri",
-        "app/absent",
-        "--provider",
-        "aws",
-        "--provider-settings",
-        r#"{"region":"us-east-1"}"#,
-    ]);
-    let req = api::UnsealSecretInput {
-        secret: missing.into_bytes(),
-        ..Default::default()
-    };
-    let (code, message) = status_of(client.unseal_secret(ctx(), &req).await);
+    let missing = key.seal_vault("aws-test", "app/absent", ["aws", region]);
+    let (code, message) = status_of(unseal(&client, missing.as_bytes()).await);
     assert_eq!(code, ttrpc::Code::NOT_FOUND, "{message}");
     drop(client);
     assert!(cdh.stop().unwrap().success());
 
-    let unseal = |client: api_ttrpc::SealedSecretServiceClient| {
-        let req = api::UnsealSecretInput {
-            secret: envelope.as_bytes().to_vec(),
-            ..Default::default()
-        };
-        async move { client.unseal_secret(ctx(), &req).await }
+    // the envelope unsealed by a newly started hub
+    let unseal_envelope = || async {
+        let client = api_ttrpc::SealedSecretServiceClient::new(connect(&guest.cdh_addr()).await);
+        unseal(&client, envelope.as_bytes()).await.unwrap()
     };
     let credential = std::fs::read(guest.kms_dir().join("aws/credential.json")).unwrap();
     std::fs::remove_file(guest.kms_dir().join("aws/credential.json")).unwrap();
@@ -174,19 +111,8 @@ async fn aws_envelope_and_vault_secrets_unseal_over_ttrpc() {
     cmd.arg("--aws-endpoint-url")
         .arg(&endpoint)
         .env("AWS_IN_GUEST_KEY_PATH", &elsewhere);
-    let cdh = Daemon::spawn(
-        "cdh",
-        cmd,
-        guest.dir.path(),
-        Ready::Unix(guest.cdh_sock()),
-        START,
-    )
-    .unwrap();
-    let client = api_ttrpc::SealedSecretServiceClient::new(connect(&guest.cdh_addr()).await);
-    assert_eq!(
-        unseal(client).await.unwrap().plaintext,
-        b"sealed with AWS KMS"
-    );
+    let cdh = guest.spawn_cdh(cmd);
+    assert_eq!(unseal_envelope().await, b"sealed with AWS KMS");
     assert!(
         cdh.stderr().contains("AWS_IN_GUEST_KEY_PATH"),
         "{}",
@@ -203,48 +129,10 @@ async fn aws_envelope_and_vault_secrets_unseal_over_ttrpc() {
          path = \"{}/kms-credential/aws/credential.json\"\n",
         kbs.display()
     );
-    std::fs::write(
-        guest.path("cdh.toml"),
-        format!("socket = \"{}\"\n{config}", guest.cdh_addr()),
-    )
-    .unwrap();
-    let mut cmd = Command::new(CDH);
-    cmd.arg("-c")
-        .arg(guest.path("cdh.toml"))
-        .arg("--kernel-cmdline")
-        .arg(guest.path("cmdline"))
-        .arg("--credentials-dir")
-        .arg(&kbs)
-        .arg("--offline-fs-kbc-keys")
-        .arg(guest.path("no-keys.json"))
-        .arg("--offline-fs-kbc-resources")
-        .arg(guest.path("resources.json"))
-        .arg("--sealed-secret-dir")
-        .arg(guest.sealed_secret_dir())
-        .arg("--kms-credential-dir")
-        .arg(kbs.join("kms-credential"))
-        .arg("--aws-endpoint-url")
-        .arg(&endpoint)
-        .env_clear()
-        .env("RUST_LOG", "debug");
-    let cdh = Daemon::spawn(
-        "cdh",
-        cmd,
-        guest.dir.path(),
-        Ready::Unix(guest.cdh_sock()),
-        START,
-    )
-    .unwrap();
-    let provisioned = kbs.join("kms-credential/aws/credential.json");
-    let deadline = std::time::Instant::now() + START;
-    while !provisioned.exists() {
-        assert!(std::time::Instant::now() < deadline, "{}", cdh.stderr());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let client = api_ttrpc::SealedSecretServiceClient::new(connect(&guest.cdh_addr()).await);
-    assert_eq!(
-        unseal(client).await.unwrap().plaintext,
-        b"sealed with AWS KMS"
-    );
+    let mut cmd = guest.cdh_command_with_kms_dir(&config, &kbs.join("kms-credential"));
+    cmd.arg("--aws-endpoint-url").arg(&endpoint);
+    let cdh = guest.spawn_cdh(cmd);
+    wait_for_file(&kbs.join("kms-credential/aws/credential.json"), &cdh).await;
+    assert_eq!(unseal_envelope().await, b"sealed with AWS KMS");
     assert!(cdh.stop().unwrap().success());
 }

@@ -16,37 +16,30 @@ use std::{
 
 mod common;
 
-use protos::{api, api_ttrpc};
+use common::{connect, get_resource, resource, status_of, wait_for_file, Guest};
+use protos::api_ttrpc;
 use testkit::{
     kbs::{Access, KbsConfig, MissingResource, TestKbs},
-    process::{free_port, Daemon, Ready},
+    process::{free_port, Daemon},
 };
 
-const CDH: &str = env!("CARGO_BIN_EXE_confidential-data-hub");
-const START: Duration = Duration::from_secs(20);
 const SECRET: &[u8] = b"cc_kbc end-to-end secret \x00\x01\xff";
 const PASSWORD: &[u8] = b"registry password";
 
-/// Temporary directory, sockets and config files of one AA + CDH pair.
-struct Guest {
-    dir: tempfile::TempDir,
-    aa_sock: PathBuf,
-    cdh_sock: PathBuf,
+/// One AA + CDH pair with `cc_kbc`, in a temporary guest directory.
+struct CcGuest {
+    guest: Guest,
 }
 
-impl Guest {
+impl CcGuest {
     fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("cmdline"), "console=ttyS0\n").unwrap();
         Self {
-            aa_sock: common::aa_sock_in(dir.path()),
-            cdh_sock: dir.path().join("cdh.sock"),
-            dir,
+            guest: Guest::new(),
         }
     }
 
     fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        self.guest.path(name)
     }
 
     fn kbs_dir(&self) -> PathBuf {
@@ -54,19 +47,16 @@ impl Guest {
     }
 
     fn start_aa(&self, kbs_url: &str) -> Daemon {
-        common::start_sample_aa(
-            self.dir.path(),
-            &format!("[token_configs.kbs]\nurl = \"{kbs_url}\"\n"),
-        )
+        self.guest
+            .start_aa(&format!("[token_configs.kbs]\nurl = \"{kbs_url}\"\n"))
     }
 
     /// The CDH command with `cc_kbc` for `kbs_url` and `credentials` (`uri`, file name under
     /// the credentials directory).
     fn cdh_command(&self, kbs_url: &str, credentials: &[(&str, &str)]) -> Command {
         let mut config = format!(
-            "socket = \"unix://{}\"\n[aa]\naa_socket = \"unix://{}\"\n[kbc]\nname = \"cc_kbc\"\nurl = \"{kbs_url}\"\n",
-            self.cdh_sock.display(),
-            self.aa_sock.display()
+            "[aa]\naa_socket = \"unix://{}\"\n[kbc]\nname = \"cc_kbc\"\nurl = \"{kbs_url}\"\n",
+            self.guest.aa_sock().display()
         );
         for (uri, name) in credentials {
             config.push_str(&format!(
@@ -74,73 +64,22 @@ impl Guest {
                 self.kbs_dir().join(name).display()
             ));
         }
-        std::fs::write(self.path("cdh.toml"), config).unwrap();
-        let mut cmd = Command::new(CDH);
-        cmd.arg("-c")
-            .arg(self.path("cdh.toml"))
-            .arg("--kernel-cmdline")
-            .arg(self.path("cmdline"))
-            .arg("--credentials-dir")
-            .arg(self.kbs_dir())
-            .arg("--offline-fs-kbc-keys")
-            .arg(self.path("no-keys.json"))
-            .arg("--offline-fs-kbc-resources")
-            .arg(self.path("no-resources.json"))
-            .env_clear()
-            .env("RUST_LOG", "debug");
-        cmd
+        self.guest.cdh_command(&config)
     }
 
     fn start_cdh(&self, kbs_url: &str, credentials: &[(&str, &str)]) -> Daemon {
-        Daemon::spawn(
-            "cdh",
-            self.cdh_command(kbs_url, credentials),
-            self.dir.path(),
-            Ready::Unix(self.cdh_sock.clone()),
-            START,
-        )
-        .unwrap()
+        self.guest.spawn_cdh(self.cdh_command(kbs_url, credentials))
     }
 
     async fn resources(&self) -> api_ttrpc::GetResourceServiceClient {
-        let client =
-            ttrpc::r#async::Client::connect(&format!("unix://{}", self.cdh_sock.display()))
-                .await
-                .unwrap();
-        api_ttrpc::GetResourceServiceClient::new(client)
+        api_ttrpc::GetResourceServiceClient::new(connect(&self.guest.cdh_addr()).await)
     }
 
     /// Waits until `name` exists under the credentials directory.
     async fn wait_for_credential(&self, name: &str, cdh: &Daemon) -> PathBuf {
         let path = self.kbs_dir().join(name);
-        let deadline = Instant::now() + START;
-        while !path.exists() {
-            assert!(Instant::now() < deadline, "{}", cdh.stderr());
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_for_file(&path, cdh).await;
         path
-    }
-}
-
-fn ctx() -> ttrpc::context::Context {
-    ttrpc::context::with_timeout(Duration::from_secs(60).as_nanos() as i64)
-}
-
-async fn get_resource(
-    client: &api_ttrpc::GetResourceServiceClient,
-    path: &str,
-) -> ttrpc::Result<Vec<u8>> {
-    let req = api::GetResourceRequest {
-        ResourcePath: path.to_string(),
-        ..Default::default()
-    };
-    client.get_resource(ctx(), &req).await.map(|r| r.Resource)
-}
-
-fn status_of<T: std::fmt::Debug>(result: ttrpc::Result<T>) -> (ttrpc::Code, String) {
-    match result {
-        Err(ttrpc::Error::RpcStatus(s)) => (s.code(), s.message().to_string()),
-        other => panic!("expected an RPC status, got {other:?}"),
     }
 }
 
@@ -156,7 +95,7 @@ async fn start_kbs(config: KbsConfig) -> TestKbs {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_attestation_serves_every_request_until_the_kbs_refuses_the_token() {
     let kbs = start_kbs(KbsConfig::default()).await;
-    let guest = Guest::new();
+    let guest = CcGuest::new();
     let aa = guest.start_aa(&kbs.url());
     let cdh = guest.start_cdh(&kbs.url(), &[]);
     let resources = Arc::new(guest.resources().await);
@@ -193,9 +132,7 @@ async fn one_attestation_serves_every_request_until_the_kbs_refuses_the_token() 
 
     // a second call: the token is reused, no new /auth
     assert_eq!(
-        get_resource(&resources, "kbs:///default/cred/pw")
-            .await
-            .unwrap(),
+        resource(&resources, "kbs:///default/cred/pw").await,
         PASSWORD
     );
     assert_eq!(kbs.counters().auth, 1);
@@ -204,9 +141,7 @@ async fn one_attestation_serves_every_request_until_the_kbs_refuses_the_token() 
     // refresh rather than hand out its cached token again), then success
     kbs.revoke_tokens();
     assert_eq!(
-        get_resource(&resources, "kbs:///default/key/1")
-            .await
-            .unwrap(),
+        resource(&resources, "kbs:///default/key/1").await,
         SECRET,
         "{}\n{}",
         cdh.stderr(),
@@ -242,12 +177,7 @@ async fn one_attestation_serves_every_request_until_the_kbs_refuses_the_token() 
     assert_eq!(kbs.counters().attest_ok, 4);
 
     // the token still serves allowed resources
-    assert_eq!(
-        get_resource(&resources, "kbs:///default/key/1")
-            .await
-            .unwrap(),
-        SECRET
-    );
+    assert_eq!(resource(&resources, "kbs:///default/key/1").await, SECRET);
     assert_eq!(kbs.counters().attest_ok, 4);
     // no secret in what the daemons log
     for log in [cdh.stderr(), aa.stderr()] {
@@ -263,7 +193,7 @@ async fn credentials_are_provisioned_from_the_kbs_at_start() {
         ..Default::default()
     })
     .await;
-    let guest = Guest::new();
+    let guest = CcGuest::new();
     let _aa = guest.start_aa(&kbs.url());
     let cdh = guest.start_cdh(
         &kbs.url(),
@@ -291,12 +221,7 @@ async fn credentials_are_provisioned_from_the_kbs_at_start() {
 
     // GetResource reuses the provisioning token; a 404 is NOT_FOUND without re-attesting
     let resources = guest.resources().await;
-    assert_eq!(
-        get_resource(&resources, "kbs:///default/key/1")
-            .await
-            .unwrap(),
-        SECRET
-    );
+    assert_eq!(resource(&resources, "kbs:///default/key/1").await, SECRET);
     let (code, message) = status_of(get_resource(&resources, "kbs:///default/key/missing").await);
     assert_eq!(code, ttrpc::Code::NOT_FOUND, "{message}");
     assert_eq!(
@@ -312,7 +237,7 @@ async fn credentials_are_provisioned_from_the_kbs_at_start() {
 async fn a_kbs_that_is_down_does_not_delay_the_socket() {
     let port = free_port().unwrap();
     let kbs_url = format!("http://127.0.0.1:{port}");
-    let guest = Guest::new();
+    let guest = CcGuest::new();
     let _aa = guest.start_aa(&kbs_url);
 
     let started = Instant::now();
@@ -322,7 +247,7 @@ async fn a_kbs_that_is_down_does_not_delay_the_socket() {
         .stderr(std::fs::File::create(guest.path("cdh.stderr")).unwrap())
         .spawn()
         .unwrap();
-    while !guest.cdh_sock.exists() {
+    while !guest.guest.cdh_sock().exists() {
         assert!(
             started.elapsed() < Duration::from_secs(1),
             "no socket within 1 s: {}",
@@ -352,9 +277,7 @@ async fn a_kbs_that_is_down_does_not_delay_the_socket() {
     })
     .await;
     assert_eq!(
-        get_resource(&resources, "kbs:///default/key/1")
-            .await
-            .unwrap(),
+        resource(&resources, "kbs:///default/key/1").await,
         SECRET,
         "{}",
         stderr()

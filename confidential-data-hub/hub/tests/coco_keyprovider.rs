@@ -193,14 +193,7 @@ async fn an_image_encrypted_by_coco_keyprovider_pulls_through_cc_kbc() {
         guest.path("image-work").display(),
         registry.host()
     );
-    let cdh = Daemon::spawn(
-        "cdh",
-        guest.cdh_command(&config),
-        guest.dir.path(),
-        Ready::Unix(guest.cdh_sock()),
-        START,
-    )
-    .unwrap();
+    let cdh = guest.spawn_cdh(guest.cdh_command(&config));
     let client = CdhClient::connect(&guest.cdh_addr(), PULL_TIMEOUT)
         .await
         .unwrap();

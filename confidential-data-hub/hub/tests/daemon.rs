@@ -11,10 +11,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use protos::{api, api_ttrpc};
+mod common;
 
-const BIN: &str = env!("CARGO_BIN_EXE_confidential-data-hub");
-const WAIT: Duration = Duration::from_secs(20);
+use common::{ctx, get_resource, resource, status_of, CDH, START};
+use protos::{api, api_ttrpc};
 
 /// Temporary files for one daemon run.
 struct Setup {
@@ -75,7 +75,7 @@ impl Setup {
     fn spawn_with_env(&self, config: Option<&Path>, env: &[(&str, &str)]) -> Daemon {
         std::fs::write(self.path("cmdline"), &self.cmdline).unwrap();
         let stderr = std::fs::File::create(self.path("stderr")).unwrap();
-        let mut command = Command::new(BIN);
+        let mut command = Command::new(CDH);
         if let Some(config) = config {
             command.arg("-c").arg(config);
         }
@@ -126,7 +126,7 @@ impl Daemon {
     }
 
     fn wait_exit(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + WAIT;
+        let deadline = Instant::now() + START;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
@@ -141,7 +141,7 @@ impl Daemon {
     }
 
     async fn wait_for_socket(&mut self, socket: &Path) {
-        let deadline = Instant::now() + WAIT;
+        let deadline = Instant::now() + START;
         while !socket.exists() {
             if let Some(status) = self.child.try_wait().unwrap() {
                 panic!("daemon exited with {status}: {}", self.stderr());
@@ -171,32 +171,10 @@ impl Drop for Daemon {
     }
 }
 
-fn ctx() -> ttrpc::context::Context {
-    ttrpc::context::with_timeout(Duration::from_secs(10).as_nanos() as i64)
-}
-
 async fn client(socket: &Path) -> ttrpc::r#async::Client {
     ttrpc::r#async::Client::connect(&format!("unix://{}", socket.display()))
         .await
         .unwrap()
-}
-
-async fn get_resource(
-    client: &api_ttrpc::GetResourceServiceClient,
-    path: &str,
-) -> ttrpc::Result<Vec<u8>> {
-    let req = api::GetResourceRequest {
-        ResourcePath: path.to_string(),
-        ..Default::default()
-    };
-    client.get_resource(ctx(), &req).await.map(|r| r.Resource)
-}
-
-fn status_of<T: std::fmt::Debug>(result: ttrpc::Result<T>) -> (ttrpc::Code, String) {
-    match result {
-        Err(ttrpc::Error::RpcStatus(s)) => (s.code(), s.message().to_string()),
-        other => panic!("expected an RPC status, got {other:?}"),
-    }
 }
 
 #[tokio::test]
@@ -211,15 +189,11 @@ async fn serves_get_resource_and_stops_on_sigterm() {
 
     // the extra file overwrote the key store's entry; bytes come back exactly
     assert_eq!(
-        get_resource(&resources, "kbs:///default/key/1")
-            .await
-            .unwrap(),
+        resource(&resources, "kbs:///default/key/1").await,
         b"\x00\x01binary\xff"
     );
     assert_eq!(
-        get_resource(&resources, "kbs://any.host:1234/default/cred/pw")
-            .await
-            .unwrap(),
+        resource(&resources, "kbs://any.host:1234/default/cred/pw").await,
         b"hunter2"
     );
 
@@ -302,7 +276,7 @@ path = "@KBS@/registry/pw"
     daemon.wait_for_socket(&setup.socket()).await;
 
     let written = setup.kbs_dir().join("from-cmdline");
-    let deadline = Instant::now() + WAIT;
+    let deadline = Instant::now() + START;
     while !written.exists() {
         assert!(Instant::now() < deadline, "{}", daemon.stderr());
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -316,9 +290,7 @@ path = "@KBS@/registry/pw"
     assert!(!setup.kbs_dir().join("missing").exists());
     let resources = api_ttrpc::GetResourceServiceClient::new(client(&setup.socket()).await);
     assert_eq!(
-        get_resource(&resources, "kbs:///default/cred/pw")
-            .await
-            .unwrap(),
+        resource(&resources, "kbs:///default/cred/pw").await,
         b"hunter2"
     );
     assert!(
@@ -408,7 +380,7 @@ fn kbc_problems_stop_the_start() {
 
 #[test]
 fn version_flag() {
-    let output = Command::new(BIN).arg("--version").output().unwrap();
+    let output = Command::new(CDH).arg("--version").output().unwrap();
     assert!(output.status.success());
     assert_eq!(
         String::from_utf8(output.stdout).unwrap().trim(),
@@ -433,7 +405,7 @@ async fn malformed_kbs_resources_entries_are_skipped() {
     let mut daemon = setup.spawn(Some(&config));
     daemon.wait_for_socket(&setup.socket()).await;
     let good = setup.kbs_dir().join("also-good");
-    let deadline = Instant::now() + WAIT;
+    let deadline = Instant::now() + START;
     while !good.exists() {
         assert!(Instant::now() < deadline, "{}", daemon.stderr());
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -484,9 +456,7 @@ async fn the_environment_overrides_the_config_file() {
     daemon.wait_for_socket(&setup.socket()).await;
     let resources = api_ttrpc::GetResourceServiceClient::new(client(&setup.socket()).await);
     assert_eq!(
-        get_resource(&resources, "kbs:///default/cred/pw")
-            .await
-            .unwrap(),
+        resource(&resources, "kbs:///default/cred/pw").await,
         b"hunter2"
     );
     let stderr = daemon.stderr();
@@ -525,7 +495,7 @@ async fn the_first_of_a_repeated_kernel_parameter_counts() {
     let mut daemon = setup.spawn(Some(&config));
     daemon.wait_for_socket(&setup.socket()).await;
     let first = setup.kbs_dir().join("first");
-    let deadline = Instant::now() + WAIT;
+    let deadline = Instant::now() + START;
     while !first.exists() {
         assert!(Instant::now() < deadline, "{}", daemon.stderr());
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -638,9 +608,7 @@ level = "info"
     let one = client(&services.join("getresource.sock")).await;
     let resources = api_ttrpc::GetResourceServiceClient::new(one.clone());
     assert_eq!(
-        get_resource(&resources, "kbs:///default/cred/pw")
-            .await
-            .unwrap(),
+        resource(&resources, "kbs:///default/cred/pw").await,
         b"hunter2"
     );
     let secrets = api_ttrpc::SealedSecretServiceClient::new(one);

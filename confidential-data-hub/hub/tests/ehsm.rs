@@ -9,9 +9,9 @@
 mod common;
 
 use common::*;
-use protos::{api, api_ttrpc};
+use protos::api_ttrpc;
 use serde_json::json;
-use testkit::{kms::ehsm::EhsmKms, process::Daemon, process::Ready};
+use testkit::kms::ehsm::EhsmKms;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ehsm_secrets_unseal_through_the_hub() {
@@ -30,63 +30,28 @@ async fn ehsm_secrets_unseal_through_the_hub() {
     )
     .unwrap();
 
-    let key = SigningKey::generate(guest.path("keys"), "ehsm-test");
-    std::fs::write(
-        guest.sealed_secret_dir().join("ehsm-test"),
-        key.public_jwk(),
-    )
-    .unwrap();
-    std::fs::write(guest.path("plain"), b"sealed with eHSM").unwrap();
+    let key = guest.signing_key("ehsm-test");
     let settings = json!({"app_id": app_id, "endpoint": server.endpoint()}).to_string();
-    let seal = |kind: &[&str]| key.seal("ehsm-test", kind);
-    let plain = guest.path("plain");
-    let kms_dir = guest.kms_dir();
-    let envelope = seal(&[
-        "envelope",
-        "--key-id",
+    let envelope = guest.seal_envelope(
+        &key,
+        "ehsm-test",
+        b"sealed with eHSM",
         &key_id,
-        "--file-path",
-        path_str(&plain),
-        "--provider",
-        "ehsm",
-        "--provider-settings",
-        &settings,
-        "--kms-credential-dir",
-        path_str(&kms_dir),
-    ]);
-    let vault = seal(&[
-        "vault",
-        "--resource-uri",
-        "app/db-password",
-        "--provider",
-        "ehsm",
-        "--provider-settings",
-        &settings,
-    ]);
+        ["ehsm", &settings],
+        &[],
+    );
+    let vault = key.seal_vault("ehsm-test", "app/db-password", ["ehsm", &settings]);
 
-    let cmd = guest.cdh_command("[kbc]\nname = \"offline_fs_kbc\"\n");
-    let cdh = Daemon::spawn(
-        "cdh",
-        cmd,
-        guest.dir.path(),
-        Ready::Unix(guest.cdh_sock()),
-        START,
-    )
-    .unwrap();
+    let cdh = guest.start_cdh("");
     let client = api_ttrpc::SealedSecretServiceClient::new(connect(&guest.cdh_addr()).await);
-    let unseal = |sealed: &String| {
-        let req = api::UnsealSecretInput {
-            secret: sealed.as_bytes().to_vec(),
-            ..Default::default()
-        };
-        let client = client.clone();
-        async move { client.unseal_secret(ctx(), &req).await }
-    };
     assert_eq!(
-        unseal(&envelope).await.unwrap().plaintext,
+        unseal(&client, envelope.as_bytes()).await.unwrap(),
         b"sealed with eHSM"
     );
-    assert_eq!(unseal(&vault).await.unwrap().plaintext, b"from eHSM");
+    assert_eq!(
+        unseal(&client, vault.as_bytes()).await.unwrap(),
+        b"from eHSM"
+    );
 
     // a wrong API key signs wrongly: eHSM answers "sign error", the hub says so
     std::fs::write(
@@ -94,7 +59,7 @@ async fn ehsm_secrets_unseal_through_the_hub() {
         json!({"AppId": app_id, "ApiKey": "wrong"}).to_string(),
     )
     .unwrap();
-    let (code, message) = status_of(unseal(&envelope).await);
+    let (code, message) = status_of(unseal(&client, envelope.as_bytes()).await);
     assert_eq!(code, ttrpc::Code::PERMISSION_DENIED, "{message}");
     assert!(message.contains("sign error"), "{message}");
     drop(client);

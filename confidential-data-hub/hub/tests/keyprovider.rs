@@ -184,10 +184,7 @@ async fn the_hubs_unwrapper_decrypts_in_process() {
 #[cfg(feature = "kbs")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn layers_wrapped_with_a_kbs_kek_decrypt_through_cc_kbc() {
-    use testkit::{
-        kbs::{KbsConfig, TestKbs},
-        process::{Daemon, Ready},
-    };
+    use testkit::kbs::{KbsConfig, TestKbs};
 
     let kbs = TestKbs::start(KbsConfig::default()).await.unwrap();
     kbs.put_resource("default/key/1", kek());
@@ -199,14 +196,7 @@ async fn layers_wrapped_with_a_kbs_kek_decrypt_through_cc_kbc() {
         aa_sock.display(),
         kbs.url()
     );
-    let _cdh = Daemon::spawn(
-        "cdh",
-        guest.cdh_command(&config),
-        guest.dir.path(),
-        Ready::Unix(guest.cdh_sock()),
-        START,
-    )
-    .unwrap();
+    let _cdh = guest.spawn_cdh(guest.cdh_command(&config));
 
     let plain = layer_bytes();
     for wrap_type in [WrapType::A256Gcm, WrapType::A256Ctr, WrapType::A256Gcm] {

@@ -22,7 +22,7 @@ use std::{
 use async_trait::async_trait;
 use base64::{engine::general_purpose::STANDARD, Engine as _};
 use common::*;
-use confidential_data_hub::CdhClient;
+use confidential_data_hub::{CdhClient, ClientError};
 use ocicrypt_rs::{
     encrypt_layer,
     keywrap::{
@@ -32,7 +32,7 @@ use ocicrypt_rs::{
 };
 use protos::{attestation_agent as aa, attestation_agent_ttrpc as aa_ttrpc};
 use test_images::{fixtures, Descriptor, ImageSpec, OciLayout, Registry, RegistryOptions};
-use testkit::process::{Daemon, Ready};
+use testkit::process::Daemon;
 use ttrpc::{r#async::TtrpcContext, Code};
 
 const KID: &str = "kbs:///default/key/1";
@@ -176,14 +176,12 @@ fn start_cdh(guest: &Guest, config: &str) -> Daemon {
         "[aa]\naa_socket = \"unix://{}\"\n[kbc]\nname = \"offline_fs_kbc\"\n{config}",
         guest.aa_sock().display()
     );
-    Daemon::spawn(
-        "cdh",
-        guest.cdh_command(&config),
-        guest.dir.path(),
-        Ready::Unix(guest.cdh_sock()),
-        START,
-    )
-    .unwrap()
+    guest.spawn_cdh(guest.cdh_command(&config))
+}
+
+/// `PullImage(reference, bundle)` through `client`: the manifest digest.
+async fn pull(client: &CdhClient, reference: &str, bundle: &Path) -> Result<String, ClientError> {
+    client.pull_image(reference, bundle.to_str().unwrap()).await
 }
 
 async fn cdh_client(guest: &Guest) -> CdhClient {
@@ -215,10 +213,7 @@ async fn plain_and_keyprovider_encrypted_images_pull_into_identical_bundles() {
 
     // the plain image: the rootfs holds the image's files, config.json its command
     let plain_bundle = images.bundle(&guest, "plain");
-    let digest = client
-        .pull_image(&plain_ref, plain_bundle.to_str().unwrap())
-        .await
-        .unwrap();
+    let digest = pull(&client, &plain_ref, &plain_bundle).await.unwrap();
     assert_eq!(digest, plain.digest);
     let rootfs = plain_bundle.join("rootfs");
     assert_eq!(
@@ -236,10 +231,7 @@ async fn plain_and_keyprovider_encrypted_images_pull_into_identical_bundles() {
 
     // its encrypted twin: layer keys unwrapped in process with the KBC's KEK
     let enc_bundle = images.bundle(&guest, "enc");
-    let digest = client
-        .pull_image(&enc_ref, enc_bundle.to_str().unwrap())
-        .await
-        .unwrap();
+    let digest = pull(&client, &enc_ref, &enc_bundle).await.unwrap();
     assert_eq!(digest, enc.digest);
     assert_ne!(enc.digest, plain.digest);
     let expected = tree(&rootfs);
@@ -266,10 +258,7 @@ async fn plain_and_keyprovider_encrypted_images_pull_into_identical_bundles() {
 
     // a KEK the KBC does not hold: refused, nothing made
     let bundle = images.bundle(&guest, "no-kek");
-    let err = client
-        .pull_image(&missing_kek_ref, bundle.to_str().unwrap())
-        .await
-        .unwrap_err();
+    let err = pull(&client, &missing_kek_ref, &bundle).await.unwrap_err();
     assert_eq!(err.code(), Some(Code::INTERNAL), "{err}");
     assert!(err.to_string().contains("default/key/2"), "{err}");
     assert!(!bundle.join("config.json").exists());
@@ -350,10 +339,7 @@ async fn the_signature_policy_and_registry_credentials_come_from_the_kbc() {
     let client = cdh_client(&guest).await;
 
     let bundle = images.bundle(&guest, "accepted");
-    let digest = client
-        .pull_image(&accepted, bundle.to_str().unwrap())
-        .await
-        .unwrap();
+    let digest = pull(&client, &accepted, &bundle).await.unwrap();
     assert_eq!(digest, manifest.digest);
     assert_eq!(
         std::fs::read_to_string(bundle.join("rootfs/hello.txt")).unwrap(),
@@ -361,10 +347,7 @@ async fn the_signature_policy_and_registry_credentials_come_from_the_kbc() {
     );
 
     let bundle = images.bundle(&guest, "rejected");
-    let err = client
-        .pull_image(&rejected, bundle.to_str().unwrap())
-        .await
-        .unwrap_err();
+    let err = pull(&client, &rejected, &bundle).await.unwrap_err();
     assert_eq!(err.code(), Some(Code::PERMISSION_DENIED), "{err}");
     assert!(err.to_string().contains("signature policy"), "{err}");
     assert!(!bundle.exists());
@@ -378,9 +361,7 @@ async fn the_signature_policy_and_registry_credentials_come_from_the_kbc() {
         policy.to_string().as_bytes(),
     )]);
     let cdh = start_cdh(&guest2, &images.image_section(&guest2, ""));
-    let err = cdh_client(&guest2)
-        .await
-        .pull_image(&accepted, guest2.path("b").to_str().unwrap())
+    let err = pull(&cdh_client(&guest2).await, &accepted, &guest2.path("b"))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Some(Code::PERMISSION_DENIED), "{err}");
@@ -396,9 +377,7 @@ async fn the_signature_policy_and_registry_credentials_come_from_the_kbc() {
              authenticated_registry_credentials_uri = \"kbs:///default/credential/test\"",
         ),
     );
-    let err = cdh_client(&guest2)
-        .await
-        .pull_image(&accepted, guest2.path("b").to_str().unwrap())
+    let err = pull(&cdh_client(&guest2).await, &accepted, &guest2.path("b"))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Some(Code::PERMISSION_DENIED), "{err}");
@@ -455,10 +434,7 @@ async fn pulls_are_measured_and_an_unrecorded_pull_fails_closed() {
     let client = cdh_client(&guest).await;
 
     let bundle = images.bundle(&guest, "measured");
-    let digest = client
-        .pull_image(&reference, bundle.to_str().unwrap())
-        .await
-        .unwrap();
+    let digest = pull(&client, &reference, &bundle).await.unwrap();
     assert_eq!(digest, manifest.digest);
     // test vector: RFC 8785 canonical content, the image as the caller wrote it
     let expected = format!(
@@ -477,10 +453,7 @@ async fn pulls_are_measured_and_an_unrecorded_pull_fails_closed() {
     // the agent cannot record the event: the pull fails and leaves no bundle behind
     *agent.failing.lock().unwrap() = true;
     let bundle = images.bundle(&guest, "unmeasured");
-    let err = client
-        .pull_image(&reference, bundle.to_str().unwrap())
-        .await
-        .unwrap_err();
+    let err = pull(&client, &reference, &bundle).await.unwrap_err();
     assert_eq!(err.code(), Some(Code::INTERNAL), "{err}");
     assert!(err.to_string().contains("not measured"), "{err}");
     assert!(!bundle.join("config.json").exists());
@@ -493,10 +466,7 @@ async fn pulls_are_measured_and_an_unrecorded_pull_fails_closed() {
     );
     // once the agent records again, the same bundle path works
     *agent.failing.lock().unwrap() = false;
-    client
-        .pull_image(&reference, bundle.to_str().unwrap())
-        .await
-        .unwrap();
+    pull(&client, &reference, &bundle).await.unwrap();
     assert!(bundle.join("rootfs/hello.txt").exists());
     assert_eq!(agent.contents.lock().unwrap().len(), 3);
     assert!(agent
@@ -519,9 +489,7 @@ async fn the_real_agents_not_supported_answer_is_not_fatal() {
     let cdh = start_cdh(&guest, &images.image_section(&guest, ""));
 
     let bundle = images.bundle(&guest, "b");
-    let digest = cdh_client(&guest)
-        .await
-        .pull_image(&reference, bundle.to_str().unwrap())
+    let digest = pull(&cdh_client(&guest).await, &reference, &bundle)
         .await
         .unwrap();
     assert_eq!(digest, manifest.digest);
@@ -556,11 +524,7 @@ async fn three_different_images_pull_at_once() {
             let bundle = images.bundle(&guest, &format!("b{i}"));
             let client = client.clone();
             let reference = reference.clone();
-            tokio::spawn(async move {
-                client
-                    .pull_image(&reference, bundle.to_str().unwrap())
-                    .await
-            })
+            tokio::spawn(async move { pull(&client, &reference, &bundle).await })
         })
         .collect();
     for ((_, manifest), pull) in published.iter().zip(pulls) {
@@ -604,26 +568,13 @@ async fn an_image_whose_kek_is_in_the_kbs_pulls_through_cc_kbc() {
         kbs.url(),
         images.image_section(&guest, "")
     );
-    let cdh = Daemon::spawn(
-        "cdh",
-        guest.cdh_command(&config),
-        guest.dir.path(),
-        Ready::Unix(guest.cdh_sock()),
-        START,
-    )
-    .unwrap();
+    let cdh = guest.spawn_cdh(guest.cdh_command(&config));
     let client = cdh_client(&guest).await;
 
     let plain_bundle = images.bundle(&guest, "plain");
-    client
-        .pull_image(&plain_ref, plain_bundle.to_str().unwrap())
-        .await
-        .unwrap();
+    pull(&client, &plain_ref, &plain_bundle).await.unwrap();
     let enc_bundle = images.bundle(&guest, "enc");
-    let digest = client
-        .pull_image(&enc_ref, enc_bundle.to_str().unwrap())
-        .await
-        .unwrap();
+    let digest = pull(&client, &enc_ref, &enc_bundle).await.unwrap();
     assert_eq!(digest, enc.digest);
     assert_eq!(
         tree(&enc_bundle.join("rootfs")),
@@ -702,28 +653,17 @@ async fn the_ocicrypt_keyprovider_config_is_honoured() {
         );
         let mut cmd = guest.cdh_command(&config);
         cmd.env("OCICRYPT_KEYPROVIDER_CONFIG", config_env);
-        Daemon::spawn(
-            "cdh",
-            cmd,
-            guest.dir.path(),
-            Ready::Unix(guest.cdh_sock()),
-            START,
-        )
-        .unwrap()
+        guest.spawn_cdh(cmd)
     };
     let cdh = start(&keyprovider_config, "image-work-1");
     let client = cdh_client(&guest).await;
 
     let plain_bundle = images.bundle(&guest, "plain");
-    client
-        .pull_image(&plain_ref, plain_bundle.to_str().unwrap())
-        .await
-        .unwrap();
+    pull(&client, &plain_ref, &plain_bundle).await.unwrap();
     let expected = tree(&plain_bundle.join("rootfs"));
     for (name, reference) in [("own", &own_ref), ("cmd", &cmd_ref), ("ttrpc", &ttrpc_ref)] {
         let bundle = images.bundle(&guest, name);
-        client
-            .pull_image(reference, bundle.to_str().unwrap())
+        pull(&client, reference, &bundle)
             .await
             .unwrap_or_else(|e| panic!("{name}: {e}\n{}", cdh.stderr()));
         assert_eq!(tree(&bundle.join("rootfs")), expected, "{name}");
@@ -736,10 +676,7 @@ async fn the_ocicrypt_keyprovider_config_is_honoured() {
         "{stderr}"
     );
     let bundle = images.bundle(&guest, "grpc");
-    let err = client
-        .pull_image(&grpc_ref, bundle.to_str().unwrap())
-        .await
-        .unwrap_err();
+    let err = pull(&client, &grpc_ref, &bundle).await.unwrap_err();
     assert_eq!(err.code(), Some(Code::INTERNAL), "{err}");
     assert!(!bundle.join("config.json").exists());
     assert!(cdh.stop().unwrap().success());
@@ -753,16 +690,10 @@ async fn the_ocicrypt_keyprovider_config_is_honoured() {
         "{stderr}"
     );
     let bundle = images.bundle(&guest, "own-again");
-    client
-        .pull_image(&own_ref, bundle.to_str().unwrap())
-        .await
-        .unwrap();
+    pull(&client, &own_ref, &bundle).await.unwrap();
     assert_eq!(tree(&bundle.join("rootfs")), expected);
     let bundle = images.bundle(&guest, "cmd-again");
-    assert!(client
-        .pull_image(&cmd_ref, bundle.to_str().unwrap())
-        .await
-        .is_err());
+    assert!(pull(&client, &cmd_ref, &bundle).await.is_err());
     assert!(cdh.stop().unwrap().success());
     assert!(peer_cdh.stop().unwrap().success());
 }

@@ -9,7 +9,7 @@ mod common;
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
 use common::*;
-use protos::{api, api_ttrpc};
+use protos::api_ttrpc;
 use ttrpc::Code;
 
 const SIGNING_URI: &str = "kbs:///default/signing-key/1";
@@ -79,17 +79,6 @@ impl Fixture {
             ],
         )
     }
-}
-
-async fn unseal(
-    client: &api_ttrpc::SealedSecretServiceClient,
-    secret: &[u8],
-) -> ttrpc::Result<Vec<u8>> {
-    let req = api::UnsealSecretInput {
-        secret: secret.to_vec(),
-        ..Default::default()
-    };
-    client.unseal_secret(ctx(), &req).await.map(|r| r.plaintext)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -342,32 +331,15 @@ async fn skipping_verification_is_configured_and_loud() {
         VAULT_SECRET
     );
     // the payload is still checked
-    let (code, message) = status_of(
-        unseal(
-            &client,
-            format!(
-                "sealed.h.{}.s",
-                URL_SAFE_NO_PAD.encode(r#"{"version":"0.2.0","type":"vault"}"#)
-            )
-            .as_bytes(),
-        )
-        .await,
-    );
-    assert_eq!(code, Code::INVALID_ARGUMENT);
-    assert!(message.contains("version is 0.2.0"), "{message}");
-    let (code, message) = status_of(
-        unseal(
-            &client,
-            format!(
-                "sealed.h.{}.s",
-                URL_SAFE_NO_PAD.encode(r#"{"version":"0.1.0","type":"kms"}"#)
-            )
-            .as_bytes(),
-        )
-        .await,
-    );
-    assert_eq!(code, Code::INVALID_ARGUMENT);
-    assert!(message.contains("type is `kms`"), "{message}");
+    for (payload, expected) in [
+        (r#"{"version":"0.2.0","type":"vault"}"#, "version is 0.2.0"),
+        (r#"{"version":"0.1.0","type":"kms"}"#, "type is `kms`"),
+    ] {
+        let secret = format!("sealed.h.{}.s", URL_SAFE_NO_PAD.encode(payload));
+        let (code, message) = status_of(unseal(&client, secret.as_bytes()).await);
+        assert_eq!(code, Code::INVALID_ARGUMENT);
+        assert!(message.contains(expected), "{message}");
+    }
 
     let stderr = cdh.stderr();
     let warning = stderr

@@ -7,18 +7,14 @@
 
 use std::path::Path;
 
+mod common;
+
+use common::{decrypt_err, encrypt, object, round_trip, secret};
 use kms::{AliyunNetwork, Annotations, KmsError, KmsProviders, ProviderSettings};
-use serde_json::{json, Value};
+use serde_json::json;
 use testkit::kms::aliyun::AliyunKms;
 
 const INSTANCE: &str = "kst-hzz0123456789";
-
-fn object(value: Value) -> serde_json::Map<String, Value> {
-    match value {
-        Value::Object(map) => map,
-        other => panic!("{other} is not an object"),
-    }
-}
 
 struct Setup {
     server: AliyunKms,
@@ -60,6 +56,25 @@ impl Setup {
         }))
     }
 
+    /// Why decrypting `ciphertext` with the key `key-1` and the credential files as they are
+    /// now fails.
+    async fn decrypt_err(
+        &self,
+        settings: &ProviderSettings,
+        ciphertext: &[u8],
+        annotations: &Annotations,
+    ) -> KmsError {
+        decrypt_err(
+            &self.kms,
+            "aliyun",
+            settings,
+            ciphertext,
+            "key-1",
+            annotations,
+        )
+        .await
+    }
+
     fn write_client_key(&self, id: &str, json: &str, password: &str) {
         std::fs::write(self.key_dir().join(format!("clientKey_{id}.json")), json).unwrap();
         std::fs::write(
@@ -87,9 +102,8 @@ async fn client_keys_encrypt_decrypt_and_read_secrets() {
         .put_binary_secret("tls-key", "v1", &[0, 1, 2, 255]);
     let settings = setup.client_key();
 
-    let encrypter = setup.kms.encrypter("aliyun", &settings).await.unwrap();
-    let (ciphertext, annotations) = encrypter.encrypt(b"data key", "key-1").await.unwrap();
-    assert_ne!(ciphertext, b"data key");
+    let (ciphertext, annotations) =
+        round_trip(&setup.kms, "aliyun", &settings, "key-1", b"data key").await;
     assert_eq!(
         base64::Engine::decode(
             &base64::engine::general_purpose::STANDARD,
@@ -99,44 +113,24 @@ async fn client_keys_encrypt_decrypt_and_read_secrets() {
         .len(),
         12
     );
-    let decrypter = setup.kms.decrypter("aliyun", &settings).await.unwrap();
-    let plaintext = decrypter
-        .decrypt(&ciphertext, "key-1", &annotations)
-        .await
-        .unwrap();
-    assert_eq!(plaintext.as_slice(), b"data key");
 
     let getter = setup.kms.getter("aliyun", &settings).await.unwrap();
     let none = Annotations::new();
     assert_eq!(
-        getter
-            .get_secret("db-password", &none)
-            .await
-            .unwrap()
-            .as_slice(),
+        secret(&*getter, "db-password", &none).await,
         b"correct horse"
     );
     for annotations in [
         json!({"version_stage": "ACSPrevious"}),
         json!({"version_id": "v1", "version_stage": ""}),
     ] {
+        let annotations = object(annotations);
         assert_eq!(
-            getter
-                .get_secret("db-password", &object(annotations))
-                .await
-                .unwrap()
-                .as_slice(),
+            secret(&*getter, "db-password", &annotations).await,
             b"hunter2"
         );
     }
-    assert_eq!(
-        getter
-            .get_secret("tls-key", &none)
-            .await
-            .unwrap()
-            .as_slice(),
-        [0, 1, 2, 255]
-    );
+    assert_eq!(secret(&*getter, "tls-key", &none).await, [0, 1, 2, 255]);
     assert_eq!(
         setup.server.calls(),
         [
@@ -156,24 +150,25 @@ async fn client_keys_encrypt_decrypt_and_read_secrets() {
         err.to_string(),
         "KMS provider `aliyun` has no secret `absent`"
     );
-    let err = decrypter
-        .decrypt(&ciphertext, "key-2", &annotations)
-        .await
-        .unwrap_err();
+    let err = decrypt_err(
+        &setup.kms,
+        "aliyun",
+        &settings,
+        &ciphertext,
+        "key-2",
+        &annotations,
+    )
+    .await;
     assert!(err.is_not_found(), "{err}");
     let mut tampered = ciphertext.clone();
     tampered[0] ^= 1;
-    let err = decrypter
-        .decrypt(&tampered, "key-1", &annotations)
-        .await
-        .unwrap_err();
+    let err = setup.decrypt_err(&settings, &tampered, &annotations).await;
     assert!(matches!(err, KmsError::Service { .. }), "{err}");
     assert!(err.to_string().contains("InvalidParameter"), "{err}");
     for bad in [json!({}), json!({"iv": 5}), json!({"iv": "***"})] {
-        let err = decrypter
-            .decrypt(&ciphertext, "key-1", &object(bad))
-            .await
-            .unwrap_err();
+        let err = setup
+            .decrypt_err(&settings, &ciphertext, &object(bad))
+            .await;
         assert!(err.is_invalid_request(), "{err}");
     }
 }
@@ -183,24 +178,15 @@ async fn the_service_refuses_bad_signatures_skewed_clocks_and_unknown_keys() {
     let setup = Setup::new().await;
     setup.server.add_key("key-1");
     let settings = setup.client_key();
-    let (ciphertext, annotations) = setup
-        .kms
-        .encrypter("aliyun", &settings)
-        .await
-        .unwrap()
-        .encrypt(b"x", "key-1")
-        .await
-        .unwrap();
+    let (ciphertext, annotations) = encrypt(&setup.kms, "aliyun", &settings, b"x", "key-1").await;
 
     // another client key's private key under this key's id: a wrong signature
     let id = settings["client_key_id"].as_str().unwrap().to_string();
     let other = setup.server.new_client_key();
     setup.write_client_key(&id, &other.json.replace(&other.id, &id), &other.password);
-    let decrypter = setup.kms.decrypter("aliyun", &settings).await.unwrap();
-    let err = decrypter
-        .decrypt(&ciphertext, "key-1", &annotations)
-        .await
-        .unwrap_err();
+    let err = setup
+        .decrypt_err(&settings, &ciphertext, &annotations)
+        .await;
     assert!(err.is_denied(), "{err}");
     assert!(err.to_string().contains("SignatureNotMatch"), "{err}");
     assert!(err.to_string().contains("HTTP 401"), "{err}");
@@ -208,11 +194,7 @@ async fn the_service_refuses_bad_signatures_skewed_clocks_and_unknown_keys() {
     // the right key, but the service's clock is 20 minutes ahead
     let fresh = setup.client_key();
     setup.server.set_clock_skew(20 * 60);
-    let decrypter = setup.kms.decrypter("aliyun", &fresh).await.unwrap();
-    let err = decrypter
-        .decrypt(&ciphertext, "key-1", &annotations)
-        .await
-        .unwrap_err();
+    let err = setup.decrypt_err(&fresh, &ciphertext, &annotations).await;
     assert!(err.is_denied(), "{err}");
     assert!(err.to_string().contains("RequestTimeTooSkewed"), "{err}");
     setup.server.set_clock_skew(0);
@@ -223,13 +205,8 @@ async fn the_service_refuses_bad_signatures_skewed_clocks_and_unknown_keys() {
     let mut settings = fresh.clone();
     settings.insert("client_key_id".into(), json!(unknown.id));
     let err = setup
-        .kms
-        .decrypter("aliyun", &settings)
-        .await
-        .unwrap()
-        .decrypt(&ciphertext, "key-1", &annotations)
-        .await
-        .unwrap_err();
+        .decrypt_err(&settings, &ciphertext, &annotations)
+        .await;
     assert!(err.is_denied(), "{err}");
     assert!(
         err.to_string().contains("InvalidAccessKeyId.NotFound"),
@@ -243,14 +220,7 @@ async fn the_service_refuses_bad_signatures_skewed_clocks_and_unknown_keys() {
         stranger.ca_pem(),
     )
     .unwrap();
-    let err = setup
-        .kms
-        .decrypter("aliyun", &fresh)
-        .await
-        .unwrap()
-        .decrypt(&ciphertext, "key-1", &annotations)
-        .await
-        .unwrap_err();
+    let err = setup.decrypt_err(&fresh, &ciphertext, &annotations).await;
     assert!(matches!(err, KmsError::Service { .. }), "{err}");
     assert!(
         err.to_string().to_lowercase().contains("certificate"),
@@ -313,11 +283,7 @@ async fn sts_tokens_read_secrets_and_expire() {
     let none = Annotations::new();
     let getter = setup.kms.getter("aliyun", &settings).await.unwrap();
     assert_eq!(
-        getter
-            .get_secret("app/token", &none)
-            .await
-            .unwrap()
-            .as_slice(),
+        secret(&*getter, "app/token", &none).await,
         b"from secrets manager"
     );
     let err = getter.get_secret("absent", &none).await.unwrap_err();

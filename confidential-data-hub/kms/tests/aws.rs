@@ -6,49 +6,21 @@
 #![cfg(feature = "aws")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::{collections::HashMap, net::SocketAddr, process::Command, time::Duration};
+use std::collections::HashMap;
 
 use aws_sdk_kms::{
     config::{BehaviorVersion, Credentials, Region},
     primitives::Blob,
 };
 use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+use common::{decrypt_err, object, round_trip, secret};
 use kms::{Annotations, KmsError, KmsProviders, ProviderSettings};
 use serde_json::json;
-use testkit::process::{free_port, Daemon, Ready};
+use testkit::kms::moto::Moto;
+
+mod common;
 
 const REGION: &str = "us-east-1";
-
-struct Moto {
-    _daemon: Daemon,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-fn start_moto() -> Moto {
-    let found = Command::new("moto_server").arg("--help").output();
-    assert!(
-        found.is_ok_and(|o| o.status.success()),
-        "moto_server is required by this test: pip install 'moto[server]'"
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port().unwrap();
-    let mut cmd = Command::new("moto_server");
-    cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
-    let daemon = Daemon::spawn(
-        "moto",
-        cmd,
-        dir.path(),
-        Ready::Tcp(SocketAddr::from(([127, 0, 0, 1], port))),
-        Duration::from_secs(60),
-    )
-    .unwrap();
-    Moto {
-        _daemon: daemon,
-        url: format!("http://127.0.0.1:{port}"),
-        _dir: dir,
-    }
-}
 
 fn credentials() -> Credentials {
     Credentials::new("AKIATESTTESTTEST", "test-secret-key", None, None, "test")
@@ -79,13 +51,6 @@ fn admin(url: &str) -> (aws_sdk_kms::Client, aws_sdk_secretsmanager::Client) {
     )
 }
 
-fn object(value: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
-    match value {
-        serde_json::Value::Object(map) => map,
-        other => panic!("{other} is not an object"),
-    }
-}
-
 fn region() -> ProviderSettings {
     object(json!({ "region": REGION }))
 }
@@ -105,8 +70,8 @@ fn providers(url: &str) -> (tempfile::TempDir, KmsProviders) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kms_encrypts_and_decrypts_data_keys() {
-    let moto = start_moto();
-    let (admin_kms, _) = admin(&moto.url);
+    let moto = Moto::start().unwrap();
+    let (admin_kms, _) = admin(&moto.endpoint());
     let key_id = admin_kms
         .create_key()
         .description("cdh test key")
@@ -116,23 +81,13 @@ async fn kms_encrypts_and_decrypts_data_keys() {
         .key_metadata
         .unwrap()
         .key_id;
-    let (_dir, kms) = providers(&moto.url);
+    let (_dir, kms) = providers(&moto.endpoint());
     let data_key = [0x5au8; 32];
     let none = Annotations::new();
 
-    let encrypter = kms.encrypter("aws", &region()).await.unwrap();
-    let (ciphertext, annotations) = encrypter.encrypt(&data_key, &key_id).await.unwrap();
+    let (ciphertext, annotations) = round_trip(&kms, "aws", &region(), &key_id, &data_key).await;
     assert!(annotations.is_empty());
-    assert_ne!(ciphertext, data_key);
     let decrypter = kms.decrypter("aws", &region()).await.unwrap();
-    assert_eq!(
-        decrypter
-            .decrypt(&ciphertext, &key_id, &none)
-            .await
-            .unwrap()
-            .as_slice(),
-        data_key
-    );
 
     // a data key encrypted with an encryption context needs it back
     let context: HashMap<String, String> = [("purpose".to_string(), "cdh".to_string())].into();
@@ -172,6 +127,7 @@ async fn kms_encrypts_and_decrypts_data_keys() {
         .await
         .unwrap_err();
     assert!(matches!(err, KmsError::Service { .. }), "{err}");
+    let encrypter = kms.encrypter("aws", &region()).await.unwrap();
     let err = encrypter
         .encrypt(b"x", "00000000-0000-0000-0000-000000000000")
         .await
@@ -190,8 +146,8 @@ async fn kms_encrypts_and_decrypts_data_keys() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_manager_serves_vault_secrets() {
-    let moto = start_moto();
-    let (_, admin_secrets) = admin(&moto.url);
+    let moto = Moto::start().unwrap();
+    let (_, admin_secrets) = admin(&moto.endpoint());
     admin_secrets
         .create_secret()
         .name("db-password")
@@ -214,36 +170,16 @@ async fn secrets_manager_serves_vault_secrets() {
         .await
         .unwrap();
 
-    let (_dir, kms) = providers(&moto.url);
+    let (_dir, kms) = providers(&moto.endpoint());
     let getter = kms.getter("aws", &region()).await.unwrap();
     let none = Annotations::new();
     assert_eq!(
-        getter
-            .get_secret("db-password", &none)
-            .await
-            .unwrap()
-            .as_slice(),
+        secret(&*getter, "db-password", &none).await,
         b"correct horse"
     );
-    assert_eq!(
-        getter
-            .get_secret(
-                "db-password",
-                &object(json!({"version_stage": "AWSPREVIOUS"}))
-            )
-            .await
-            .unwrap()
-            .as_slice(),
-        b"hunter2"
-    );
-    assert_eq!(
-        getter
-            .get_secret("tls-key", &none)
-            .await
-            .unwrap()
-            .as_slice(),
-        [0u8, 1, 2, 255]
-    );
+    let previous = object(json!({"version_stage": "AWSPREVIOUS"}));
+    assert_eq!(secret(&*getter, "db-password", &previous).await, b"hunter2");
+    assert_eq!(secret(&*getter, "tls-key", &none).await, [0u8, 1, 2, 255]);
     let err = getter.get_secret("absent", &none).await.unwrap_err();
     assert!(err.is_not_found(), "{err}");
     assert_eq!(err.to_string(), "KMS provider `aws` has no secret `absent`");
@@ -271,10 +207,7 @@ async fn settings_and_credentials_are_checked_before_any_request() {
         r#"{"access_key_id":"A","secret_access_key":"B"}"#,
     )
     .unwrap();
-    let decrypter = kms.decrypter("aws", &region()).await.unwrap();
-    let err = decrypter
-        .decrypt(b"ciphertext", "key", &Annotations::new())
-        .await
-        .unwrap_err();
+    let none = Annotations::new();
+    let err = decrypt_err(&kms, "aws", &region(), b"ciphertext", "key", &none).await;
     assert!(matches!(err, KmsError::Service { .. }), "{err}");
 }

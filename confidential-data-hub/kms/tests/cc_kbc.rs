@@ -194,19 +194,41 @@ fn uri(text: &str) -> ResourceUri {
     ResourceUri::parse(text).unwrap()
 }
 
+/// The resource at `text` read through `kbc`.
+async fn get(kbc: &CcKbc, text: &str) -> Result<Vec<u8>, KbcError> {
+    kbc.get_resource(&uri(text))
+        .await
+        .map(|bytes| bytes.to_vec())
+}
+
+/// The resource at `text` read by `readers` tasks at once through `kbc`, each one's result.
+async fn get_concurrently(
+    kbc: &Arc<CcKbc>,
+    readers: usize,
+    text: &'static str,
+) -> Vec<Result<Vec<u8>, KbcError>> {
+    let tasks: Vec<_> = (0..readers)
+        .map(|_| {
+            let kbc = kbc.clone();
+            tokio::spawn(async move { get(&kbc, text).await })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.unwrap());
+    }
+    results
+}
+
 #[tokio::test]
 async fn the_token_is_reused_and_a_revoked_one_renewed_with_the_refresh_metadata() {
     let fixture = Fixture::start(KbsConfig::default(), Behaviour::Attest).await;
     let kbc = fixture.kbc();
 
-    let got = kbc
-        .get_resource(&uri("kbs:///default/key/1"))
-        .await
-        .unwrap();
+    let got = get(&kbc, "kbs:///default/key/1").await.unwrap();
     assert_eq!(got.as_slice(), SECRET);
     // the host of the URI is ignored: the configured KBS answers
-    let got = kbc
-        .get_resource(&uri("kbs://elsewhere.example:1234/default/key/1"))
+    let got = get(&kbc, "kbs://elsewhere.example:1234/default/key/1")
         .await
         .unwrap();
     assert_eq!(got.as_slice(), SECRET);
@@ -214,10 +236,7 @@ async fn the_token_is_reused_and_a_revoked_one_renewed_with_the_refresh_metadata
     assert_eq!(fixture.refresh_flags(), [None]);
 
     fixture.kbs.revoke_tokens();
-    let got = kbc
-        .get_resource(&uri("kbs:///default/key/1"))
-        .await
-        .unwrap();
+    let got = get(&kbc, "kbs:///default/key/1").await.unwrap();
     assert_eq!(got.as_slice(), SECRET);
     assert_eq!(fixture.attestations(), 2);
     assert_eq!(fixture.refresh_flags(), [None, Some("1".to_string())]);
@@ -232,15 +251,10 @@ async fn an_expired_token_is_replaced_without_forcing_a_new_attestation() {
     };
     let fixture = Fixture::start(config, Behaviour::Attest).await;
     let kbc = fixture.kbc();
-    kbc.get_resource(&uri("kbs:///default/key/1"))
-        .await
-        .unwrap();
+    get(&kbc, "kbs:///default/key/1").await.unwrap();
     // past half its lifetime a token counts as expired, for CDH and AA alike
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    let got = kbc
-        .get_resource(&uri("kbs:///default/key/1"))
-        .await
-        .unwrap();
+    let got = get(&kbc, "kbs:///default/key/1").await.unwrap();
     assert_eq!(got.as_slice(), SECRET);
     // AA was asked for a valid token (no refresh metadata) and attested on its own
     assert_eq!(fixture.refresh_flags(), [None, None]);
@@ -251,14 +265,8 @@ async fn an_expired_token_is_replaced_without_forcing_a_new_attestation() {
 async fn concurrent_first_requests_share_one_token() {
     let fixture = Fixture::start(KbsConfig::default(), Behaviour::Attest).await;
     let kbc = Arc::new(fixture.kbc());
-    let tasks: Vec<_> = (0..50)
-        .map(|_| {
-            let kbc = kbc.clone();
-            tokio::spawn(async move { kbc.get_resource(&uri("kbs:///default/key/1")).await })
-        })
-        .collect();
-    for task in tasks {
-        assert_eq!(task.await.unwrap().unwrap().as_slice(), SECRET);
+    for result in get_concurrently(&kbc, 50, "kbs:///default/key/1").await {
+        assert_eq!(result.unwrap().as_slice(), SECRET);
     }
     assert_eq!(fixture.attestations(), 1);
     assert_eq!(fixture.refresh_flags(), [None]);
@@ -274,17 +282,12 @@ async fn a_stale_token_cached_by_aa_is_replaced_once() {
     assert_eq!(fixture.attestations(), 1);
 
     let kbc = fixture.kbc();
-    let got = kbc
-        .get_resource(&uri("kbs:///default/key/1"))
-        .await
-        .unwrap();
+    let got = get(&kbc, "kbs:///default/key/1").await.unwrap();
     assert_eq!(got.as_slice(), SECRET);
     assert_eq!(fixture.attestations(), 2);
     assert_eq!(fixture.refresh_flags(), [None, Some("1".to_string())]);
     // and from now on the new token is reused
-    kbc.get_resource(&uri("kbs:///default/key/1"))
-        .await
-        .unwrap();
+    get(&kbc, "kbs:///default/key/1").await.unwrap();
     assert_eq!(fixture.attestations(), 2);
 }
 
@@ -292,16 +295,11 @@ async fn a_stale_token_cached_by_aa_is_replaced_once() {
 async fn a_policy_denial_is_final_and_costs_no_attestation_loop() {
     let fixture = Fixture::start(KbsConfig::default(), Behaviour::Attest).await;
     let kbc = fixture.kbc();
-    kbc.get_resource(&uri("kbs:///default/key/1"))
-        .await
-        .unwrap();
+    get(&kbc, "kbs:///default/key/1").await.unwrap();
     assert_eq!(fixture.attestations(), 1);
 
     // the cached token may have been revoked: exactly one new attestation proves the denial
-    let err = kbc
-        .get_resource(&uri("kbs:///default/key/denied"))
-        .await
-        .unwrap_err();
+    let err = get(&kbc, "kbs:///default/key/denied").await.unwrap_err();
     assert!(
         matches!(&err, KbcError::Denied { uri, source } if uri == "kbs:///default/key/denied"
             && matches!(**source, kbs_protocol::Error::Unauthorized { .. })),
@@ -317,17 +315,12 @@ async fn a_policy_denial_is_final_and_costs_no_attestation_loop() {
 
     // asked again: denied at once, no attestation
     for _ in 0..3 {
-        let err = kbc
-            .get_resource(&uri("kbs:///default/key/denied"))
-            .await
-            .unwrap_err();
+        let err = get(&kbc, "kbs:///default/key/denied").await.unwrap_err();
         assert!(matches!(err, KbcError::Denied { .. }), "{err}");
     }
     assert_eq!(fixture.attestations(), 2);
     // other resources still work with the same token
-    kbc.get_resource(&uri("kbs:///default/key/1"))
-        .await
-        .unwrap();
+    get(&kbc, "kbs:///default/key/1").await.unwrap();
     assert_eq!(fixture.attestations(), 2);
 }
 
@@ -335,14 +328,8 @@ async fn a_policy_denial_is_final_and_costs_no_attestation_loop() {
 async fn a_denial_as_the_very_first_request_is_bounded() {
     let fixture = Fixture::start(KbsConfig::default(), Behaviour::Attest).await;
     let kbc = Arc::new(fixture.kbc());
-    let tasks: Vec<_> = (0..20)
-        .map(|_| {
-            let kbc = kbc.clone();
-            tokio::spawn(async move { kbc.get_resource(&uri("kbs:///default/key/denied")).await })
-        })
-        .collect();
-    for task in tasks {
-        let err = task.await.unwrap().unwrap_err();
+    for result in get_concurrently(&kbc, 20, "kbs:///default/key/denied").await {
+        let err = result.unwrap_err();
         assert!(matches!(err, KbcError::Denied { .. }), "{err}");
     }
     // AA's attestation for the first token, then one fresh attestation to rule out a stale
@@ -356,13 +343,8 @@ async fn missing_resources_401_is_denied_404_is_not_found() {
     // trustee: 401 for a missing resource
     let fixture = Fixture::start(KbsConfig::default(), Behaviour::Attest).await;
     let kbc = fixture.kbc();
-    kbc.get_resource(&uri("kbs:///default/key/1"))
-        .await
-        .unwrap();
-    let err = kbc
-        .get_resource(&uri("kbs:///default/key/missing"))
-        .await
-        .unwrap_err();
+    get(&kbc, "kbs:///default/key/1").await.unwrap();
+    let err = get(&kbc, "kbs:///default/key/missing").await.unwrap_err();
     assert!(matches!(err, KbcError::Denied { .. }), "{err}");
 
     // a KBS that answers 404: not found, no re-attestation
@@ -375,13 +357,8 @@ async fn missing_resources_401_is_denied_404_is_not_found() {
     )
     .await;
     let kbc = fixture.kbc();
-    kbc.get_resource(&uri("kbs:///default/key/1"))
-        .await
-        .unwrap();
-    let err = kbc
-        .get_resource(&uri("kbs:///default/key/missing"))
-        .await
-        .unwrap_err();
+    get(&kbc, "kbs:///default/key/1").await.unwrap();
+    let err = get(&kbc, "kbs:///default/key/missing").await.unwrap_err();
     assert!(
         matches!(&err, KbcError::NotFound(uri) if uri == "kbs:///default/key/missing"),
         "{err}"
@@ -397,9 +374,7 @@ async fn missing_resources_401_is_denied_404_is_not_found() {
         Behaviour::Attest,
     )
     .await;
-    let err = fixture
-        .kbc()
-        .get_resource(&uri("kbs:///default/key/denied"))
+    let err = get(&fixture.kbc(), "kbs:///default/key/denied")
         .await
         .unwrap_err();
     assert!(
@@ -413,17 +388,12 @@ async fn missing_resources_401_is_denied_404_is_not_found() {
 async fn a_restarted_agent_is_reconnected() {
     let mut fixture = Fixture::start(KbsConfig::default(), Behaviour::Attest).await;
     let kbc = fixture.kbc();
-    kbc.get_resource(&uri("kbs:///default/key/1"))
-        .await
-        .unwrap();
+    get(&kbc, "kbs:///default/key/1").await.unwrap();
     fixture.stop_aa().await;
     fixture.start_aa(Behaviour::Attest).await;
     // the KBS refuses the token, so a new one is needed from the restarted agent
     fixture.kbs.revoke_tokens();
-    let got = kbc
-        .get_resource(&uri("kbs:///default/key/1"))
-        .await
-        .unwrap();
+    let got = get(&kbc, "kbs:///default/key/1").await.unwrap();
     assert_eq!(got.as_slice(), SECRET);
     assert_eq!(fixture.refresh_flags(), [None, Some("1".to_string())]);
 }
@@ -433,10 +403,7 @@ async fn agent_failures_are_typed_and_say_what_happened() {
     let mut fixture = Fixture::start(KbsConfig::default(), Behaviour::Attest).await;
     fixture.stop_aa().await;
     let kbc = fixture.kbc();
-    let err = kbc
-        .get_resource(&uri("kbs:///default/key/1"))
-        .await
-        .unwrap_err();
+    let err = get(&kbc, "kbs:///default/key/1").await.unwrap_err();
     assert!(
         matches!(&err, KbcError::Kbs { source, .. }
             if matches!(**source, kbs_protocol::Error::TokenProvider(_))),
@@ -456,10 +423,7 @@ async fn agent_failures_are_typed_and_say_what_happened() {
     )
     .await
     .unwrap();
-    let err = kbc
-        .get_resource(&uri("kbs:///default/key/1"))
-        .await
-        .unwrap_err();
+    let err = get(&kbc, "kbs:///default/key/1").await.unwrap_err();
     assert!(
         err.to_string()
             .contains("answered GetToken(\"kbs\") with NOT_FOUND"),
@@ -476,10 +440,7 @@ async fn agent_failures_are_typed_and_say_what_happened() {
     ] {
         fixture.start_aa(Behaviour::Fixed(bad.clone())).await;
         let kbc = fixture.kbc();
-        let err = kbc
-            .get_resource(&uri("kbs:///default/key/1"))
-            .await
-            .unwrap_err();
+        let err = get(&kbc, "kbs:///default/key/1").await.unwrap_err();
         let text = err.to_string();
         assert!(
             text.contains("the attestation agent's token reply is unusable"),
@@ -505,10 +466,7 @@ async fn a_silent_agent_times_out() {
     )
     .unwrap();
     let started = std::time::Instant::now();
-    let err = kbc
-        .get_resource(&uri("kbs:///default/key/1"))
-        .await
-        .unwrap_err();
+    let err = get(&kbc, "kbs:///default/key/1").await.unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(5));
     assert!(
         err.to_string()
@@ -528,23 +486,15 @@ async fn concurrent_reads_of_one_resource_share_one_kbs_request() {
     let fixture = Fixture::start(KbsConfig::default(), Behaviour::Attest).await;
     let kbc = Arc::new(fixture.kbc());
     // the token first, so that only resource requests are counted below
-    kbc.get_resource(&uri("kbs:///default/key/1"))
-        .await
-        .unwrap();
+    get(&kbc, "kbs:///default/key/1").await.unwrap();
     let before = fixture.kbs.counters().resource_get;
     fixture.kbs.set_faults(Faults {
         target: FaultTarget::Resource,
         delay: Duration::from_millis(400),
         ..Default::default()
     });
-    let tasks: Vec<_> = (0..100)
-        .map(|_| {
-            let kbc = kbc.clone();
-            tokio::spawn(async move { kbc.get_resource(&uri("kbs:///default/key/1")).await })
-        })
-        .collect();
-    for task in tasks {
-        assert_eq!(task.await.unwrap().unwrap().as_slice(), SECRET);
+    for result in get_concurrently(&kbc, 100, "kbs:///default/key/1").await {
+        assert_eq!(result.unwrap().as_slice(), SECRET);
     }
     let shared = fixture.kbs.counters().resource_get - before;
     assert!(
@@ -556,10 +506,7 @@ async fn concurrent_reads_of_one_resource_share_one_kbs_request() {
     fixture
         .kbs
         .put_resource("default/key/1", b"changed".to_vec());
-    let bytes = kbc
-        .get_resource(&uri("kbs:///default/key/1"))
-        .await
-        .unwrap();
+    let bytes = get(&kbc, "kbs:///default/key/1").await.unwrap();
     assert_eq!(bytes.as_slice(), b"changed");
     assert_eq!(fixture.kbs.counters().resource_get - before, shared + 1);
 }
@@ -575,9 +522,7 @@ async fn a_read_without_a_request_slot_fails_fast_as_busy() {
             .kbc()
             .with_request_limit(1, Duration::from_millis(100)),
     );
-    kbc.get_resource(&uri("kbs:///default/key/1"))
-        .await
-        .unwrap();
+    get(&kbc, "kbs:///default/key/1").await.unwrap();
     fixture.kbs.set_faults(Faults {
         target: FaultTarget::Resource,
         delay: Duration::from_millis(1500),
@@ -585,14 +530,11 @@ async fn a_read_without_a_request_slot_fails_fast_as_busy() {
     });
     let slow = {
         let kbc = kbc.clone();
-        tokio::spawn(async move { kbc.get_resource(&uri("kbs:///default/key/1")).await })
+        tokio::spawn(async move { get(&kbc, "kbs:///default/key/1").await })
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
     let started = std::time::Instant::now();
-    let err = kbc
-        .get_resource(&uri("kbs:///default/key/2"))
-        .await
-        .unwrap_err();
+    let err = get(&kbc, "kbs:///default/key/2").await.unwrap_err();
     assert!(
         started.elapsed() < Duration::from_millis(1000),
         "{:?}",
@@ -606,10 +548,7 @@ async fn a_read_without_a_request_slot_fails_fast_as_busy() {
     assert_eq!(slow.await.unwrap().unwrap().as_slice(), SECRET);
     fixture.kbs.set_faults(Faults::default());
     assert_eq!(
-        kbc.get_resource(&uri("kbs:///default/key/2"))
-            .await
-            .unwrap()
-            .as_slice(),
+        get(&kbc, "kbs:///default/key/2").await.unwrap().as_slice(),
         b"two"
     );
 }

@@ -4,16 +4,12 @@
 #![cfg(feature = "ehsm")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use kms::{Annotations, KmsError, KmsProviders, ProviderSettings};
-use serde_json::{json, Value};
-use testkit::kms::ehsm::EhsmKms;
+mod common;
 
-fn object(value: Value) -> serde_json::Map<String, Value> {
-    match value {
-        Value::Object(map) => map,
-        other => panic!("{other} is not an object"),
-    }
-}
+use common::{decrypt_err, encrypt, object, round_trip, secret};
+use kms::{Annotations, KmsError, KmsProviders, ProviderSettings};
+use serde_json::json;
+use testkit::kms::ehsm::EhsmKms;
 
 struct Setup {
     server: EhsmKms,
@@ -46,6 +42,25 @@ impl Setup {
     fn settings(&self) -> ProviderSettings {
         object(json!({"app_id": self.app_id, "endpoint": self.server.endpoint()}))
     }
+
+    /// Why decrypting `ciphertext` with `key_id` and the credential files as they are now
+    /// fails.
+    async fn decrypt_err(
+        &self,
+        settings: &ProviderSettings,
+        ciphertext: &[u8],
+        key_id: &str,
+    ) -> KmsError {
+        decrypt_err(
+            &self.kms,
+            "ehsm",
+            settings,
+            ciphertext,
+            key_id,
+            &Annotations::new(),
+        )
+        .await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -61,44 +76,19 @@ async fn ehsm_encrypts_decrypts_and_serves_secrets() {
     let settings = setup.settings();
     let none = Annotations::new();
 
-    let (ciphertext, annotations) = setup
-        .kms
-        .encrypter("ehsm", &settings)
-        .await
-        .unwrap()
-        .encrypt(b"data key", &key_id)
-        .await
-        .unwrap();
+    let (ciphertext, annotations) =
+        round_trip(&setup.kms, "ehsm", &settings, &key_id, b"data key").await;
     assert!(annotations.is_empty());
     // as upstream: the ciphertext is eHSM's base64 text
     assert!(ciphertext.iter().all(|b| b.is_ascii_graphic()));
-    let decrypter = setup.kms.decrypter("ehsm", &settings).await.unwrap();
-    assert_eq!(
-        decrypter
-            .decrypt(&ciphertext, &key_id, &none)
-            .await
-            .unwrap()
-            .as_slice(),
-        b"data key"
-    );
 
     let getter = setup.kms.getter("ehsm", &settings).await.unwrap();
     assert_eq!(
-        getter
-            .get_secret("db-password", &none)
-            .await
-            .unwrap()
-            .as_slice(),
+        secret(&*getter, "db-password", &none).await,
         b"correct horse"
     );
-    assert_eq!(
-        getter
-            .get_secret("db-password", &object(json!({"version_id": 1})))
-            .await
-            .unwrap()
-            .as_slice(),
-        b"hunter2"
-    );
+    let first = object(json!({"version_id": 1}));
+    assert_eq!(secret(&*getter, "db-password", &first).await, b"hunter2");
     assert!(getter
         .get_secret("db-password", &object(json!({"version_id": 7})))
         .await
@@ -122,15 +112,11 @@ async fn ehsm_encrypts_decrypts_and_serves_secrets() {
         ]
     );
 
-    let err = decrypter
-        .decrypt(&ciphertext, "no-such-key", &none)
-        .await
-        .unwrap_err();
+    let err = setup
+        .decrypt_err(&settings, &ciphertext, "no-such-key")
+        .await;
     assert!(err.is_not_found(), "{err}");
-    let err = decrypter
-        .decrypt(b"\xff binary", &key_id, &none)
-        .await
-        .unwrap_err();
+    let err = setup.decrypt_err(&settings, b"\xff binary", &key_id).await;
     assert!(err.is_invalid_request(), "{err}");
 }
 
@@ -139,26 +125,11 @@ async fn ehsm_refuses_bad_signatures_old_timestamps_and_other_apps_keys() {
     let setup = Setup::new().await;
     let key_id = setup.server.create_key(&setup.app_id);
     let settings = setup.settings();
-    let none = Annotations::new();
-    let (ciphertext, _) = setup
-        .kms
-        .encrypter("ehsm", &settings)
-        .await
-        .unwrap()
-        .encrypt(b"x", &key_id)
-        .await
-        .unwrap();
+    let (ciphertext, _) = encrypt(&setup.kms, "ehsm", &settings, b"x", &key_id).await;
 
     // the service's clock is 11 minutes behind
     setup.server.set_clock_skew_ms(-11 * 60 * 1000);
-    let err = setup
-        .kms
-        .decrypter("ehsm", &settings)
-        .await
-        .unwrap()
-        .decrypt(&ciphertext, &key_id, &none)
-        .await
-        .unwrap_err();
+    let err = setup.decrypt_err(&settings, &ciphertext, &key_id).await;
     assert!(err.is_denied(), "{err}");
     assert!(err.to_string().contains("Timestamp error"), "{err}");
     setup.server.set_clock_skew_ms(0);
@@ -174,14 +145,7 @@ async fn ehsm_refuses_bad_signatures_old_timestamps_and_other_apps_keys() {
         json!({"AppId": setup.app_id, "ApiKey": "not-the-key"}).to_string(),
     )
     .unwrap();
-    let err = setup
-        .kms
-        .decrypter("ehsm", &settings)
-        .await
-        .unwrap()
-        .decrypt(&ciphertext, &key_id, &none)
-        .await
-        .unwrap_err();
+    let err = setup.decrypt_err(&settings, &ciphertext, &key_id).await;
     assert!(err.is_denied(), "{err}");
     assert!(err.to_string().contains("sign error"), "{err}");
     std::fs::write(&credential, good).unwrap();
@@ -197,27 +161,13 @@ async fn ehsm_refuses_bad_signatures_old_timestamps_and_other_apps_keys() {
     )
     .unwrap();
     let other = object(json!({"app_id": other_app, "endpoint": setup.server.endpoint()}));
-    let err = setup
-        .kms
-        .decrypter("ehsm", &other)
-        .await
-        .unwrap()
-        .decrypt(&ciphertext, &key_id, &none)
-        .await
-        .unwrap_err();
+    let err = setup.decrypt_err(&other, &ciphertext, &key_id).await;
     assert!(err.is_denied(), "{err}");
     assert!(err.to_string().contains("appid error"), "{err}");
 
     // without the eHSM CA the server is not trusted
     std::fs::remove_file(setup.dir.path().join("ehsm/ca.pem")).unwrap();
-    let err = setup
-        .kms
-        .decrypter("ehsm", &settings)
-        .await
-        .unwrap()
-        .decrypt(&ciphertext, &key_id, &none)
-        .await
-        .unwrap_err();
+    let err = setup.decrypt_err(&settings, &ciphertext, &key_id).await;
     assert!(matches!(err, KmsError::Service { .. }), "{err}");
     assert!(
         err.to_string().to_lowercase().contains("certificate"),

@@ -6,9 +6,12 @@
 //! - [`aliyun::AliyunKms`]: Alibaba Cloud KMS (a KMS instance's API, the regional
 //!   OpenAPI's `GetSecretValue`, the ECS metadata server's RAM role credentials).
 //! - [`ehsm::EhsmKms`]: Intel eHSM-KMS.
+//!
+//! And a launcher of a real emulator: [`moto::Moto`] for AWS KMS and Secrets Manager.
 
 pub mod aliyun;
 pub mod ehsm;
+pub mod moto;
 
 use std::{
     net::SocketAddr,

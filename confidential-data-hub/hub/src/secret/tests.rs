@@ -73,6 +73,17 @@ fn fixture() -> Fixture {
     fixture_with(Verification::Required)
 }
 
+impl Fixture {
+    /// The plaintext of `secret`, which must unseal.
+    async fn unsealed(&self, secret: &str) -> Vec<u8> {
+        self.unsealer
+            .unseal(secret.as_bytes())
+            .await
+            .unwrap()
+            .to_vec()
+    }
+}
+
 fn vault(name: &str, provider: &str) -> SecretPayload {
     SecretPayload::new(SecretContent::Vault(VaultSecret {
         name: name.into(),
@@ -108,25 +119,10 @@ async fn vault_secrets_unseal_with_file_and_uri_kids() {
     for kid in ["test-key", SIGNING_URI] {
         let secret = sealed(&vault("kbs:///one/2/trois", "kbs"), kid);
         assert!(secret.starts_with("sealed."));
-        assert_eq!(
-            f.unsealer
-                .unseal(secret.as_bytes())
-                .await
-                .unwrap()
-                .as_slice(),
-            b"vault secret",
-            "{kid}"
-        );
+        assert_eq!(f.unsealed(&secret).await, b"vault secret", "{kid}");
     }
     let secret = sealed(&vault("db-password", "offline_fs"), "test-key");
-    assert_eq!(
-        f.unsealer
-            .unseal(secret.as_bytes())
-            .await
-            .unwrap()
-            .as_slice(),
-        b"hunter2"
-    );
+    assert_eq!(f.unsealed(&secret).await, b"hunter2");
     // a trailing newline (a secret read from a file) is not part of it
     let secret = format!(
         "{}\n",
@@ -155,14 +151,7 @@ async fn envelope_secrets_unseal_with_both_wraps() {
             &SecretPayload::new(SecretContent::Envelope(envelope)),
             "test-key",
         );
-        assert_eq!(
-            f.unsealer
-                .unseal(secret.as_bytes())
-                .await
-                .unwrap()
-                .as_slice(),
-            b"envelope plaintext \x00\xff"
-        );
+        assert_eq!(f.unsealed(&secret).await, b"envelope plaintext \x00\xff");
     }
 }
 
@@ -171,14 +160,7 @@ async fn skip_mode_ignores_header_and_signature() {
     let f = fixture_with(Verification::Skipped);
     // upstream's documented example: a fake header and signature
     let upstream = "sealed.fakejwsheader.ewogICAgInZlcnNpb24iOiAiMC4xLjAiLAogICAgInR5cGUiOiAidmF1bHQiLAogICAgIm5hbWUiOiAia2JzOi8vL2RlZmF1bHQvc2VhbGVkLXNlY3JldC90ZXN0IiwKICAgICJwcm92aWRlciI6ICJrYnMiLAogICAgInByb3ZpZGVyX3NldHRpbmdzIjoge30sCiAgICAiYW5ub3RhdGlvbnMiOiB7fQp9Cg.fakesignature";
-    assert_eq!(
-        f.unsealer
-            .unseal(upstream.as_bytes())
-            .await
-            .unwrap()
-            .as_slice(),
-        b"fake"
-    );
+    assert_eq!(f.unsealed(upstream).await, b"fake");
     // the same secret is refused when verification is on
     let err = fixture()
         .unsealer

@@ -13,6 +13,7 @@ use std::{
 };
 
 use base64::{engine::general_purpose::STANDARD, Engine as _};
+use protos::{api, api_ttrpc};
 use sha2::Digest as _;
 use testkit::process::{Daemon, Ready};
 
@@ -78,6 +79,11 @@ impl Guest {
 
     /// The hub command: config `socket` plus `config`, offline stores in this directory.
     pub(crate) fn cdh_command(&self, config: &str) -> Command {
+        self.cdh_command_with_kms_dir(config, &self.kms_dir())
+    }
+
+    /// [`Guest::cdh_command`] with the KMS provider credentials in `kms_dir`.
+    pub(crate) fn cdh_command_with_kms_dir(&self, config: &str, kms_dir: &Path) -> Command {
         std::fs::write(
             self.path("cdh.toml"),
             format!("socket = \"{}\"\n{config}", self.cdh_addr()),
@@ -97,7 +103,7 @@ impl Guest {
             .arg("--sealed-secret-dir")
             .arg(self.sealed_secret_dir())
             .arg("--kms-credential-dir")
-            .arg(self.kms_dir())
+            .arg(kms_dir)
             .env_clear()
             .env("RUST_LOG", "debug");
         cmd
@@ -117,14 +123,59 @@ impl Guest {
     /// section).
     pub(crate) fn start_cdh(&self, top_level: &str) -> Daemon {
         let config = format!("{top_level}[kbc]\nname = \"offline_fs_kbc\"\n");
+        self.spawn_cdh(self.cdh_command(&config))
+    }
+
+    /// Starts `cmd`, a hub command of this guest, and waits for its socket.
+    pub(crate) fn spawn_cdh(&self, cmd: Command) -> Daemon {
         Daemon::spawn(
             "cdh",
-            self.cdh_command(&config),
+            cmd,
             self.dir.path(),
             Ready::Unix(self.cdh_sock()),
             START,
         )
         .unwrap()
+    }
+
+    /// An envelope secret sealed by `key` under `kid`: `plaintext` encrypted with the key
+    /// `key_id` of `provider` (`[name, settings as JSON]`), the tool reading the provider's
+    /// credentials from this guest's KMS directory; `extra`: more arguments of the tool.
+    pub(crate) fn seal_envelope(
+        &self,
+        key: &SigningKey,
+        kid: &str,
+        plaintext: &[u8],
+        key_id: &str,
+        [provider, settings]: [&str; 2],
+        extra: &[&str],
+    ) -> String {
+        let file = self.path("plain");
+        std::fs::write(&file, plaintext).unwrap();
+        let kms_dir = self.kms_dir();
+        let mut args = vec![
+            "envelope",
+            "--key-id",
+            key_id,
+            "--file-path",
+            path_str(&file),
+            "--provider",
+            provider,
+            "--provider-settings",
+            settings,
+            "--kms-credential-dir",
+            path_str(&kms_dir),
+        ];
+        args.extend_from_slice(extra);
+        key.seal(kid, &args)
+    }
+
+    /// A new signing key whose public key this guest's sealed-secret directory holds as
+    /// `kid`.
+    pub(crate) fn signing_key(&self, kid: &str) -> SigningKey {
+        let key = SigningKey::generate(self.path("keys"), kid);
+        std::fs::write(self.sealed_secret_dir().join(kid), key.public_jwk()).unwrap();
+        key
     }
 }
 
@@ -216,6 +267,27 @@ impl SigningKey {
             .trim_end()
             .to_string()
     }
+
+    /// A vault secret `name` of `provider` (`[name, settings as JSON]`) sealed under `kid`.
+    pub(crate) fn seal_vault(
+        &self,
+        kid: &str,
+        name: &str,
+        [provider, settings]: [&str; 2],
+    ) -> String {
+        self.seal(
+            kid,
+            &[
+                "vault",
+                "--resource-uri",
+                name,
+                "--provider",
+                provider,
+                "--provider-settings",
+                settings,
+            ],
+        )
+    }
 }
 
 pub(crate) fn path_str(path: &Path) -> &str {
@@ -235,6 +307,44 @@ pub(crate) fn status_of<T: std::fmt::Debug>(result: ttrpc::Result<T>) -> (ttrpc:
 
 pub(crate) async fn connect(addr: &str) -> ttrpc::r#async::Client {
     ttrpc::r#async::Client::connect(addr).await.unwrap()
+}
+
+/// `GetResource(path)`: the resource's bytes or the call's error.
+pub(crate) async fn get_resource(
+    client: &api_ttrpc::GetResourceServiceClient,
+    path: &str,
+) -> ttrpc::Result<Vec<u8>> {
+    let req = api::GetResourceRequest {
+        ResourcePath: path.to_string(),
+        ..Default::default()
+    };
+    client.get_resource(ctx(), &req).await.map(|r| r.Resource)
+}
+
+/// `GetResource(path)`, which must succeed: the resource's bytes.
+pub(crate) async fn resource(client: &api_ttrpc::GetResourceServiceClient, path: &str) -> Vec<u8> {
+    get_resource(client, path).await.unwrap()
+}
+
+/// `UnsealSecret(secret)`: the plaintext or the call's error.
+pub(crate) async fn unseal(
+    client: &api_ttrpc::SealedSecretServiceClient,
+    secret: &[u8],
+) -> ttrpc::Result<Vec<u8>> {
+    let req = api::UnsealSecretInput {
+        secret: secret.to_vec(),
+        ..Default::default()
+    };
+    client.unseal_secret(ctx(), &req).await.map(|r| r.plaintext)
+}
+
+/// Waits until `cdh` has written `path` (a credential it provisions at start).
+pub(crate) async fn wait_for_file(path: &Path, cdh: &Daemon) {
+    let deadline = std::time::Instant::now() + START;
+    while !path.exists() {
+        assert!(std::time::Instant::now() < deadline, "{}", cdh.stderr());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Every entry below `root`: type, mode, owner, and content digest or link target.
