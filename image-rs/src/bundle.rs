@@ -191,7 +191,8 @@ fn read_in_root(rootfs: &Path, relative: &str) -> Result<Option<String>, BundleE
     let fd = match rustix::fs::openat2(
         root.as_fd(),
         relative,
-        OFlags::RDONLY | OFlags::CLOEXEC,
+        // NONBLOCK: opening a fifo planted by the image must not wait for a writer.
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK,
         Mode::empty(),
         ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_XDEV,
     ) {
@@ -213,7 +214,7 @@ fn read_in_root(rootfs: &Path, relative: &str) -> Result<Option<String>, BundleE
             match rustix::fs::openat(
                 dir.as_fd(),
                 *leaf,
-                OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
                 Mode::empty(),
             ) {
                 Ok(fd) => fd,
@@ -222,6 +223,13 @@ fn read_in_root(rootfs: &Path, relative: &str) -> Result<Option<String>, BundleE
         }
         Err(e) => return Err(io("open", e.into())),
     };
+    let stat = rustix::fs::fstat(&fd).map_err(|e| io("stat", e.into()))?;
+    if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::RegularFile {
+        return Err(io(
+            "read",
+            std::io::Error::new(std::io::ErrorKind::InvalidData, "not a regular file"),
+        ));
+    }
     let mut text = String::new();
     File::from(fd)
         .take(MAX_ACCOUNT_FILE)
@@ -521,5 +529,31 @@ mod tests {
         // "../../outside" is clamped at the rootfs: it does not exist there.
         assert_eq!(read_in_root(&rootfs, "etc/group").unwrap(), None);
         assert_eq!(read_in_root(&rootfs, "etc/shadow").unwrap(), None);
+    }
+
+    #[test]
+    fn an_account_file_that_is_a_fifo_is_refused_without_waiting_for_a_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let rootfs = dir.path().join("rootfs");
+        std::fs::create_dir_all(rootfs.join("etc")).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            rootfs.join("etc/passwd"),
+            rustix::fs::FileType::Fifo,
+            Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(read_in_root(&rootfs, "etc/passwd"));
+        });
+        let result = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("reading a fifo /etc/passwd hangs");
+        assert!(
+            matches!(&result, Err(BundleError::Io { op: "read", source, .. }) if source.kind() == std::io::ErrorKind::InvalidData),
+            "{result:?}"
+        );
     }
 }

@@ -24,7 +24,9 @@ use crate::registry::{
 };
 use crate::resource::{LocalResources, ResourceError, ResourceProvider};
 use crate::snapshot::{self, SnapshotError, SnapshotterKind};
-use crate::store::{BundleRecord, GcReport, LayerStore, StoreError};
+use crate::store::{
+    take_down_pending, BundleClaim, BundleRecord, BundleState, GcReport, LayerStore, StoreError,
+};
 use oci_model::Digest;
 use oci_model::{
     ImageConfiguration, ManifestKind, PlatformSpec, DOCKER_CONFIG, MAX_CONFIG_BYTES, OCI_CONFIG,
@@ -554,70 +556,76 @@ impl ImageClient {
     ) -> Result<PullReport, PullError> {
         let pulled = self.pull_layers(image, options).await?;
         let snapshotter = options.snapshotter.unwrap_or(self.config.snapshotter);
+        let claim = self.store.claim_bundle(bundle)?;
+        let stale = match self.store.bundle_state(&claim).await {
+            BundleState::Complete(_) => {
+                return Err(BundleError::Exists(bundle.join(BUNDLE_CONFIG)).into())
+            }
+            BundleState::Pending(stale) => Some(stale),
+            BundleState::Unknown => None,
+        };
         let bundle_dir = bundle.to_path_buf();
-        if tokio::fs::try_exists(bundle_dir.join(BUNDLE_CONFIG))
-            .await
-            .unwrap_or(false)
-        {
-            return Err(BundleError::Exists(bundle_dir.join(BUNDLE_CONFIG)).into());
-        }
-        let scratch =
-            (snapshotter == SnapshotterKind::Overlay).then(|| self.store.new_snapshot_dir());
+        blocking(move || -> Result<(), PullError> {
+            if let Some(stale) = stale {
+                tracing::warn!(bundle = %bundle_dir.display(), "taking down a bundle an interrupted pull left half-made");
+                take_down_pending(&bundle_dir, &stale, true)?;
+            }
+            // Before the pending record: it must name only what this pull creates.
+            let config_path = bundle_dir.join(BUNDLE_CONFIG);
+            match config_path.symlink_metadata() {
+                Ok(_) => return Err(BundleError::Exists(config_path).into()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(BundleError::Io {
+                        op: "stat",
+                        path: config_path,
+                        source: e,
+                    }
+                    .into())
+                }
+            }
+            snapshot::empty_rootfs_exists(&bundle_dir.join(BUNDLE_ROOTFS))?;
+            Ok(())
+        })
+        .await??;
+        let record = BundleRecord {
+            image: pulled.manifest_digest.clone(),
+            snapshotter,
+            scratch: (snapshotter == SnapshotterKind::Overlay)
+                .then(|| self.store.new_snapshot_dir()),
+        };
+        self.store.begin_bundle(&claim, record.clone()).await?;
+        let bundle_dir = bundle.to_path_buf();
         let layers = pulled.layers.clone();
         let config = pulled.config.clone();
-        let scratch_for_task = scratch.clone();
-        tokio::task::spawn_blocking(move || -> Result<(), PullError> {
+        let scratch = record.scratch.clone();
+        let built = blocking(move || -> Result<(), PullError> {
             std::fs::create_dir_all(&bundle_dir).map_err(|e| BundleError::Io {
                 op: "create",
                 path: bundle_dir.clone(),
                 source: e,
             })?;
             let rootfs = bundle_dir.join(BUNDLE_ROOTFS);
-            match &scratch_for_task {
+            match &scratch {
                 Some(scratch) => snapshot::mount_overlay(&layers, &rootfs, scratch)?,
                 None => snapshot::flatten(&layers, &rootfs)?,
             }
-            if let Err(e) = bundle::write_runtime_config(&config, &bundle_dir) {
-                let undo = match &scratch_for_task {
-                    Some(scratch) => snapshot::unmount(&rootfs, Some(scratch)),
-                    None => crate::fsutil::remove_tree(&rootfs).map_err(snapshot_io(&rootfs)),
-                };
-                if let Err(undo) = undo {
-                    tracing::warn!(error = %undo, "could not undo the rootfs of a failed bundle");
-                }
-                return Err(e.into());
-            }
+            bundle::write_runtime_config(&config, &bundle_dir)?;
             Ok(())
         })
         .await
-        .map_err(|e| PullError::Task(e.to_string()))??;
-        let recorded = self
-            .store
-            .record_bundle(
-                bundle,
-                BundleRecord {
-                    image: pulled.manifest_digest.clone(),
-                    snapshotter,
-                    scratch: scratch.clone(),
-                },
-            )
-            .await;
-        if let Err(e) = recorded {
-            // an unrecorded bundle could never be removed: take it down now
-            let bundle = bundle.to_path_buf();
-            let undo = tokio::task::spawn_blocking(move || {
-                let rootfs = bundle.join(BUNDLE_ROOTFS);
-                let _ = std::fs::remove_file(bundle.join(BUNDLE_CONFIG));
-                match &scratch {
-                    Some(scratch) => snapshot::unmount(&rootfs, Some(scratch)),
-                    None => crate::fsutil::remove_tree(&rootfs).map_err(snapshot_io(&rootfs)),
-                }
-            })
-            .await;
-            if let Ok(Err(undo)) = undo {
-                tracing::warn!(error = %undo, "could not undo an unrecorded bundle");
-            }
-            return Err(e.into());
+        .and_then(|built| built);
+        let done = match built {
+            Ok(()) => self
+                .store
+                .complete_bundle(&claim, record.clone())
+                .await
+                .map_err(PullError::from),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = done {
+            self.undo_bundle(&claim, bundle, record, &e).await;
+            return Err(e);
         }
         Ok(PullReport {
             image: pulled,
@@ -626,17 +634,56 @@ impl ImageClient {
         })
     }
 
+    /// Takes down what a failed pull made of its bundle, then forgets the pending record;
+    /// if that fails the record stays, for the next pull, removal or start to retry.
+    async fn undo_bundle(
+        &self,
+        claim: &BundleClaim,
+        bundle: &Path,
+        record: BundleRecord,
+        error: &PullError,
+    ) {
+        // Files another writer put there after the checks are theirs, not ours to remove.
+        let rootfs_is_ours =
+            !matches!(error, PullError::Snapshot(SnapshotError::RootfsNotEmpty(_)));
+        let config_is_ours = !matches!(error, PullError::Bundle(BundleError::Exists(_)));
+        let bundle_dir = bundle.to_path_buf();
+        let undone = if rootfs_is_ours {
+            blocking(move || take_down_pending(&bundle_dir, &record, config_is_ours))
+                .await
+                .and_then(|undone| undone.map_err(PullError::from))
+        } else {
+            Ok(())
+        };
+        let forgotten = match undone {
+            Ok(()) => self
+                .store
+                .forget_bundle(claim)
+                .await
+                .map_err(PullError::from),
+            Err(e) => Err(e),
+        };
+        if let Err(undo) = forgotten {
+            tracing::warn!(bundle = %bundle.display(), error = %undo, "could not undo a failed bundle; it stays pending until the next pull into it, its removal or the next start");
+        }
+    }
+
     /// Unmounts (or deletes) the rootfs of a bundle made by [`ImageClient::pull_image`]
-    /// and removes its `config.json`.
+    /// and removes its `config.json`; also takes down a bundle a killed or failed pull
+    /// left half-made.
     pub async fn remove_bundle(&self, bundle: &Path) -> Result<(), PullError> {
-        let record = self
-            .store
-            .forget_bundle(bundle)
-            .await?
-            .ok_or_else(|| PullError::UnknownBundle(bundle.to_path_buf()))?;
-        let bundle = bundle.to_path_buf();
-        tokio::task::spawn_blocking(move || -> Result<(), PullError> {
-            let rootfs = bundle.join(BUNDLE_ROOTFS);
+        let claim = self.store.claim_bundle(bundle)?;
+        let state = self.store.bundle_state(&claim).await;
+        let bundle_dir = bundle.to_path_buf();
+        blocking(move || -> Result<(), PullError> {
+            let record = match state {
+                BundleState::Unknown => return Err(PullError::UnknownBundle(bundle_dir)),
+                BundleState::Pending(record) => {
+                    return Ok(take_down_pending(&bundle_dir, &record, true)?)
+                }
+                BundleState::Complete(record) => record,
+            };
+            let rootfs = bundle_dir.join(BUNDLE_ROOTFS);
             match record.snapshotter {
                 SnapshotterKind::Overlay => snapshot::unmount(&rootfs, record.scratch.as_deref())?,
                 SnapshotterKind::Flatten => {
@@ -644,18 +691,19 @@ impl ImageClient {
                 }
             }
             let _ = std::fs::remove_dir(&rootfs);
-            match std::fs::remove_file(bundle.join(BUNDLE_CONFIG)) {
+            match std::fs::remove_file(bundle_dir.join(BUNDLE_CONFIG)) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(BundleError::Io {
                     op: "remove",
-                    path: bundle.join(BUNDLE_CONFIG),
+                    path: bundle_dir.join(BUNDLE_CONFIG),
                     source: e,
                 }
                 .into()),
                 _ => Ok(()),
             }
         })
-        .await
-        .map_err(|e| PullError::Task(e.to_string()))?
+        .await??;
+        // Forgotten only once taken down: a removal that failed can be retried.
+        Ok(self.store.forget_bundle(&claim).await?)
     }
 
     /// Forgets an image (refused while a bundle uses it); its layers go at the next
@@ -668,6 +716,15 @@ impl ImageClient {
     pub async fn gc(&self) -> Result<GcReport, PullError> {
         Ok(self.store.gc().await?)
     }
+}
+
+/// Runs blocking file work off the async threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, PullError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| PullError::Task(e.to_string()))
 }
 
 fn snapshot_io(path: &Path) -> impl FnOnce(std::io::Error) -> SnapshotError + '_ {

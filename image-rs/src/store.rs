@@ -13,8 +13,15 @@
 //! the metadata does not know are removed, so nothing half-written is ever reused.
 //! Layers are shared by digest across images; [`LayerStore::gc`] removes the ones no
 //! recorded image references.
+//!
+//! A bundle is recorded as pending (`pending_bundles`) before anything of it is created,
+//! and moves to `bundles` once complete. What a pending record names was absent or empty
+//! when it was written, so a process killed in between leaves only files this store made:
+//! they are taken down at the next start, or by the next pull into (or removal of) that
+//! bundle. A bundle path without any record is never cleaned up: it may be someone
+//! else's.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::fd::AsFd;
@@ -24,8 +31,9 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
+use crate::bundle::{BUNDLE_CONFIG, BUNDLE_ROOTFS};
 use crate::fsutil::remove_tree;
-use crate::snapshot::SnapshotterKind;
+use crate::snapshot::{SnapshotError, SnapshotterKind};
 use oci_model::Digest;
 use oci_model::ImageConfiguration;
 
@@ -74,6 +82,9 @@ pub enum StoreError {
         /// what failed
         message: String,
     },
+    /// another pull or removal works on the bundle
+    #[error("another pull or removal is working on the bundle {0}; retry when it is done")]
+    BundleBusy(PathBuf),
     /// a background task failed
     #[error("store task failed: {0}")]
     Task(String),
@@ -134,6 +145,73 @@ pub struct Metadata {
     pub images: BTreeMap<Digest, ImageRecord>,
     /// bundles by path
     pub bundles: BTreeMap<PathBuf, BundleRecord>,
+    /// bundles being made, by path (absent from files written before it existed)
+    #[serde(default)]
+    pub pending_bundles: BTreeMap<PathBuf, BundleRecord>,
+}
+
+/// What the store records about a bundle path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum BundleState {
+    /// nothing: whatever is there is not ours
+    Unknown,
+    /// being made, or left half-made by a killed or failed pull
+    Pending(BundleRecord),
+    /// complete
+    Complete(BundleRecord),
+}
+
+#[derive(Debug, Default)]
+struct ClaimTable(Mutex<HashSet<PathBuf>>);
+
+/// Exclusive use of a bundle path by one pull or removal of this process, until dropped.
+#[derive(Debug)]
+pub(crate) struct BundleClaim {
+    table: Arc<ClaimTable>,
+    path: PathBuf,
+}
+
+impl Drop for BundleClaim {
+    fn drop(&mut self) {
+        let mut table = self.table.0.lock().unwrap_or_else(|p| p.into_inner());
+        table.remove(&self.path);
+    }
+}
+
+/// Takes down what a pending bundle may hold: `config.json` (unless `config_is_ours` is
+/// false: someone else wrote it), the overlay mounted on the record's scratch directory
+/// and that directory, and the rootfs (the flattened tree; for an overlay only the empty
+/// mount point). The pending record was written when these were absent or empty, so all
+/// of it is ours. Blocking.
+pub(crate) fn take_down_pending(
+    bundle: &Path,
+    record: &BundleRecord,
+    config_is_ours: bool,
+) -> Result<(), SnapshotError> {
+    let not_found_ok = |result: std::io::Result<()>, op, path: &Path| match result {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(SnapshotError::Io {
+            op,
+            path: path.to_path_buf(),
+            source: e,
+        }),
+        _ => Ok(()),
+    };
+    if config_is_ours {
+        let config = bundle.join(BUNDLE_CONFIG);
+        not_found_ok(fs::remove_file(&config), "remove", &config)?;
+    }
+    let rootfs = bundle.join(BUNDLE_ROOTFS);
+    match record.snapshotter {
+        SnapshotterKind::Overlay => {
+            if let Some(scratch) = &record.scratch {
+                crate::snapshot::remove_stale_snapshot(scratch)?;
+            }
+            // Not a tree removal: once the overlay is gone the mount point is empty, and
+            // anything else found there was not made by us.
+            not_found_ok(fs::remove_dir(&rootfs), "remove", &rootfs)
+        }
+        SnapshotterKind::Flatten => not_found_ok(remove_tree(&rootfs), "remove", &rootfs),
+    }
 }
 
 /// What a garbage collection removed.
@@ -205,6 +283,7 @@ pub struct LayerStore {
     metadata: tokio::sync::Mutex<Metadata>,
     inflight: Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>,
     pins: Arc<PinTable>,
+    claims: Arc<ClaimTable>,
     counter: AtomicU64,
 }
 
@@ -272,6 +351,29 @@ impl LayerStore {
                         ),
                     });
                 }
+                // A scratch directory is deleted with its bundle: only ever one of ours.
+                let snapshots = root.join("snapshots");
+                let foreign = metadata
+                    .bundles
+                    .iter()
+                    .chain(&metadata.pending_bundles)
+                    .find_map(|(bundle, record)| {
+                        let scratch = record.scratch.as_ref()?;
+                        let ours = scratch.parent() == Some(snapshots.as_path())
+                            && scratch.file_name().is_some();
+                        (!ours).then(|| (bundle.clone(), scratch.clone()))
+                    });
+                if let Some((bundle, scratch)) = foreign {
+                    return Err(StoreError::CorruptMetadata {
+                        path: meta_path,
+                        message: format!(
+                            "the bundle {} names the scratch directory {}, outside {}",
+                            bundle.display(),
+                            scratch.display(),
+                            snapshots.display()
+                        ),
+                    });
+                }
                 metadata
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Metadata {
@@ -281,11 +383,27 @@ impl LayerStore {
             Err(e) => return Err(io_error("open", &meta_path)(e)),
         };
 
+        // Bundles a killed process left pending: take them down. One that cannot be stays
+        // pending (the next pull into it or its removal retries) rather than keeping every
+        // other pull from starting.
+        let mut changed = false;
+        for (bundle, record) in std::mem::take(&mut metadata.pending_bundles) {
+            tracing::warn!(bundle = %bundle.display(), "taking down a bundle an interrupted pull left half-made");
+            match take_down_pending(&bundle, &record, true) {
+                Ok(()) => changed = true,
+                Err(e) => {
+                    tracing::warn!(bundle = %bundle.display(), error = %e, "could not take down a half-made bundle; the next pull into it or its removal retries");
+                    metadata.pending_bundles.insert(bundle, record);
+                }
+            }
+        }
+
         // Snapshot directories no bundle records belong to a process killed between
         // mounting a bundle's overlay and recording it: detach the overlay, drop the files.
         let recorded: BTreeSet<PathBuf> = metadata
             .bundles
             .values()
+            .chain(metadata.pending_bundles.values())
             .filter_map(|b| b.scratch.clone())
             .collect();
         let snapshots = root.join("snapshots");
@@ -327,7 +445,7 @@ impl LayerStore {
         }
         let before = metadata.layers.len();
         metadata.layers.retain(|d, _| on_disk.contains(d));
-        if metadata.layers.len() != before {
+        if changed || metadata.layers.len() != before {
             let bytes =
                 serde_json::to_vec(&metadata).map_err(|e| StoreError::Task(e.to_string()))?;
             write_atomic(&meta_path, &bytes).map_err(io_error("write", &meta_path))?;
@@ -338,6 +456,7 @@ impl LayerStore {
             metadata: tokio::sync::Mutex::new(metadata),
             inflight: Mutex::new(HashMap::new()),
             pins: Arc::new(PinTable::default()),
+            claims: Arc::new(ClaimTable::default()),
             counter: AtomicU64::new(0),
         })
     }
@@ -482,34 +601,86 @@ impl LayerStore {
         self.persist(&snapshot).await
     }
 
-    /// Records a bundle.
-    pub async fn record_bundle(
+    /// Claims `bundle` for one pull or removal: refused while another of this process
+    /// holds it (a pending record it holds is live work, not a leftover).
+    pub(crate) fn claim_bundle(&self, bundle: &Path) -> Result<BundleClaim, StoreError> {
+        let mut table = self.claims.0.lock().unwrap_or_else(|p| p.into_inner());
+        if !table.insert(bundle.to_path_buf()) {
+            return Err(StoreError::BundleBusy(bundle.to_path_buf()));
+        }
+        Ok(BundleClaim {
+            table: self.claims.clone(),
+            path: bundle.to_path_buf(),
+        })
+    }
+
+    /// What is recorded about the claimed bundle.
+    pub(crate) async fn bundle_state(&self, claim: &BundleClaim) -> BundleState {
+        let metadata = self.metadata.lock().await;
+        if let Some(record) = metadata.bundles.get(&claim.path) {
+            BundleState::Complete(record.clone())
+        } else if let Some(record) = metadata.pending_bundles.get(&claim.path) {
+            BundleState::Pending(record.clone())
+        } else {
+            BundleState::Unknown
+        }
+    }
+
+    /// Records the claimed bundle as pending: call it before creating anything of it.
+    pub(crate) async fn begin_bundle(
         &self,
-        bundle: &Path,
+        claim: &BundleClaim,
         record: BundleRecord,
     ) -> Result<(), StoreError> {
         let mut metadata = self.metadata.lock().await;
-        metadata.bundles.insert(bundle.to_path_buf(), record);
+        metadata.pending_bundles.insert(claim.path.clone(), record);
         let snapshot = metadata.clone();
         self.persist(&snapshot).await
     }
 
-    /// Forgets a bundle and returns its record.
-    pub async fn forget_bundle(&self, bundle: &Path) -> Result<Option<BundleRecord>, StoreError> {
+    /// Turns the claimed bundle's pending record into a complete one.
+    pub(crate) async fn complete_bundle(
+        &self,
+        claim: &BundleClaim,
+        record: BundleRecord,
+    ) -> Result<(), StoreError> {
         let mut metadata = self.metadata.lock().await;
-        let removed = metadata.bundles.remove(bundle);
-        if removed.is_some() {
+        let pending = metadata.pending_bundles.remove(&claim.path);
+        metadata.bundles.insert(claim.path.clone(), record);
+        let snapshot = metadata.clone();
+        let persisted = self.persist(&snapshot).await;
+        if persisted.is_err() {
+            // The file still says pending: so must memory, for the caller's undo.
+            metadata.bundles.remove(&claim.path);
+            if let Some(pending) = pending {
+                metadata.pending_bundles.insert(claim.path.clone(), pending);
+            }
+        }
+        persisted
+    }
+
+    /// Forgets the claimed bundle (pending or complete), once it is taken down.
+    pub(crate) async fn forget_bundle(&self, claim: &BundleClaim) -> Result<(), StoreError> {
+        let mut metadata = self.metadata.lock().await;
+        let complete = metadata.bundles.remove(&claim.path).is_some();
+        let pending = metadata.pending_bundles.remove(&claim.path).is_some();
+        if complete || pending {
             let snapshot = metadata.clone();
             self.persist(&snapshot).await?;
         }
-        Ok(removed)
+        Ok(())
     }
 
     /// Forgets an image (its layers go at the next [`LayerStore::gc`]); refused while a
     /// bundle uses it.
     pub async fn forget_image(&self, manifest: &Digest) -> Result<bool, StoreError> {
         let mut metadata = self.metadata.lock().await;
-        if let Some((bundle, _)) = metadata.bundles.iter().find(|(_, b)| &b.image == manifest) {
+        if let Some((bundle, _)) = metadata
+            .bundles
+            .iter()
+            .chain(&metadata.pending_bundles)
+            .find(|(_, b)| &b.image == manifest)
+        {
             return Err(StoreError::ImageInUse {
                 image: manifest.clone(),
                 bundle: bundle.clone(),
@@ -568,5 +739,198 @@ impl LayerStore {
         Ok(GcReport {
             removed_layers: doomed,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const IMAGE: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+
+    fn record(snapshotter: SnapshotterKind, scratch: Option<PathBuf>) -> BundleRecord {
+        BundleRecord {
+            image: Digest::parse(IMAGE).unwrap(),
+            snapshotter,
+            scratch,
+        }
+    }
+
+    fn on_disk(work: &Path) -> serde_json::Value {
+        serde_json::from_slice(&fs::read(work.join(METADATA)).unwrap()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn metadata_written_before_pending_bundles_existed_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let work = dir.path().join("work");
+        fs::create_dir_all(&work).unwrap();
+        let old = serde_json::json!({
+            "version": 1,
+            "layers": {},
+            "images": {},
+            "bundles": {"/run/b1": {"image": IMAGE, "snapshotter": "flatten", "scratch": null}}
+        });
+        fs::write(work.join(METADATA), old.to_string()).unwrap();
+        let store = LayerStore::open(&work).unwrap();
+        let metadata = store.metadata().await;
+        assert_eq!(
+            metadata.bundles,
+            BTreeMap::from([(
+                PathBuf::from("/run/b1"),
+                record(SnapshotterKind::Flatten, None)
+            )])
+        );
+        assert!(metadata.pending_bundles.is_empty());
+    }
+
+    #[test]
+    fn a_scratch_directory_outside_the_store_is_corrupt_metadata() {
+        let dir = tempfile::tempdir().unwrap();
+        let work = dir.path().join("work");
+        let victim = dir.path().join("victim");
+        fs::create_dir_all(&work).unwrap();
+        fs::create_dir_all(victim.join("data")).unwrap();
+        for scratch in [
+            victim.clone(),
+            work.join("snapshots/../../victim"),
+            work.join("snapshots/.."),
+        ] {
+            for field in ["bundles", "pending_bundles"] {
+                let mut metadata = serde_json::json!({
+                    "version": 1, "layers": {}, "images": {}, "bundles": {}, "pending_bundles": {}
+                });
+                metadata[field] = serde_json::json!({
+                    "/run/b1": {"image": IMAGE, "snapshotter": "overlay", "scratch": scratch}
+                });
+                fs::write(work.join(METADATA), metadata.to_string()).unwrap();
+                let err = LayerStore::open(&work).unwrap_err();
+                assert!(
+                    matches!(&err, StoreError::CorruptMetadata { message, .. } if message.contains("outside")),
+                    "{field} {}: {err}",
+                    scratch.display()
+                );
+                assert!(victim.join("data").is_dir());
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn open_takes_down_pending_bundles_and_forgets_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let work = dir.path().join("work");
+        let flat = dir.path().join("flat");
+        let overlay = dir.path().join("overlay");
+        {
+            let store = LayerStore::open(&work).unwrap();
+            let scratch = store.new_snapshot_dir();
+            fs::create_dir_all(scratch.join("upper/half")).unwrap();
+            fs::create_dir_all(flat.join("rootfs/usr/bin")).unwrap();
+            fs::write(flat.join("rootfs/usr/bin/half-copied"), b"x").unwrap();
+            fs::write(flat.join("config.json"), b"{\"trunc").unwrap();
+            fs::create_dir_all(overlay.join("rootfs")).unwrap();
+            let flat_claim = store.claim_bundle(&flat).unwrap();
+            let overlay_claim = store.claim_bundle(&overlay).unwrap();
+            store
+                .begin_bundle(&flat_claim, record(SnapshotterKind::Flatten, None))
+                .await
+                .unwrap();
+            store
+                .begin_bundle(
+                    &overlay_claim,
+                    record(SnapshotterKind::Overlay, Some(scratch.clone())),
+                )
+                .await
+                .unwrap();
+            assert_eq!(
+                on_disk(&work)["pending_bundles"].as_object().unwrap().len(),
+                2
+            );
+            // the kill: no completion, no undo
+        }
+        let store = LayerStore::open(&work).unwrap();
+        assert!(!flat.join("rootfs").exists());
+        assert!(!flat.join("config.json").exists());
+        assert!(flat.is_dir(), "the bundle directory itself is not ours");
+        assert!(!overlay.join("rootfs").exists());
+        assert_eq!(fs::read_dir(work.join("snapshots")).unwrap().count(), 0);
+        let metadata = store.metadata().await;
+        assert!(metadata.pending_bundles.is_empty());
+        assert!(metadata.bundles.is_empty());
+        assert_eq!(on_disk(&work)["pending_bundles"], serde_json::json!({}));
+    }
+
+    #[tokio::test]
+    async fn a_pending_bundle_holding_foreign_files_is_kept_and_does_not_block_the_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let work = dir.path().join("work");
+        let bundle = dir.path().join("bundle");
+        {
+            let store = LayerStore::open(&work).unwrap();
+            let claim = store.claim_bundle(&bundle).unwrap();
+            store
+                .begin_bundle(
+                    &claim,
+                    record(SnapshotterKind::Overlay, Some(store.new_snapshot_dir())),
+                )
+                .await
+                .unwrap();
+        }
+        // Not an overlay of ours: a file in the mount point itself.
+        fs::create_dir_all(bundle.join("rootfs")).unwrap();
+        fs::write(bundle.join("rootfs/theirs"), b"keep me").unwrap();
+        let store = LayerStore::open(&work).unwrap();
+        assert_eq!(fs::read(bundle.join("rootfs/theirs")).unwrap(), b"keep me");
+        let claim = store.claim_bundle(&bundle).unwrap();
+        assert!(matches!(
+            store.bundle_state(&claim).await,
+            BundleState::Pending(BundleRecord {
+                snapshotter: SnapshotterKind::Overlay,
+                ..
+            })
+        ));
+        assert_eq!(
+            on_disk(&work)["pending_bundles"].as_object().unwrap().len(),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn a_claimed_bundle_is_busy_and_its_pending_image_cannot_be_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LayerStore::open(dir.path()).unwrap();
+        let bundle = dir.path().join("bundle");
+        let claim = store.claim_bundle(&bundle).unwrap();
+        assert!(
+            matches!(store.claim_bundle(&bundle), Err(StoreError::BundleBusy(p)) if p == bundle)
+        );
+        {
+            store
+                .begin_bundle(&claim, record(SnapshotterKind::Flatten, None))
+                .await
+                .unwrap();
+            let image = Digest::parse(IMAGE).unwrap();
+            assert!(matches!(
+                store.forget_image(&image).await,
+                Err(StoreError::ImageInUse { bundle: b, .. }) if b == bundle
+            ));
+            store
+                .complete_bundle(&claim, record(SnapshotterKind::Flatten, None))
+                .await
+                .unwrap();
+            assert_eq!(
+                store.bundle_state(&claim).await,
+                BundleState::Complete(record(SnapshotterKind::Flatten, None))
+            );
+            assert_eq!(
+                on_disk(dir.path())["pending_bundles"],
+                serde_json::json!({})
+            );
+            store.forget_bundle(&claim).await.unwrap();
+            assert_eq!(store.bundle_state(&claim).await, BundleState::Unknown);
+            assert_eq!(on_disk(dir.path())["bundles"], serde_json::json!({}));
+        }
+        drop(claim);
+        assert!(store.claim_bundle(&bundle).is_ok());
     }
 }

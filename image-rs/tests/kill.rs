@@ -1,6 +1,8 @@
 //! A pull killed in the middle of a layer (SIGKILL, no cleanup) leaves a staging directory;
 //! the next start removes it, and pulling again succeeds with the right content: nothing
-//! half-written is ever reused.
+//! half-written is ever reused. A pull killed in the middle of flattening its bundle leaves
+//! a pending bundle; the next start takes it down, and a pull into the same bundle
+//! succeeds.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -121,5 +123,101 @@ async fn a_pull_killed_mid_layer_is_recovered_without_reusing_partial_data() {
     assert_eq!(staging_dirs(&work), 0);
     assert_eq!(stored_layers(&work), 2);
     let expected = env.umoci_rootfs(&reference, "big");
+    assert_same_tree(&bundle.join("rootfs"), &expected);
+}
+
+/// Many files, so that flattening them takes long enough to be killed in the middle.
+fn many_files_image() -> ImageSpec {
+    ImageSpec::new(vec![LayerSpec::new(
+        Compression::Gzip,
+        (0..400)
+            .map(|i| Entry::generated(&format!("files/f{i:03}"), 32 << 10, i))
+            .collect(),
+    )
+    .level(1)])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_killed_mid_bundle_leaves_a_pending_bundle_the_next_pull_into_it_replaces() {
+    let env = Env::plain();
+    let (reference, built) = env.publish(&many_files_image(), "test/many", "v1").await;
+    let work = env.dir.path().join("work");
+    let bin = env!("CARGO_BIN_EXE_image-pull");
+    let pull = |bundle: Option<&std::path::Path>| {
+        let mut cmd = Command::new(bin);
+        cmd.arg("--work-dir").arg(&work);
+        if let Some(bundle) = bundle {
+            cmd.arg("--bundle").arg(bundle);
+        }
+        cmd.arg("--snapshotter")
+            .arg("flatten")
+            .arg("--insecure-registry")
+            .arg(env.registry.host())
+            .arg(&reference)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
+    };
+    let pending = |bundle: &std::path::Path| {
+        let meta: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(work.join("metadata.json")).unwrap()).unwrap();
+        meta["pending_bundles"]
+            .get(bundle.to_str().unwrap())
+            .is_some()
+    };
+    // The layers first: the runs below go straight to the bundle.
+    assert!(pull(None).output().unwrap().status.success());
+
+    // Kill it once some files are flattened but before config.json is written.
+    let mut killed = None;
+    for attempt in 0..10 {
+        let bundle = env.dir.path().join(format!("bundle-{attempt}"));
+        let mut child = pull(Some(&bundle)).spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut killed_here = false;
+        while Instant::now() < deadline {
+            let started = std::fs::read_dir(bundle.join("rootfs/files"))
+                .is_ok_and(|mut d| d.next().is_some());
+            if started && !bundle.join("config.json").exists() {
+                child.kill().unwrap();
+                killed_here = true;
+                break;
+            }
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            killed_here || out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Killed after the bundle was complete: the pull won the race, try again.
+        if killed_here && pending(&bundle) {
+            killed = Some(bundle);
+            break;
+        }
+    }
+    let bundle = killed.expect("could not kill the pull in the middle of its bundle");
+    assert!(!bundle.join("config.json").exists());
+    let left = std::fs::read_dir(bundle.join("rootfs/files")).map_or(0, |d| d.count());
+    assert!(left > 0);
+    println!("killed with {left} of 400 files flattened");
+
+    // Restart into the same bundle: the half-made one is taken down, the pull succeeds.
+    let out = pull(Some(&bundle)).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        built.manifest.digest
+    );
+    assert!(!pending(&bundle));
+    let expected = env.umoci_rootfs(&reference, "many");
     assert_same_tree(&bundle.join("rootfs"), &expected);
 }

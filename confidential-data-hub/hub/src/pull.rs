@@ -179,7 +179,7 @@ fn describe(e: &PullError) -> String {
 ///   config size, entry size, entry count, depth);
 /// - FAILED_PRECONDITION for an encrypted layer with no way to unwrap its key, or a work
 ///   directory whose filesystem cannot hold whiteouts;
-/// - ALREADY_EXISTS when the bundle exists;
+/// - ALREADY_EXISTS when the bundle exists, ABORTED while another pull makes it;
 /// - INTERNAL otherwise.
 ///
 /// When every source failed alike, their common code.
@@ -196,6 +196,7 @@ pub(crate) fn pull_error_code(e: &PullError) -> ttrpc::Code {
         PullError::Layer(layer) => layer_error_code(layer),
         PullError::NoMatchingPlatform { .. } => Code::NOT_FOUND,
         PullError::Bundle(image_rs::BundleError::Exists(_)) => Code::ALREADY_EXISTS,
+        PullError::Store(image_rs::StoreError::BundleBusy(_)) => Code::ABORTED,
         PullError::AllSourcesFailed { attempts } => {
             let mut codes = attempts.iter().map(|(_, e)| pull_error_code(e));
             match codes.next() {
@@ -717,6 +718,10 @@ mod tests {
             (
                 PullError::Bundle(image_rs::BundleError::Exists("/b/config.json".into())),
                 Code::ALREADY_EXISTS,
+            ),
+            (
+                PullError::Store(image_rs::StoreError::BundleBusy("/b".into())),
+                Code::ABORTED,
             ),
             (internal(), Code::INTERNAL),
             (

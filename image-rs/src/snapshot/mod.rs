@@ -80,18 +80,24 @@ pub(crate) fn io_error<'a>(
     }
 }
 
-/// Creates `rootfs` (absent or empty) as a directory.
-pub(crate) fn prepare_rootfs(rootfs: &Path) -> Result<(), SnapshotError> {
+/// Whether `rootfs` exists (empty); refused if it holds anything: not ours to fill.
+pub(crate) fn empty_rootfs_exists(rootfs: &Path) -> Result<bool, SnapshotError> {
     match std::fs::read_dir(rootfs) {
         Ok(mut entries) => {
             if entries.next().is_some() {
                 return Err(SnapshotError::RootfsNotEmpty(rootfs.to_path_buf()));
             }
-            Ok(())
+            Ok(true)
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(rootfs).map_err(io_error("create", rootfs))
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(io_error("read", rootfs)(e)),
     }
+}
+
+/// Creates `rootfs` (absent or empty) as a directory.
+pub(crate) fn prepare_rootfs(rootfs: &Path) -> Result<(), SnapshotError> {
+    if empty_rootfs_exists(rootfs)? {
+        return Ok(());
+    }
+    std::fs::create_dir_all(rootfs).map_err(io_error("create", rootfs))
 }
