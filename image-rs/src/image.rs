@@ -336,7 +336,7 @@ impl ImageClient {
                             platform: platform.to_string(),
                         })?;
                 let fetched = repo
-                    .fetch_manifest(&entry.digest, Some(&entry.digest))
+                    .fetch_manifest(entry.digest.as_str(), Some(&entry.digest))
                     .await
                     .map_err(registry_err)?;
                 (fetched, Some(top.digest.clone()))

@@ -212,7 +212,7 @@ impl Reference {
         }
         if let Some(digest) = &self.digest {
             text.push('@');
-            text.push_str(digest);
+            text.push_str(digest.as_str());
         }
         Self::parse(&text)
     }

@@ -56,7 +56,7 @@ fn edit_manifest(
 ) -> Descriptor {
     let descriptor = layout.resolve_tag(from).unwrap();
     let mut manifest: serde_json::Value =
-        serde_json::from_slice(&layout.read_blob(&descriptor.digest).unwrap()).unwrap();
+        serde_json::from_slice(&layout.read_blob(descriptor.digest.as_str()).unwrap()).unwrap();
     edit(&mut manifest);
     let bytes = serde_json::to_vec(&manifest).unwrap();
     let written = layout.write_blob(&bytes, &descriptor.media_type).unwrap();
@@ -85,7 +85,7 @@ async fn skopeo_encrypted_layers_decrypt_and_tampering_is_refused() {
     let enc = OciLayout::create(&enc_dir).unwrap();
     let enc_manifest = enc.resolve_tag("enc").unwrap();
     let manifest: serde_json::Value =
-        serde_json::from_slice(&enc.read_blob(&enc_manifest.digest).unwrap()).unwrap();
+        serde_json::from_slice(&enc.read_blob(enc_manifest.digest.as_str()).unwrap()).unwrap();
     let types: Vec<&str> = manifest["layers"]
         .as_array()
         .unwrap()

@@ -620,7 +620,7 @@ async fn a_corrupt_or_substituted_blob_is_refused_as_such() {
         )
         .await;
     env.registry
-        .tamper_blob(&built.layers[0].digest, |d| {
+        .tamper_blob(built.layers[0].digest.as_str(), |d| {
             let last = d.len() - 1;
             d[last] ^= 1;
         })
@@ -638,7 +638,7 @@ async fn a_corrupt_or_substituted_blob_is_refused_as_such() {
         )
         .await;
     env.registry
-        .tamper_blob(&built.layers[0].digest, |d| {
+        .tamper_blob(built.layers[0].digest.as_str(), |d| {
             let mid = d.len() / 2;
             d[mid] ^= 0xff;
         })
@@ -657,7 +657,7 @@ async fn a_corrupt_or_substituted_blob_is_refused_as_such() {
         .await;
     let other = gzip(&tar_bytes(&[Entry::file("f", "evil!!!!")]).unwrap());
     env.registry
-        .tamper_blob(&built.layers[0].digest, move |d| {
+        .tamper_blob(built.layers[0].digest.as_str(), move |d| {
             d.clear();
             d.extend_from_slice(&other);
         })

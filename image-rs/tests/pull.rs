@@ -234,7 +234,10 @@ impl SignaturePolicy for RecordingPolicy {
         // The pull's own session reads the registry (here an insecure, plain-HTTP one).
         let mut repository = request.repository.clone();
         let fetched = repository
-            .fetch_manifest(request.manifest_digest, Some(request.manifest_digest))
+            .fetch_manifest(
+                request.manifest_digest.as_str(),
+                Some(request.manifest_digest),
+            )
             .await
             .map_err(|e| PolicyError {
                 message: e.to_string(),

@@ -159,7 +159,7 @@ impl Transaction {
 
     /// Moves a finished temporary file to its content address.
     fn place(&mut self, tmp: &Path, digest: &Digest) -> Result<PathBuf> {
-        let path = blob_path(&self.dst, digest)?;
+        let path = blob_path(&self.dst, digest.as_str())?;
         if path.exists() {
             let _ = fs::remove_file(tmp);
         } else {

@@ -309,7 +309,7 @@ mod tests {
         }
         let index = write_multi_arch(&layout).unwrap();
         let json: serde_json::Value =
-            serde_json::from_slice(&layout.read_blob(&index.digest).unwrap()).unwrap();
+            serde_json::from_slice(&layout.read_blob(index.digest.as_str()).unwrap()).unwrap();
         let arches: Vec<&str> = json["manifests"]
             .as_array()
             .unwrap()

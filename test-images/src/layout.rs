@@ -320,7 +320,7 @@ impl OciLayout {
     /// Stores `data` as a blob and describes it.
     pub fn write_blob(&self, data: &[u8], media_type: &str) -> Result<Descriptor> {
         let digest = Digest::sha256_of(data);
-        let path = self.blob_path(&digest)?;
+        let path = self.blob_path(digest.as_str())?;
         fs::write(&path, data).map_err(Error::io("write blob", &path))?;
         Ok(Descriptor {
             media_type: media_type.to_string(),
@@ -360,7 +360,7 @@ impl OciLayout {
                 let (compressor, diff_id, _) = tar.finish()?.finish();
                 let (mut file, digest, size) = compressor.finish()?.finish();
                 file.flush()?;
-                let path = self.blob_path(&digest)?;
+                let path = self.blob_path(digest.as_str())?;
                 tmp.persist(&path)
                     .map_err(|e| Error::io("store blob", &path)(e.error))?;
                 (
@@ -571,7 +571,7 @@ mod tests {
         let built = layout.write_image(&image).unwrap();
         assert_eq!(built.layers.len(), 3);
         for (layer, diff_id) in built.layers.iter().zip(&built.diff_ids) {
-            let blob = layout.read_blob(&layer.digest).unwrap();
+            let blob = layout.read_blob(layer.digest.as_str()).unwrap();
             assert_eq!(Digest::sha256_of(&blob), layer.digest);
             assert_eq!(blob.len() as u64, layer.size);
             let mut tar = Vec::new();
@@ -590,12 +590,14 @@ mod tests {
             assert_eq!(Digest::sha256_of(&tar), *diff_id);
         }
         let manifest: Value =
-            serde_json::from_slice(&layout.read_blob(&built.manifest.digest).unwrap()).unwrap();
+            serde_json::from_slice(&layout.read_blob(built.manifest.digest.as_str()).unwrap())
+                .unwrap();
         assert_eq!(manifest["mediaType"], OCI_MANIFEST);
         assert_eq!(manifest["config"]["digest"], built.config.digest.as_str());
         assert!(manifest.get("annotations").is_none());
         let config: Value =
-            serde_json::from_slice(&layout.read_blob(&built.config.digest).unwrap()).unwrap();
+            serde_json::from_slice(&layout.read_blob(built.config.digest.as_str()).unwrap())
+                .unwrap();
         assert_eq!(config["rootfs"]["diff_ids"], json!(built.diff_ids));
         assert_eq!(config["architecture"], "amd64");
 
@@ -622,7 +624,8 @@ mod tests {
         image.omit_manifest_media_type = true;
         let built = layout.write_image(&image).unwrap();
         let manifest: Value =
-            serde_json::from_slice(&layout.read_blob(&built.manifest.digest).unwrap()).unwrap();
+            serde_json::from_slice(&layout.read_blob(built.manifest.digest.as_str()).unwrap())
+                .unwrap();
         assert!(manifest.get("mediaType").is_none());
         assert_eq!(
             manifest["layers"][0]["mediaType"],
@@ -643,11 +646,12 @@ mod tests {
             Err(Error::InvalidImage(_))
         ));
         let upper = Digest::sha256_of(b"x")
+            .as_str()
             .to_ascii_uppercase()
             .replace("SHA256", "sha256");
         assert!(layout.blob_path(&upper).is_err());
         assert!(matches!(
-            layout.read_blob(&Digest::sha256_of(b"nope")),
+            layout.read_blob(Digest::sha256_of(b"nope").as_str()),
             Err(Error::MissingBlob(_))
         ));
     }

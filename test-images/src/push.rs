@@ -191,7 +191,7 @@ impl Pusher {
         reference: &str,
         descriptor: &Descriptor,
     ) -> Result<()> {
-        let body = layout.read_blob(&descriptor.digest)?;
+        let body = layout.read_blob(descriptor.digest.as_str())?;
         let url = format!("{}/v2/{repo}/manifests/{reference}", self.base);
         let response = self
             .request(reqwest::Method::PUT, &url)
@@ -211,7 +211,7 @@ impl Pusher {
         reference: &str,
         manifest: &Descriptor,
     ) -> Result<()> {
-        let json: Value = serde_json::from_slice(&layout.read_blob(&manifest.digest)?)?;
+        let json: Value = serde_json::from_slice(&layout.read_blob(manifest.digest.as_str())?)?;
         let mut digests = vec![json["config"]["digest"]
             .as_str()
             .ok_or_else(|| Error::InvalidImage("manifest without config digest".into()))?
@@ -270,11 +270,11 @@ pub async fn push_image(
         pusher.auth = Some(pusher.bearer_token(realm, repo).await?);
     }
     if manifest.media_type == OCI_INDEX || manifest.media_type == DOCKER_MANIFEST_LIST {
-        let index: Value = serde_json::from_slice(&layout.read_blob(&manifest.digest)?)?;
+        let index: Value = serde_json::from_slice(&layout.read_blob(manifest.digest.as_str())?)?;
         for entry in index["manifests"].as_array().into_iter().flatten() {
             let child: Descriptor = serde_json::from_value(entry.clone())?;
             pusher
-                .push_single(layout, repo, &child.digest, &child)
+                .push_single(layout, repo, child.digest.as_str(), &child)
                 .await?;
         }
         pusher.push_manifest(layout, repo, tag, manifest).await

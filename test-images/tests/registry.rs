@@ -178,7 +178,7 @@ async fn a_tampered_blob_is_served_as_tampered() {
     .unwrap();
     let digest = built.layers[0].digest.clone();
     registry
-        .tamper_blob(&digest, |data| {
+        .tamper_blob(digest.as_str(), |data| {
             let last = data.len() - 1;
             data[last] ^= 0xff;
         })

@@ -62,7 +62,7 @@ async fn publish_encrypted(registry: &Registry, layout: &OciLayout, repo: &str) 
         .with_wrap_params(vec![]),
     );
     let mut manifest: serde_json::Value =
-        serde_json::from_slice(&layout.read_blob(&built.manifest.digest).unwrap()).unwrap();
+        serde_json::from_slice(&layout.read_blob(built.manifest.digest.as_str()).unwrap()).unwrap();
     let layer = &mut manifest["layers"][0];
     let media_type = layer["mediaType"].as_str().unwrap().to_string();
     let digest = layer["digest"].as_str().unwrap().to_string();

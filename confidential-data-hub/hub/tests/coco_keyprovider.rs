@@ -149,7 +149,7 @@ async fn an_image_encrypted_by_coco_keyprovider_pulls_through_cc_kbc() {
         let out = OciLayout::create(&out_dir).unwrap();
         let manifest_desc = out.resolve_tag("v1").unwrap();
         let manifest: serde_json::Value =
-            serde_json::from_slice(&out.read_blob(&manifest_desc.digest).unwrap()).unwrap();
+            serde_json::from_slice(&out.read_blob(manifest_desc.digest.as_str()).unwrap()).unwrap();
         let layers = manifest["layers"].as_array().unwrap();
         assert_eq!(layers.len(), 3);
         for layer in layers {

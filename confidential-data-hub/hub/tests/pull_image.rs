@@ -140,7 +140,8 @@ impl Images {
             .with_wrap_params(vec![]),
         );
         let mut value: serde_json::Value =
-            serde_json::from_slice(&self.layout.read_blob(&manifest.digest).unwrap()).unwrap();
+            serde_json::from_slice(&self.layout.read_blob(manifest.digest.as_str()).unwrap())
+                .unwrap();
         for layer in value["layers"].as_array_mut().unwrap() {
             let media_type = layer["mediaType"].as_str().unwrap().to_string();
             let digest = layer["digest"].as_str().unwrap().to_string();

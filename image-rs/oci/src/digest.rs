@@ -1,7 +1,6 @@
 //! Content digests (`<algorithm>:<hex>`) and the streaming hasher that produces them.
 
 use std::fmt;
-use std::ops::Deref;
 use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -168,13 +167,6 @@ impl Digest {
     }
 }
 
-impl Deref for Digest {
-    type Target = str;
-    fn deref(&self) -> &str {
-        &self.text
-    }
-}
-
 impl AsRef<str> for Digest {
     fn as_ref(&self) -> &str {
         &self.text
@@ -302,7 +294,7 @@ mod tests {
         assert_eq!(d.algorithm(), Algorithm::Sha256);
         assert_eq!(d.hex(), EMPTY_SHA256);
         assert_eq!(d.to_string(), format!("sha256:{EMPTY_SHA256}"));
-        assert_eq!(&*d, format!("sha256:{EMPTY_SHA256}"));
+        assert_eq!(d.as_str(), format!("sha256:{EMPTY_SHA256}"));
         assert_eq!(d, Digest::sha256_of(b""));
         assert_eq!(d.file_name(), format!("sha256-{EMPTY_SHA256}"));
         assert_eq!(Digest::from_file_name(&d.file_name()), Some(d.clone()));
@@ -323,9 +315,9 @@ mod tests {
             h.update(b"a");
             h.update(b"bc");
             let d = h.finish();
-            assert!(d.starts_with(prefix), "{d}");
+            assert!(d.as_str().starts_with(prefix), "{d}");
             assert_eq!(d.hex().len(), algorithm.hex_len());
-            assert_eq!(Digest::parse(&d).unwrap(), d);
+            assert_eq!(Digest::parse(d.as_str()).unwrap(), d);
         }
     }
 
