@@ -8,7 +8,8 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{assert_same_tree, staging_dirs, stored_layers, Env};
@@ -31,7 +32,7 @@ fn big_image() -> ImageSpec {
 }
 
 /// Bytes of regular files under the staging directories.
-fn staged_bytes(work: &std::path::Path) -> u64 {
+fn staged_bytes(work: &Path) -> u64 {
     let mut total = 0;
     let mut stack = vec![work.join("staging")];
     while let Some(dir) = stack.pop() {
@@ -52,45 +53,56 @@ fn staged_bytes(work: &std::path::Path) -> u64 {
     total
 }
 
+/// `image-pull` of `reference` with the store in `work`, flattened into `bundle` (or the
+/// layers only), output captured.
+fn image_pull(env: &Env, work: &Path, reference: &str, bundle: Option<&Path>) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_image-pull"));
+    cmd.arg("--work-dir").arg(work);
+    if let Some(bundle) = bundle {
+        cmd.arg("--bundle").arg(bundle);
+    }
+    cmd.arg("--snapshotter")
+        .arg("flatten")
+        .arg("--insecure-registry")
+        .arg(env.registry.host())
+        .arg(reference)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// Polls `ready` every `every` for up to a minute and kills `child` as soon as it holds:
+/// whether it did (false: the child ended first, or the minute ran out).
+fn kill_when(child: &mut Child, every: Duration, mut ready: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if ready() {
+            child.kill().unwrap();
+            return true;
+        }
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        std::thread::sleep(every);
+    }
+    false
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pull_killed_mid_layer_is_recovered_without_reusing_partial_data() {
     let env = Env::plain();
     let (reference, built) = env.publish(&big_image(), "test/big", "v1").await;
     let work = env.dir.path().join("work");
-    let bin = env!("CARGO_BIN_EXE_image-pull");
-    let pull = |bundle: &std::path::Path| {
-        let mut cmd = Command::new(bin);
-        cmd.arg("--work-dir")
-            .arg(&work)
-            .arg("--bundle")
-            .arg(bundle)
-            .arg("--snapshotter")
-            .arg("flatten")
-            .arg("--insecure-registry")
-            .arg(env.registry.host())
-            .arg(&reference)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        cmd
-    };
+    let pull = |bundle: &Path| image_pull(&env, &work, &reference, Some(bundle));
 
     // Kill it as soon as part of the big layer is on disk.
     let mut killed_mid_layer = false;
     for attempt in 0..5 {
         let bundle = env.dir.path().join(format!("killed-{attempt}"));
         let mut child = pull(&bundle).spawn().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if staged_bytes(&work) > 512 << 10 {
-                child.kill().unwrap();
-                killed_mid_layer = true;
-                break;
-            }
-            if child.try_wait().unwrap().is_some() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        killed_mid_layer = kill_when(&mut child, Duration::from_millis(2), || {
+            staged_bytes(&work) > 512 << 10
+        });
         let status = child.wait().unwrap();
         if killed_mid_layer {
             assert!(!status.success());
@@ -142,23 +154,8 @@ async fn a_pull_killed_mid_bundle_leaves_a_pending_bundle_the_next_pull_into_it_
     let env = Env::plain();
     let (reference, built) = env.publish(&many_files_image(), "test/many", "v1").await;
     let work = env.dir.path().join("work");
-    let bin = env!("CARGO_BIN_EXE_image-pull");
-    let pull = |bundle: Option<&std::path::Path>| {
-        let mut cmd = Command::new(bin);
-        cmd.arg("--work-dir").arg(&work);
-        if let Some(bundle) = bundle {
-            cmd.arg("--bundle").arg(bundle);
-        }
-        cmd.arg("--snapshotter")
-            .arg("flatten")
-            .arg("--insecure-registry")
-            .arg(env.registry.host())
-            .arg(&reference)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        cmd
-    };
-    let pending = |bundle: &std::path::Path| {
+    let pull = |bundle: Option<&Path>| image_pull(&env, &work, &reference, bundle);
+    let pending = |bundle: &Path| {
         let meta: serde_json::Value =
             serde_json::from_slice(&std::fs::read(work.join("metadata.json")).unwrap()).unwrap();
         meta["pending_bundles"]
@@ -173,21 +170,11 @@ async fn a_pull_killed_mid_bundle_leaves_a_pending_bundle_the_next_pull_into_it_
     for attempt in 0..10 {
         let bundle = env.dir.path().join(format!("bundle-{attempt}"));
         let mut child = pull(Some(&bundle)).spawn().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut killed_here = false;
-        while Instant::now() < deadline {
+        let killed_here = kill_when(&mut child, Duration::from_millis(1), || {
             let started = std::fs::read_dir(bundle.join("rootfs/files"))
                 .is_ok_and(|mut d| d.next().is_some());
-            if started && !bundle.join("config.json").exists() {
-                child.kill().unwrap();
-                killed_here = true;
-                break;
-            }
-            if child.try_wait().unwrap().is_some() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
+            started && !bundle.join("config.json").exists()
+        });
         let out = child.wait_with_output().unwrap();
         assert!(
             killed_here || out.status.success(),
