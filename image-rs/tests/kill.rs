@@ -71,6 +71,17 @@ fn image_pull(env: &Env, work: &Path, reference: &str, bundle: Option<&Path>) ->
     cmd
 }
 
+/// Runs a pull that must succeed; what it prints (the manifest digest).
+fn run_to_success(mut pull: Command) -> String {
+    let out = pull.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
 /// Polls `ready` every `every` for up to a minute and kills `child` as soon as it holds:
 /// whether it did (false: the child ended first, or the minute ran out).
 fn kill_when(child: &mut Child, every: Duration, mut ready: impl FnMut() -> bool) -> bool {
@@ -122,16 +133,7 @@ async fn a_pull_killed_mid_layer_is_recovered_without_reusing_partial_data() {
 
     // Restart: the leftovers go, the pull succeeds.
     let bundle = env.dir.path().join("bundle");
-    let out = pull(&bundle).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        built.manifest.digest
-    );
+    assert_eq!(run_to_success(pull(&bundle)), built.manifest.digest);
     assert_eq!(staging_dirs(&work), 0);
     assert_eq!(stored_layers(&work), 2);
     let expected = env.umoci_rootfs(&reference, "big");
@@ -194,16 +196,7 @@ async fn a_pull_killed_mid_bundle_leaves_a_pending_bundle_the_next_pull_into_it_
     println!("killed with {left} of 400 files flattened");
 
     // Restart into the same bundle: the half-made one is taken down, the pull succeeds.
-    let out = pull(Some(&bundle)).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        built.manifest.digest
-    );
+    assert_eq!(run_to_success(pull(Some(&bundle))), built.manifest.digest);
     assert!(!pending(&bundle));
     let expected = env.umoci_rootfs(&reference, "many");
     assert_same_tree(&bundle.join("rootfs"), &expected);
