@@ -171,6 +171,7 @@ test:
 	$(CARGO) test --locked --workspace --no-fail-fast
 	$(CARGO) test --locked --no-fail-fast -p attester --features all-attesters,bin
 	$(CARGO) test --locked --no-fail-fast -p kbs_protocol --features bin
+	$(CARGO) test --locked --no-fail-fast -p kbs_protocol --no-default-features
 	$(CARGO) test --locked --no-fail-fast -p kms -p confidential-data-hub --features kms/aws,kms/aliyun,kms/ehsm,confidential-data-hub/aws,confidential-data-hub/aliyun,confidential-data-hub/ehsm
 	$(MAKE) vm-test
 
