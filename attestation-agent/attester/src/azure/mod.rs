@@ -308,23 +308,30 @@ impl AzTdxVtpmAttester {
     }
 }
 
+/// The attester `make` builds when the vTPM the platform names holds an HCL report of type
+/// `wanted`.
+fn probe(
+    platform: &Platform,
+    env: &Env,
+    wanted: HclReportType,
+    make: fn(TpmLocation, Arc<dyn Imds>) -> Box<dyn Attester>,
+) -> Result<Option<Box<dyn Attester>>, AttesterError> {
+    let Some(location) = TpmLocation::from_env(platform, env)? else {
+        return Ok(None);
+    };
+    Ok((detect_hcl(&location) == Some(wanted))
+        .then(|| make(location, Arc::new(AzureImds::default()))))
+}
+
 /// Looks for an Azure SEV-SNP CVM: an SNP HCL report in the vTPM.
 #[cfg(feature = "az-snp-vtpm-attester")]
 pub fn probe_snp(
     platform: &Platform,
     env: &Env,
 ) -> Result<Option<Box<dyn Attester>>, AttesterError> {
-    let Some(location) = TpmLocation::from_env(platform, env)? else {
-        return Ok(None);
-    };
-    Ok(
-        (detect_hcl(&location) == Some(HclReportType::Snp)).then(|| {
-            Box::new(AzSnpVtpmAttester::new(
-                location,
-                Arc::new(AzureImds::default()),
-            )) as Box<dyn Attester>
-        }),
-    )
+    probe(platform, env, HclReportType::Snp, |location, imds| {
+        Box::new(AzSnpVtpmAttester::new(location, imds))
+    })
 }
 
 /// Looks for an Azure TDX CVM: a TDX HCL report in the vTPM.
@@ -333,17 +340,9 @@ pub fn probe_tdx(
     platform: &Platform,
     env: &Env,
 ) -> Result<Option<Box<dyn Attester>>, AttesterError> {
-    let Some(location) = TpmLocation::from_env(platform, env)? else {
-        return Ok(None);
-    };
-    Ok(
-        (detect_hcl(&location) == Some(HclReportType::Tdx)).then(|| {
-            Box::new(AzTdxVtpmAttester::new(
-                location,
-                Arc::new(AzureImds::default()),
-            )) as Box<dyn Attester>
-        }),
-    )
+    probe(platform, env, HclReportType::Tdx, |location, imds| {
+        Box::new(AzTdxVtpmAttester::new(location, imds))
+    })
 }
 
 fn json<T: Serialize>(tee: Tee, evidence: &T) -> Result<serde_json::Value, AttesterError> {
@@ -353,21 +352,37 @@ fn json<T: Serialize>(tee: Tee, evidence: &T) -> Result<serde_json::Value, Attes
     })
 }
 
+/// The hardware half of an Azure CVM attester (what IMDS adds to the HCL report and the
+/// vTPM quote); the vTPM half, and so the rest of [`Attester`], is [`AzureVtpm`].
 #[async_trait]
-impl Attester for AzSnpVtpmAttester {
-    fn tee(&self) -> Tee {
-        Tee::AzSnpVtpm
+trait AzureCvm: Send + Sync {
+    /// The HCL report type of this CVM, and its name with an article for errors.
+    const REPORT: (HclReportType, &'static str);
+
+    fn core(&self) -> &AzureVtpm;
+
+    /// The evidence for an HCL report of type [`AzureCvm::REPORT`] and its vTPM quote.
+    async fn evidence(
+        &self,
+        report: HclReport,
+        tpm_quote: AzTpmQuote,
+    ) -> Result<serde_json::Value, AttesterError>;
+}
+
+#[async_trait]
+impl AzureCvm for AzSnpVtpmAttester {
+    const REPORT: (HclReportType, &'static str) = (HclReportType::Snp, "an SEV-SNP");
+
+    fn core(&self) -> &AzureVtpm {
+        &self.core
     }
 
-    async fn get_evidence(&self, report_data: &[u8]) -> Result<serde_json::Value, AttesterError> {
+    async fn evidence(
+        &self,
+        report: HclReport,
+        tpm_quote: AzTpmQuote,
+    ) -> Result<serde_json::Value, AttesterError> {
         let core = &self.core;
-        let (report, tpm_quote) = core.report_and_quote(report_data).await?;
-        if report.report_type() != HclReportType::Snp {
-            return Err(AttesterError::Platform {
-                tee: core.tee,
-                message: "the HCL report is not an SEV-SNP report".to_string(),
-            });
-        }
         let pem = core
             .imds
             .vcek_pem()
@@ -387,43 +402,22 @@ impl Attester for AzSnpVtpmAttester {
             },
         )
     }
-
-    async fn bind_init_data(&self, digest: &[u8]) -> Result<InitDataResult, AttesterError> {
-        bind_init_data_pcr(&self.core.tpm, self.core.tee, digest).await
-    }
-
-    fn default_runtime_pcr(&self) -> u64 {
-        crate::TPM_RUNTIME_PCR
-    }
-
-    async fn extend_runtime_measurement(
-        &self,
-        event: &[u8],
-        pcr: u64,
-    ) -> Result<RuntimeMeasurement, AttesterError> {
-        extend_event(&self.core.tpm, self.core.tee, event, pcr).await
-    }
-
-    async fn read_register(&self, pcr: u64) -> Result<Option<RegisterValue>, AttesterError> {
-        read_pcr(&self.core.tpm, self.core.tee, pcr).await
-    }
 }
 
 #[async_trait]
-impl Attester for AzTdxVtpmAttester {
-    fn tee(&self) -> Tee {
-        Tee::AzTdxVtpm
+impl AzureCvm for AzTdxVtpmAttester {
+    const REPORT: (HclReportType, &'static str) = (HclReportType::Tdx, "a TDX");
+
+    fn core(&self) -> &AzureVtpm {
+        &self.core
     }
 
-    async fn get_evidence(&self, report_data: &[u8]) -> Result<serde_json::Value, AttesterError> {
+    async fn evidence(
+        &self,
+        report: HclReport,
+        tpm_quote: AzTpmQuote,
+    ) -> Result<serde_json::Value, AttesterError> {
         let core = &self.core;
-        let (report, tpm_quote) = core.report_and_quote(report_data).await?;
-        if report.report_type() != HclReportType::Tdx {
-            return Err(AttesterError::Platform {
-                tee: core.tee,
-                message: "the HCL report is not a TDX report".to_string(),
-            });
-        }
         let td_quote = core
             .imds
             .td_quote(report.hw_report())
@@ -439,9 +433,29 @@ impl Attester for AzTdxVtpmAttester {
             },
         )
     }
+}
+
+#[async_trait]
+impl<C: AzureCvm> Attester for C {
+    fn tee(&self) -> Tee {
+        self.core().tee
+    }
+
+    async fn get_evidence(&self, report_data: &[u8]) -> Result<serde_json::Value, AttesterError> {
+        let core = self.core();
+        let (report, tpm_quote) = core.report_and_quote(report_data).await?;
+        let (wanted, name) = C::REPORT;
+        if report.report_type() != wanted {
+            return Err(AttesterError::Platform {
+                tee: core.tee,
+                message: format!("the HCL report is not {name} report"),
+            });
+        }
+        self.evidence(report, tpm_quote).await
+    }
 
     async fn bind_init_data(&self, digest: &[u8]) -> Result<InitDataResult, AttesterError> {
-        bind_init_data_pcr(&self.core.tpm, self.core.tee, digest).await
+        bind_init_data_pcr(&self.core().tpm, self.core().tee, digest).await
     }
 
     fn default_runtime_pcr(&self) -> u64 {
@@ -453,11 +467,11 @@ impl Attester for AzTdxVtpmAttester {
         event: &[u8],
         pcr: u64,
     ) -> Result<RuntimeMeasurement, AttesterError> {
-        extend_event(&self.core.tpm, self.core.tee, event, pcr).await
+        extend_event(&self.core().tpm, self.core().tee, event, pcr).await
     }
 
     async fn read_register(&self, pcr: u64) -> Result<Option<RegisterValue>, AttesterError> {
-        read_pcr(&self.core.tpm, self.core.tee, pcr).await
+        read_pcr(&self.core().tpm, self.core().tee, pcr).await
     }
 }
 
