@@ -3,7 +3,7 @@
 
 use std::{
     io::Read,
-    os::unix::net::UnixListener,
+    os::unix::net::UnixDatagram,
     path::Path,
     process::{Child, Command, ExitStatus, Stdio},
     time::{Duration, Instant},
@@ -141,8 +141,10 @@ fn bind_request(digest: &[u8]) -> aa::BindInitDataRequest {
 async fn serves_evidence_over_ttrpc_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("aa.sock");
-    // a stale socket left by a previous run must be replaced
-    drop(UnixListener::bind(&socket).unwrap());
+    // A stale socket left by a previous run must be replaced. It is a datagram socket: a
+    // listening one could live on in a child another test is forking at this moment, take
+    // this test's connections and reset them when that child execs.
+    drop(UnixDatagram::bind(&socket).unwrap());
     assert!(socket.exists());
     let initdata = dir.path().join("initdata.toml");
     std::fs::write(&initdata, INITDATA).unwrap();
