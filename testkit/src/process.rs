@@ -5,7 +5,7 @@
 use std::{
     fs::File,
     io,
-    net::{SocketAddr, TcpListener, TcpStream},
+    net::{SocketAddr, TcpStream},
     os::unix::net::UnixStream,
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
@@ -13,8 +13,19 @@ use std::{
 };
 
 /// A free TCP port on 127.0.0.1 (bound, read, released).
+///
+/// The probe socket binds with SO_REUSEADDR and never listens: a copy of it inherited by a
+/// child that another test thread forks at that moment then neither accepts the
+/// connections meant for the daemon nor keeps the daemon from binding the port.
 pub fn free_port() -> io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(port_probe()?.local_addr()?.port())
+}
+
+fn port_probe() -> io::Result<tokio::net::TcpSocket> {
+    let probe = tokio::net::TcpSocket::new_v4()?;
+    probe.set_reuseaddr(true)?;
+    probe.bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    Ok(probe)
 }
 
 /// The path of a binary of this workspace built into the same target directory as the
@@ -209,7 +220,22 @@ pub fn send_signal(pid: u32, signal: &str) -> io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use std::net::TcpListener;
+
     use super::*;
+
+    /// What a copy of the probe, alive in a child forked by another thread, would do.
+    #[test]
+    fn a_lingering_port_probe_neither_blocks_nor_takes_the_port() {
+        let probe = port_probe().unwrap();
+        let addr = probe.local_addr().unwrap();
+        // std binds with SO_REUSEADDR, as tokio, Go and the daemons do
+        let listener = TcpListener::bind(addr).unwrap();
+        let client = TcpStream::connect(addr).unwrap();
+        let (_, peer) = listener.accept().unwrap();
+        assert_eq!(peer, client.local_addr().unwrap());
+        drop(probe);
+    }
 
     #[test]
     fn a_daemon_that_exits_early_reports_its_stderr() {
