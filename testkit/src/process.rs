@@ -60,10 +60,16 @@ pub enum Ready {
     Tcp(SocketAddr),
 }
 
+/// Whether the unix socket at `path` accepts connections. Its file appears at bind(2), a moment
+/// before the daemon listens, so the file alone does not say that a client can connect.
+pub fn unix_socket_accepts(path: &Path) -> bool {
+    UnixStream::connect(path).is_ok()
+}
+
 impl Ready {
     fn accepts(&self) -> bool {
         match self {
-            Ready::Unix(path) => UnixStream::connect(path).is_ok(),
+            Ready::Unix(path) => unix_socket_accepts(path),
             Ready::Tcp(addr) => {
                 TcpStream::connect_timeout(addr, Duration::from_millis(200)).is_ok()
             }

@@ -76,7 +76,7 @@ async fn wait_for_socket(child: &mut Child, socket: &Path) {
         if let Some(status) = child.try_wait().unwrap() {
             panic!("agent exited with {status}:\n{}", stderr_of(child));
         }
-        if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+        if testkit::process::unix_socket_accepts(socket) {
             return;
         }
         assert!(

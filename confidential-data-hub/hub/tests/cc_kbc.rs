@@ -247,7 +247,7 @@ async fn a_kbs_that_is_down_does_not_delay_the_socket() {
         .stderr(std::fs::File::create(guest.path("cdh.stderr")).unwrap())
         .spawn()
         .unwrap();
-    while !guest.guest.cdh_sock().exists() {
+    while !testkit::process::unix_socket_accepts(&guest.guest.cdh_sock()) {
         assert!(
             started.elapsed() < Duration::from_secs(1),
             "no socket within 1 s: {}",

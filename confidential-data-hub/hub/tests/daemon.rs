@@ -142,7 +142,7 @@ impl Daemon {
 
     async fn wait_for_socket(&mut self, socket: &Path) {
         let deadline = Instant::now() + START;
-        while !socket.exists() {
+        while !testkit::process::unix_socket_accepts(socket) {
             if let Some(status) = self.child.try_wait().unwrap() {
                 panic!("daemon exited with {status}: {}", self.stderr());
             }
