@@ -1,15 +1,15 @@
 //! Serving the generated services on a `unix://` address, the way every daemon of the suite
-//! does it: parent directory created, a stale socket file replaced, graceful stop on a
-//! signal, socket file removed afterwards.
+//! does it: parent directory created, a stale socket file replaced, the socket file shown
+//! only once it listens, graceful stop on a signal, socket file removed afterwards.
 
 use std::{
     collections::HashMap,
     io,
-    os::unix::fs::FileTypeExt,
+    os::unix::{ffi::OsStrExt, fs::FileTypeExt, net::UnixListener},
     path::{Path, PathBuf},
 };
 
-use ttrpc::r#async::{Server, Service};
+use ttrpc::r#async::{transport::Listener, Server, Service};
 
 /// Why a ttRPC endpoint could not be served.
 #[derive(Debug, thiserror::Error)]
@@ -46,9 +46,12 @@ pub fn unix_socket_path(addr: &str) -> Result<PathBuf, ServeError> {
     }
 }
 
-/// Creates the socket's parent directory and removes a stale socket file left by a
-/// previous run. Anything that is not a socket is refused rather than deleted.
-fn prepare_socket(path: &Path) -> Result<(), ServeError> {
+/// The longest path a unix socket address holds (`sun_path` less its terminating NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
+/// Creates the socket's parent directory; says whether a socket file (a stale one left by a
+/// previous run) is already there. Anything that is not a socket is refused, not deleted.
+fn prepare_socket(path: &Path) -> Result<bool, ServeError> {
     let prepare = |source| ServeError::Prepare {
         path: path.to_path_buf(),
         source,
@@ -57,11 +60,52 @@ fn prepare_socket(path: &Path) -> Result<(), ServeError> {
         std::fs::create_dir_all(parent).map_err(prepare)?;
     }
     match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(path).map_err(prepare),
+        Ok(meta) if meta.file_type().is_socket() => Ok(true),
         Ok(_) => Err(ServeError::NotASocket(path.to_path_buf())),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(prepare(e)),
     }
+}
+
+/// Where the socket is bound before it takes its name: beside it, named after this process.
+fn staging_path(path: &Path) -> Option<PathBuf> {
+    let name = path.file_name()?;
+    let mut staged = b".".to_vec();
+    staged.extend_from_slice(std::process::id().to_string().as_bytes());
+    staged.push(b'.');
+    staged.extend_from_slice(name.as_bytes());
+    let staged = path.with_file_name(std::ffi::OsStr::from_bytes(&staged));
+    (staged.as_os_str().len() <= MAX_SOCKET_PATH).then_some(staged)
+}
+
+/// A listening socket at `path`, replacing a stale one. The file appears at bind(2), before
+/// listen(2), so the socket is bound and listening under a staging name and then renamed
+/// over `path`: a client that waits for the file (kata-agent does) can never find it and be
+/// refused. Where the staging name would be too long, `path` is bound in place.
+fn bind_listening(path: &Path, stale: bool) -> Result<UnixListener, ServeError> {
+    let prepare = |source| ServeError::Prepare {
+        path: path.to_path_buf(),
+        source,
+    };
+    let remove = |file: &Path| match std::fs::remove_file(file) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    };
+    let Some(staged) = staging_path(path) else {
+        if stale {
+            remove(path).map_err(prepare)?;
+        }
+        return UnixListener::bind(path).map_err(prepare);
+    };
+    // a staging file of a previous run that had this pid
+    remove(&staged).map_err(prepare)?;
+    let listener = UnixListener::bind(&staged).map_err(prepare)?;
+    if let Err(e) = std::fs::rename(&staged, path) {
+        // best effort: the error that matters is the rename's
+        let _ = remove(&staged);
+        return Err(prepare(e));
+    }
+    Ok(listener)
 }
 
 /// A started ttRPC server; [`RunningServer::stop`] stops it and removes its socket file.
@@ -86,12 +130,17 @@ pub async fn start(
     services: impl IntoIterator<Item = HashMap<String, Service>>,
 ) -> Result<RunningServer, ServeError> {
     let path = unix_socket_path(addr)?;
-    prepare_socket(&path)?;
+    let stale = prepare_socket(&path)?;
     let ttrpc_err = |source| ServeError::Ttrpc {
         addr: addr.to_string(),
         source,
     };
-    let mut server = Server::new().bind(addr).map_err(ttrpc_err)?;
+    let listener = bind_listening(&path, stale)?;
+    let listener = Listener::try_from(listener).map_err(|e| ServeError::Prepare {
+        path: path.clone(),
+        source: e,
+    })?;
+    let mut server = Server::new().add_listener(listener);
     for service in services {
         server = server.register_service(service);
     }
@@ -144,6 +193,8 @@ pub async fn shutdown_signal() -> io::Result<&'static str> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::MetadataExt;
+
     use super::*;
 
     #[test]
@@ -168,20 +219,75 @@ mod tests {
     }
 
     #[test]
-    fn stale_socket_is_replaced_but_a_file_is_not() {
+    fn a_file_in_the_way_is_refused_and_left_alone() {
         let dir = tempfile::tempdir().unwrap();
         let sock = dir.path().join("sub/a.sock");
-        prepare_socket(&sock).unwrap();
+        assert!(!prepare_socket(&sock).unwrap());
         assert!(sock.parent().unwrap().is_dir());
-        let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
-        prepare_socket(&sock).unwrap();
-        assert!(!sock.exists());
+        drop(UnixListener::bind(&sock).unwrap());
+        assert!(prepare_socket(&sock).unwrap());
+        std::fs::remove_file(&sock).unwrap();
         std::fs::write(&sock, b"data").unwrap();
         assert!(matches!(
             prepare_socket(&sock),
             Err(ServeError::NotASocket(_))
         ));
         assert_eq!(std::fs::read(&sock).unwrap(), b"data");
+    }
+
+    /// The names in `dir`.
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// A byte sent by a client of `sock` reaches `listener`.
+    fn reaches(sock: &Path, listener: &UnixListener) {
+        use std::io::{Read, Write};
+        let mut client = std::os::unix::net::UnixStream::connect(sock).unwrap();
+        client.write_all(b"x").unwrap();
+        let mut byte = [0];
+        listener.accept().unwrap().0.read_exact(&mut byte).unwrap();
+        assert_eq!(&byte, b"x");
+    }
+
+    #[test]
+    fn the_socket_takes_its_name_once_it_listens() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("a.sock");
+        let staged = staging_path(&sock).unwrap();
+        assert_eq!(staged.parent(), sock.parent());
+        assert_eq!(
+            staged.file_name().unwrap().to_string_lossy(),
+            format!(".{}.a.sock", std::process::id())
+        );
+        // a stale socket, and a staging file left by an earlier process with this pid
+        drop(UnixListener::bind(&sock).unwrap());
+        let stale_inode = std::fs::metadata(&sock).unwrap().ino();
+        drop(UnixListener::bind(&staged).unwrap());
+
+        let listener = bind_listening(&sock, prepare_socket(&sock).unwrap()).unwrap();
+        assert_ne!(std::fs::metadata(&sock).unwrap().ino(), stale_inode);
+        reaches(&sock, &listener);
+        assert_eq!(names(dir.path()), ["a.sock"]);
+    }
+
+    #[test]
+    fn a_path_too_long_to_stage_is_bound_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let room = MAX_SOCKET_PATH - dir.path().as_os_str().len() - 1;
+        let sock = dir.path().join("a.sock");
+        let sock = sock.with_file_name(format!("{}a.sock", "x".repeat(room - 6)));
+        assert_eq!(sock.as_os_str().len(), MAX_SOCKET_PATH);
+        assert_eq!(staging_path(&sock), None);
+        drop(UnixListener::bind(&sock).unwrap());
+        let listener = bind_listening(&sock, prepare_socket(&sock).unwrap()).unwrap();
+        reaches(&sock, &listener);
+        assert_eq!(names(dir.path()).len(), 1);
     }
 
     #[tokio::test]
