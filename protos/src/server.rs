@@ -49,9 +49,9 @@ pub fn unix_socket_path(addr: &str) -> Result<PathBuf, ServeError> {
 /// The longest path a unix socket address holds (`sun_path` less its terminating NUL).
 const MAX_SOCKET_PATH: usize = 107;
 
-/// Creates the socket's parent directory; says whether a socket file (a stale one left by a
-/// previous run) is already there. Anything that is not a socket is refused, not deleted.
-fn prepare_socket(path: &Path) -> Result<bool, ServeError> {
+/// Creates the socket's parent directory. A socket file already there (a stale one left by a
+/// previous run) is for [`bind_listening`] to replace; anything else is refused, not deleted.
+fn prepare_socket(path: &Path) -> Result<(), ServeError> {
     let prepare = |source| ServeError::Prepare {
         path: path.to_path_buf(),
         source,
@@ -60,9 +60,9 @@ fn prepare_socket(path: &Path) -> Result<bool, ServeError> {
         std::fs::create_dir_all(parent).map_err(prepare)?;
     }
     match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_socket() => Ok(true),
+        Ok(meta) if meta.file_type().is_socket() => Ok(()),
         Ok(_) => Err(ServeError::NotASocket(path.to_path_buf())),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(prepare(e)),
     }
 }
@@ -82,7 +82,7 @@ fn staging_path(path: &Path) -> Option<PathBuf> {
 /// listen(2), so the socket is bound and listening under a staging name and then renamed
 /// over `path`: a client that waits for the file (kata-agent does) can never find it and be
 /// refused. Where the staging name would be too long, `path` is bound in place.
-fn bind_listening(path: &Path, stale: bool) -> Result<UnixListener, ServeError> {
+fn bind_listening(path: &Path) -> Result<UnixListener, ServeError> {
     let prepare = |source| ServeError::Prepare {
         path: path.to_path_buf(),
         source,
@@ -92,9 +92,7 @@ fn bind_listening(path: &Path, stale: bool) -> Result<UnixListener, ServeError> 
         _ => Ok(()),
     };
     let Some(staged) = staging_path(path) else {
-        if stale {
-            remove(path).map_err(prepare)?;
-        }
+        remove(path).map_err(prepare)?;
         return UnixListener::bind(path).map_err(prepare);
     };
     // a staging file of a previous run that had this pid
@@ -130,12 +128,12 @@ pub async fn start(
     services: impl IntoIterator<Item = HashMap<String, Service>>,
 ) -> Result<RunningServer, ServeError> {
     let path = unix_socket_path(addr)?;
-    let stale = prepare_socket(&path)?;
+    prepare_socket(&path)?;
     let ttrpc_err = |source| ServeError::Ttrpc {
         addr: addr.to_string(),
         source,
     };
-    let listener = bind_listening(&path, stale)?;
+    let listener = bind_listening(&path)?;
     let listener = Listener::try_from(listener).map_err(|e| ServeError::Prepare {
         path: path.clone(),
         source: e,
@@ -222,11 +220,8 @@ mod tests {
     fn a_file_in_the_way_is_refused_and_left_alone() {
         let dir = tempfile::tempdir().unwrap();
         let sock = dir.path().join("sub/a.sock");
-        assert!(!prepare_socket(&sock).unwrap());
+        prepare_socket(&sock).unwrap();
         assert!(sock.parent().unwrap().is_dir());
-        drop(UnixListener::bind(&sock).unwrap());
-        assert!(prepare_socket(&sock).unwrap());
-        std::fs::remove_file(&sock).unwrap();
         std::fs::write(&sock, b"data").unwrap();
         assert!(matches!(
             prepare_socket(&sock),
@@ -270,7 +265,7 @@ mod tests {
         let stale_inode = std::fs::metadata(&sock).unwrap().ino();
         drop(UnixListener::bind(&staged).unwrap());
 
-        let listener = bind_listening(&sock, prepare_socket(&sock).unwrap()).unwrap();
+        let listener = bind_listening(&sock).unwrap();
         assert_ne!(std::fs::metadata(&sock).unwrap().ino(), stale_inode);
         reaches(&sock, &listener);
         assert_eq!(names(dir.path()), ["a.sock"]);
@@ -285,7 +280,7 @@ mod tests {
         assert_eq!(sock.as_os_str().len(), MAX_SOCKET_PATH);
         assert_eq!(staging_path(&sock), None);
         drop(UnixListener::bind(&sock).unwrap());
-        let listener = bind_listening(&sock, prepare_socket(&sock).unwrap()).unwrap();
+        let listener = bind_listening(&sock).unwrap();
         reaches(&sock, &listener);
         assert_eq!(names(dir.path()).len(), 1);
     }
