@@ -60,8 +60,8 @@ pub enum Ready {
     Tcp(SocketAddr),
 }
 
-/// Whether the unix socket at `path` accepts connections. Its file appears at bind(2), a moment
-/// before the daemon listens, so the file alone does not say that a client can connect.
+/// Whether the unix socket at `path` accepts connections. A socket file can exist before its
+/// owner listens (bind(2) makes it, listen(2) follows), so the file alone does not say so.
 pub fn unix_socket_accepts(path: &Path) -> bool {
     UnixStream::connect(path).is_ok()
 }
