@@ -6,7 +6,7 @@ mod common;
 
 use std::{
     io::{Read, Write},
-    net::{TcpListener, TcpStream},
+    net::TcpStream,
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
@@ -71,11 +71,7 @@ fn get(port: u16, target: &str) -> Option<String> {
 
 #[test]
 fn serves_and_stops_on_sigterm() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = testkit::process::free_port().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(BIN)
         .args(["-b", &format!("127.0.0.1:{port}"), "--features", "all"])
@@ -139,11 +135,7 @@ async fn withhold_tee_key_flag() {
             serde_json::json!({ "token": common::KBS_TOKEN }),
         ),
     ] {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = testkit::process::free_port().unwrap();
         let mut command = Command::new(BIN);
         command
             .args(["-b", &format!("127.0.0.1:{port}"), "-f", "attestation"])
